@@ -1,0 +1,467 @@
+"""The abstract contracts every plugin implements.
+
+An energy-based model is p_θ(x) = exp(f_θ(x)) / Z(θ). Throughout ebmbench, ``f`` is the
+*log of the unnormalised density* (higher means more likely), as in the lecture notes, and
+the score is ∇ₓf. An :class:`Architecture` builds the module computing f_θ; a
+:class:`Method` trains it; a :class:`Sampler` draws from it; a :class:`Dataset` supplies
+data (and, for toy densities, the exact truth); a :class:`Metric` scores a trained run; an
+:class:`Executor` runs many runs.
+
+Every plugin is a class with class-level metadata (``name``, ``description``, ``params``)
+and a cheap constructor taking the budget and hyper-parameter values. Constructors must not
+load data, download or allocate large tensors: the grid builds one instance of every plugin
+to check compatibility.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from .params import Param, check_budget, resolve_params
+
+__all__ = [
+    "Plugin",
+    "Combination",
+    "Architecture",
+    "Dataset",
+    "ToyDensity",
+    "ImageDataset",
+    "Sampler",
+    "SampleResult",
+    "Method",
+    "TrainContext",
+    "Metric",
+    "EvalContext",
+    "Executor",
+    "EnergyFn",
+    "PLUGIN_KINDS",
+]
+
+#: A callable mapping a batch ``x`` of shape (B, *shape) to f(x) of shape (B,).
+EnergyFn = Callable[[Tensor], Tensor]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Plugin:
+    """Common base: metadata, hyper-parameters and compatibility.
+
+    Class attributes every plugin sets:
+        name: Unique within its kind; lower case, words joined by ``_`` or ``-``.
+        description: One line, shown by ``ebmbench list``.
+        params: Hyper-parameters with a default per budget (see :class:`~ebmbench.Param`).
+
+    Args:
+        budget: ``smoke``, ``quick`` or ``full``; picks the defaults of ``params``.
+        **params: Values overriding the defaults; strings are coerced to the declared type.
+    """
+
+    kind: ClassVar[str] = "plugin"
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    params: ClassVar[dict[str, Param]] = {}
+
+    def __init__(self, *, budget: str = "quick", **params: Any) -> None:
+        self.budget = check_budget(budget)
+        self.hparams: dict[str, Any] = resolve_params(
+            f"{self.kind} {self.name!r}", self.params, budget, params
+        )
+
+    def incompatibility(self, combo: Combination) -> str | None:
+        """Why this plugin cannot run in ``combo``, or ``None`` when it can."""
+        return None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+        return f"{type(self).__name__}({args})"
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One (method, sampler, architecture, dataset) cell of the grid, as instances."""
+
+    method: Method
+    sampler: Sampler
+    architecture: Architecture
+    dataset: Dataset
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class Dataset(Plugin, ABC):
+    """A source of training and test data.
+
+    ``data_kind`` is ``"vector"`` (shape ``(dim,)``) or ``"image"`` (shape ``(C, H, W)``).
+    Training and test sets are fixed per seed: every method sees the same data.
+    """
+
+    kind: ClassVar[str] = "dataset"
+    data_kind: ClassVar[str] = "vector"
+
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one example."""
+
+    @abstractmethod
+    def train_data(self, generator: torch.Generator) -> Tensor:
+        """The training set, shape (N, *shape), float32 on the CPU."""
+
+    @abstractmethod
+    def test_data(self, generator: torch.Generator) -> Tensor:
+        """A held-out set drawn independently of the training set."""
+
+    def init_noise(self, n: int, generator: torch.Generator) -> Tensor:
+        """Starting points for samplers "from noise": uniform on [-1, 1] by default."""
+        return torch.rand((n, *self.shape), generator=generator) * 2 - 1
+
+
+class ToyDensity(Dataset):
+    """A density with exact, normalised ``log_prob`` and exact ``score``.
+
+    Subclasses implement :meth:`sample` and :meth:`log_prob`; :meth:`score` defaults to
+    autograd of ``log_prob``. Two-dimensional densities set :attr:`bounds`, a box holding
+    all but a negligible mass, used for quadrature of the learned density.
+    """
+
+    data_kind: ClassVar[str] = "vector"
+    params: ClassVar[dict[str, Param]] = {
+        "n_train": Param(10_000, "training-set size", smoke=1_000),
+        "n_test": Param(5_000, "held-out set size", smoke=1_000),
+    }
+
+    #: Dimension of x.
+    dim: int = 2
+    #: ((x_lo, x_hi), (y_lo, y_hi)) for 2-D densities, else None.
+    bounds: tuple[tuple[float, float], ...] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator) -> Tensor:
+        """Draw ``n`` exact samples, shape (n, dim), reproducibly from ``generator``."""
+
+    @abstractmethod
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact normalised log-density log p(x), shape (n,)."""
+
+    def score(self, x: Tensor) -> Tensor:
+        """Exact score ∇ₓ log p(x), shape (n, dim)."""
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.log_prob(x).sum(), x)
+        return grad
+
+    def train_data(self, generator: torch.Generator) -> Tensor:
+        return self.sample(self.hparams["n_train"], generator)
+
+    def test_data(self, generator: torch.Generator) -> Tensor:
+        return self.sample(self.hparams["n_test"], generator)
+
+    def init_noise(self, n: int, generator: torch.Generator) -> Tensor:
+        """Uniform on :attr:`bounds` in 2-D; otherwise a standard Gaussian."""
+        if self.bounds is not None:
+            lo = torch.tensor([b[0] for b in self.bounds])
+            hi = torch.tensor([b[1] for b in self.bounds])
+            return lo + (hi - lo) * torch.rand((n, self.dim), generator=generator)
+        return torch.randn((n, self.dim), generator=generator)
+
+
+class ImageDataset(Dataset):
+    """Images scaled to [-1, 1], shape (C, H, W).
+
+    Subclasses implement :meth:`load` returning (train, test) tensors; it may raise
+    :class:`~ebmbench.errors.UserError` when data are missing offline, which the harness
+    records as a skip with that reason.
+    """
+
+    data_kind: ClassVar[str] = "image"
+    image_shape: tuple[int, int, int] = (1, 8, 8)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.image_shape
+
+    @abstractmethod
+    def load(self) -> tuple[Tensor, Tensor]:
+        """Return (train, test), float32 in [-1, 1]."""
+
+    def train_data(self, generator: torch.Generator) -> Tensor:
+        return self.load()[0]
+
+    def test_data(self, generator: torch.Generator) -> Tensor:
+        return self.load()[1]
+
+
+# ----------------------------------------------------------------------- architectures
+
+
+class Architecture(Plugin, ABC):
+    """Builds the energy network f_θ: (B, *shape) → (B,), the unnormalised log-density.
+
+    Class attributes:
+        data_kinds: The dataset kinds it accepts (``"vector"``, ``"image"``).
+        features: Properties methods may require, e.g. ``"nonzero_hessian"`` (smooth
+            activations: exact score matching degenerates with ReLU, ERRATA 4).
+    """
+
+    kind: ClassVar[str] = "architecture"
+    data_kinds: ClassVar[frozenset[str]] = frozenset({"vector"})
+    features: ClassVar[frozenset[str]] = frozenset()
+
+    @abstractmethod
+    def build(self, shape: tuple[int, ...]) -> nn.Module:
+        """Return a fresh module mapping (B, *shape) to (B,)."""
+
+    def incompatibility(self, combo: Combination) -> str | None:
+        if combo.dataset.data_kind not in self.data_kinds:
+            kinds = ", ".join(sorted(self.data_kinds))
+            return f"architecture {self.name} takes {kinds} data, not {combo.dataset.data_kind}"
+        return None
+
+
+# ---------------------------------------------------------------------------- samplers
+
+
+@dataclass
+class SampleResult:
+    """What a sampler returns: the final points and its diagnostics.
+
+    ``stats`` holds at least ``energy_evals`` and ``grad_evals`` (per chain), and
+    ``acceptance_rate`` for samplers with an accept step.
+    """
+
+    x: Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+class Sampler(Plugin, ABC):
+    """An MCMC kernel run for a number of steps, vectorised over chains.
+
+    ``params`` should include ``steps`` (the default chain length at each budget).
+    Samplers must not accumulate gradients into the energy's parameters.
+    """
+
+    kind: ClassVar[str] = "sampler"
+
+    @abstractmethod
+    def sample(
+        self,
+        energy: EnergyFn,
+        x0: Tensor,
+        n_steps: int | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> SampleResult:
+        """Run every chain in ``x0`` for ``n_steps`` (default: ``hparams["steps"]``)."""
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+@dataclass
+class TrainContext:
+    """What a method gets before training.
+
+    Attributes:
+        energy: The energy module f_θ, already on ``device``.
+        sampler: The sampler of this run (methods with ``uses_sampler`` train with it).
+        dataset: The dataset plugin.
+        train_data: The whole training set, on ``device``.
+        device: Where to compute.
+        generator: Seeded generator on ``device`` for the method's own noise.
+    """
+
+    energy: nn.Module
+    sampler: Sampler | None
+    dataset: Dataset
+    train_data: Tensor
+    device: torch.device
+    generator: torch.Generator
+
+
+class Method(Plugin, ABC):
+    """A training method. The harness owns the loop and calls :meth:`train_step`.
+
+    Subclasses extend :attr:`params` (``params = Method.params | {...}``) so that
+    ``steps``, ``batch_size`` and ``lr`` are always present.
+
+    Class attributes:
+        uses_sampler: True when training draws samples from the model (e.g. contrastive
+            divergence). Methods without it are trained once per (architecture, dataset,
+            seed) and every sampler is evaluated on the same trained model.
+        required_features: Architecture features the method needs.
+    """
+
+    kind: ClassVar[str] = "method"
+    uses_sampler: ClassVar[bool] = False
+    required_features: ClassVar[frozenset[str]] = frozenset()
+    params: ClassVar[dict[str, Param]] = {
+        "steps": Param(1000, "training steps", smoke=30, full=20_000),
+        "batch_size": Param(256, "data examples per step", smoke=128),
+        "lr": Param(1e-3, "Adam learning rate"),
+    }
+
+    def setup(self, ctx: TrainContext) -> None:
+        """Create optimisers and extra parameters; called once before the first step."""
+        self.ctx = ctx
+        self.energy = ctx.energy
+        self.optimizer = torch.optim.Adam(self.trainable_parameters(), lr=self.hparams["lr"])
+
+    def trainable_parameters(self) -> Iterable[nn.Parameter]:
+        """The parameters the default optimiser updates: the energy's and :meth:`extra`'s."""
+        yield from self.energy.parameters()
+        yield from self.extra_parameters()
+
+    def extra_parameters(self) -> Iterable[nn.Parameter]:
+        """Parameters the method owns beyond the energy (log Z, a flow)."""
+        return ()
+
+    @abstractmethod
+    def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The scalar loss to minimise on ``batch``, and extra logs."""
+
+    def train_step(self, batch: Tensor) -> dict[str, float]:
+        """One optimisation step; returns logs including ``loss``.
+
+        The default minimises :meth:`loss` with the optimiser from :meth:`setup`.
+        Adversarial methods override it to take their own alternating steps.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, logs = self.loss(batch)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": float(loss.detach()), **logs}
+
+    def log_partition(self) -> float | None:
+        """The method's own estimate of log Z(θ), or ``None`` if it makes none."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors of the method's own state to checkpoint (not the energy's)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    def incompatibility(self, combo: Combination) -> str | None:
+        missing = self.required_features - combo.architecture.features
+        if missing:
+            return (
+                f"method {self.name} needs an architecture with {', '.join(sorted(missing))}; "
+                f"{combo.architecture.name} has not"
+            )
+        return None
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+@dataclass
+class EvalContext:
+    """A trained run, as metrics see it.
+
+    Attributes:
+        energy: The trained f_θ, in eval mode, on ``device``.
+        method: The trained method (for ``log_partition()``).
+        dataset: The dataset plugin.
+        sampler: The evaluation sampler.
+        samples: The sampler's output (None for metrics run before sampling).
+        sample_stats: The sampler's diagnostics.
+        train_data: The training set, on the CPU.
+        test_data: The held-out set, on the CPU.
+        device: Where to compute.
+        seed: The run's seed.
+        budget: The run's budget.
+        costs: ``train_seconds``, ``sample_seconds``, ``peak_memory_mb``, ...
+        artifact_dir: A folder for figures; record paths in ``artifacts``.
+        artifacts: Name → path (relative to the results folder) of files written.
+    """
+
+    energy: nn.Module
+    method: Method
+    dataset: Dataset
+    sampler: Sampler | None
+    samples: Tensor | None
+    sample_stats: dict[str, float]
+    train_data: Tensor
+    test_data: Tensor
+    device: torch.device
+    seed: int
+    budget: str
+    costs: dict[str, float] = field(default_factory=dict)
+    artifact_dir: Path | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def generator(self, salt: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
+        """A generator seeded from the run's seed and ``salt``, independent of others."""
+        return torch.Generator(device).manual_seed(self.seed * 1_000_003 + salt)
+
+
+class Metric(Plugin, ABC):
+    """A function of a trained run returning named numbers.
+
+    Class attributes:
+        higher_is_better: Every value name the metric may return → its direction.
+            A value ``name`` may be accompanied by ``name + "_se"``, its standard error.
+        needs_samples: True when it reads ``ctx.samples``. Metrics without it are
+            computed once per trained model and shared by every sampler's row.
+    """
+
+    kind: ClassVar[str] = "metric"
+    higher_is_better: ClassVar[dict[str, bool]] = {}
+    needs_samples: ClassVar[bool] = False
+
+    def applies_to(self, combo: Combination) -> bool:
+        """Whether to compute this metric for ``combo`` (e.g. only on toy densities)."""
+        return True
+
+    @abstractmethod
+    def compute(self, ctx: EvalContext) -> dict[str, float]:
+        """The metric's values for this run."""
+
+
+# --------------------------------------------------------------------------- executors
+
+
+class Executor(Plugin, ABC):
+    """Runs tasks and streams their results back to the driver, the store's only writer.
+
+    ``fn`` is a picklable top-level function returning an iterable of results; an
+    executor yields every result of every task, in any order, as tasks finish.
+    """
+
+    kind: ClassVar[str] = "executor"
+
+    @abstractmethod
+    def map(self, fn: Callable[[T], Iterable[R]], tasks: Sequence[T]) -> Iterator[R]:
+        """Run ``fn`` on every task; yield results as they come."""
+
+
+PLUGIN_KINDS: dict[str, type[Plugin]] = {
+    "method": Method,
+    "sampler": Sampler,
+    "architecture": Architecture,
+    "dataset": Dataset,
+    "metric": Metric,
+    "executor": Executor,
+}
+
+
+def is_finite(value: float | Tensor) -> bool:
+    """True when ``value`` (a number or tensor) has no NaN or infinity."""
+    if isinstance(value, Tensor):
+        return bool(torch.isfinite(value).all())
+    return math.isfinite(value)
