@@ -93,8 +93,11 @@ class Registry(Generic[P]):
         ):
             raise PluginError(f"{self.kind} {name!r}: params must map names to ebmbench.Param")
         if issubclass(cls, Metric):
+            # May be empty for a metric that only writes figures (artifacts).
             hib = cls.higher_is_better
-            if not hib or not all(isinstance(v, bool) for v in hib.values()):
+            if not isinstance(hib, dict) or not all(
+                isinstance(k, str) and isinstance(v, bool) for k, v in hib.items()
+            ):
                 raise PluginError(
                     f"metric {name!r} must declare higher_is_better: value name → bool"
                 )
