@@ -144,6 +144,8 @@ class ToyDensity(Dataset):
     dim: int = 2
     #: ((x_lo, x_hi), (y_lo, y_hi)) for 2-D densities, else None.
     bounds: tuple[tuple[float, float], ...] | None = None
+    #: True when the density is exactly Gaussian (closed-form checks use these).
+    gaussian: ClassVar[bool] = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -418,11 +420,18 @@ class Metric(Plugin, ABC):
             A value ``name`` may be accompanied by ``name + "_se"``, its standard error.
         needs_samples: True when it reads ``ctx.samples``. Metrics without it are
             computed once per trained model and shared by every sampler's row.
+
+    Files (figures) go in ``ctx.artifact_dir`` (created by the harness); record each as
+    ``ctx.artifacts[key] = path relative to ctx.artifact_dir``. A metric that raises is
+    noted in the row's ``metric_errors`` and never fails the run.
     """
 
     kind: ClassVar[str] = "metric"
     higher_is_better: ClassVar[dict[str, bool]] = {}
     needs_samples: ClassVar[bool] = False
+    #: Values that measure cost (seconds, evaluations, memory) rather than quality: the
+    #: leaderboard ranks on quality and plots cost against it.
+    cost_values: ClassVar[frozenset[str]] = frozenset()
 
     def applies_to(self, combo: Combination) -> bool:
         """Whether to compute this metric for ``combo`` (e.g. only on toy densities)."""

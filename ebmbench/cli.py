@@ -1,0 +1,237 @@
+"""The ``ebmbench`` command line: list, run, leaderboard, export.
+
+User errors (unknown names, bad values, missing files) print one short message naming the
+bad value and the valid choices, and exit with code 2, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .api import DEFAULT_RESULTS
+from .device import DEVICES
+from .errors import UserError
+from .params import BUDGETS
+from .plugins import add_plugins_dir, get_plugin_manager
+
+__all__ = ["main", "cli"]
+
+_KINDS = ("method", "sampler", "architecture", "dataset", "metric", "executor")
+
+
+def _split(values: tuple[str, ...]) -> list[str] | None:
+    """``--method a,b --method c`` → ``["a", "b", "c"]``; nothing given → None (all)."""
+    names = [n.strip() for v in values for n in v.split(",") if n.strip()]
+    return names or None
+
+
+def _seeds(raw: str) -> tuple[int, ...]:
+    try:
+        if "-" in raw and "," not in raw:
+            lo, hi = raw.split("-")
+            return tuple(range(int(lo), int(hi) + 1))
+        return tuple(int(s) for s in raw.split(",") if s.strip())
+    except ValueError:
+        raise UserError(f"bad --seeds {raw!r}: give integers like 0,1,2 or a range 0-4") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ebmbench")
+@click.option(
+    "--plugins-dir", "plugins_dirs", multiple=True, metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Also load plugins from the .py files in DIR (repeatable).",
+)
+def cli(plugins_dirs: tuple[str, ...]) -> None:
+    """ebmbench: train and rank energy-based-model methods, samplers and energies."""
+    for folder in plugins_dirs:
+        add_plugins_dir(folder)
+
+
+@cli.command("list")
+@click.argument("kind", required=False, type=click.Choice(_KINDS + tuple(k + "s" for k in _KINDS)))
+@click.option("-v", "--verbose", is_flag=True, help="Show hyper-parameters and their defaults.")
+def list_command(kind: str | None, verbose: bool) -> None:
+    """List registered plugins (of KIND), and any plugin that failed to load."""
+    from rich.console import Console
+    from rich.table import Table
+
+    pm = get_plugin_manager()
+    console = Console(width=max(Console().width, 120))
+    kinds = [kind.rstrip("s")] if kind else list(_KINDS)
+    for k in kinds:
+        table = Table(title=f"{k}s", title_justify="left", show_lines=verbose)
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        table.add_column("from")
+        if verbose:
+            table.add_column("hyper-parameters (quick default [smoke/full])")
+        for info in pm.registry(k):
+            cells = [info.name, info.cls.description, f"{info.source} {info.version}"]
+            if verbose:
+                cells.append(_describe_params(info.cls.params))
+            table.add_row(*cells)
+        console.print(table)
+    if pm.broken:
+        console.print("[bold red]plugins that failed to load[/]")
+        for b in pm.broken:
+            console.print(f"  {b.name} ({b.source}): {b.error}")
+
+
+def _describe_params(params: dict[str, Any]) -> str:
+    lines = []
+    for name, p in params.items():
+        extra = "/".join(str(p.for_budget(b)) for b in ("smoke", "full"))
+        lines.append(f"{name}={p.default!r} [{extra}]: {p.help}")
+    return "\n".join(lines)
+
+
+@cli.command("run")
+@click.option("--all", "run_all", is_flag=True, help="Every compatible combination of every plugin.")
+@click.option("--method", "methods", multiple=True, metavar="A,B", help="Methods to run.")
+@click.option("--sampler", "samplers", multiple=True, metavar="A,B", help="Samplers to run.")
+@click.option("--architecture", "architectures", multiple=True, metavar="A,B", help="Energies.")
+@click.option("--dataset", "datasets", multiple=True, metavar="A,B", help="Datasets.")
+@click.option("--metric", "metrics", multiple=True, metavar="A,B", help="Metrics (default: all).")
+@click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-4.")
+@click.option("--budget", type=click.Choice(BUDGETS), default="quick", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="auto takes CUDA when present.")
+@click.option("--timeout", type=float, default=None, help="Seconds allowed per run.")
+@click.option("--set", "overrides", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
+              help="Override a hyper-parameter; NAME may be * (repeatable).")
+@click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
+              show_default=True, help="The SQLite results store.")
+@click.option("--executor", default="local", show_default=True, help="Executor plugin.")
+@click.option("--workers", type=int, default=None, help="Worker processes (executors that take it).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where image datasets live (sets every dataset's data_dir).")
+@click.option("--fid-weights", type=click.Path(dir_okay=False), default=None,
+              help="Inception weights file for FID on MNIST/CIFAR-10.")
+@click.option("--retry-failed", is_flag=True, help="Run failed and timed-out runs again.")
+@click.option("--leaderboard-out", type=click.Path(file_okay=False), default=None,
+              help="Where to write the leaderboard [default: beside the results].")
+@click.option("--no-leaderboard", is_flag=True, help="Do not render a leaderboard at the end.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def run_command(
+    run_all: bool, methods: tuple[str, ...], samplers: tuple[str, ...],
+    architectures: tuple[str, ...], datasets: tuple[str, ...], metrics: tuple[str, ...],
+    seeds: str, budget: str, device: str, timeout: float | None, overrides: tuple[str, ...],
+    results: str, executor: str, workers: int | None, data_dir: str | None,
+    fid_weights: str | None, retry_failed: bool, leaderboard_out: str | None,
+    no_leaderboard: bool, progress: bool,
+) -> None:
+    """Train and evaluate every compatible combination of the selection.
+
+    Finished runs already in the results store are not run again, so the same command
+    resumes an interrupted sweep.
+    """
+    from .grid import Selection, parse_overrides
+    from .sweep import run_sweep
+
+    chosen = {"method": methods, "sampler": samplers, "architecture": architectures,
+              "dataset": datasets}
+    if not run_all and not any(chosen.values()):
+        raise UserError("say what to run: --all, or some of --method/--sampler/--architecture/--dataset")
+    sets = parse_overrides(overrides)
+    if data_dir is not None:
+        sets.setdefault("dataset.*.data_dir", data_dir)
+    if fid_weights is not None:
+        if not Path(fid_weights).is_file():
+            raise UserError(f"--fid-weights {fid_weights!r}: no such file")
+        sets.setdefault("metric.*.inception_weights", fid_weights)
+    executor_params: dict[str, Any] = {}
+    if workers is not None:
+        executor_params["workers"] = workers
+    selection = Selection(
+        methods=None if run_all else _split(methods),
+        samplers=None if run_all else _split(samplers),
+        architectures=None if run_all else _split(architectures),
+        datasets=None if run_all else _split(datasets),
+        metrics=_split(metrics),
+        seeds=_seeds(seeds),
+        budget=budget,
+        overrides=sets,
+    )
+    report = run_sweep(
+        selection, results=Path(results), device=device, timeout=timeout, executor=executor,
+        executor_params=executor_params, retry_failed=retry_failed, progress=progress,
+    )
+    _print_summary(report)
+    if not no_leaderboard and len(report.frame):
+        from .leaderboard import write_leaderboards
+
+        out = Path(leaderboard_out) if leaderboard_out else Path(results).parent / "leaderboards"
+        written = write_leaderboards(Path(results), out)
+        click.echo(f"leaderboard: {out / 'README.md'} ({len(written) - 1} dataset tables)")
+
+
+def _print_summary(report: Any) -> None:
+    counts = report.counts
+    parts = ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed", "timeout", "skipped"))
+    click.echo(
+        f"{len(report.frame)} runs: {parts} "
+        f"({report.ran} run now, {report.resumed} already in {report.results})"
+    )
+    failed = report.frame[report.frame["status"].isin(["failed", "diverged", "timeout"])] \
+        if len(report.frame) else []
+    for _, row in list(failed.iterrows())[:10] if len(failed) else []:
+        click.echo(
+            f"  {row['status']}: {row['method']}/{row['sampler']}/{row['architecture']}/"
+            f"{row['dataset']} seed {row['seed']}: {row['reason'][:160]}"
+        )
+
+
+@cli.command("leaderboard")
+@click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
+              show_default=True, help="The SQLite results store.")
+@click.option("--out", type=click.Path(file_okay=False), default="leaderboards",
+              show_default=True, help="Folder for the markdown tables.")
+def leaderboard_command(results: str, out: str) -> None:
+    """Render one markdown leaderboard per dataset from the results store."""
+    from .leaderboard import write_leaderboards
+
+    written = write_leaderboards(Path(results), Path(out))
+    for path in written:
+        click.echo(str(path))
+
+
+@cli.command("export")
+@click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
+              show_default=True, help="The SQLite results store.")
+@click.option("--format", "fmt", type=click.Choice(("csv", "json", "parquet")), default="csv",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Output file [default: results.<format> beside the store].")
+def export_command(results: str, fmt: str, output: str | None) -> None:
+    """Export every stored run as CSV, JSON or Parquet."""
+    from .store import ResultStore
+
+    target = Path(output) if output else Path(results).with_suffix(f".{fmt}")
+    with ResultStore.open_existing(results) as store:
+        click.echo(str(store.export(fmt, target)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning a :class:`UserError` into exit code 2."""
+    try:
+        cli.main(args=argv, prog_name="ebmbench", standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

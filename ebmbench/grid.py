@@ -1,0 +1,224 @@
+"""Expand a selection of plugins into run specs, with compatibility and skip reasons.
+
+A *run spec* is one (method, sampler, architecture, dataset, seed) at a budget with fully
+resolved hyper-parameters. Specs whose method trains without a sampler share a *training
+key* across samplers: the harness groups them into one :class:`Task` that trains once and
+evaluates every sampler on the same model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .base import Combination, Plugin
+from .errors import UserError, unknown_choice
+from .params import check_budget
+from .plugins import PluginManager, get_plugin_manager
+
+__all__ = ["Selection", "RunSpec", "Task", "expand", "group_tasks", "parse_overrides"]
+
+_GRID_KINDS = ("method", "sampler", "architecture", "dataset")
+_OVERRIDE_KINDS = ("method", "sampler", "architecture", "dataset", "metric", "executor")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user asked to run. ``None`` for a kind means every registered plugin."""
+
+    methods: Sequence[str] | None = None
+    samplers: Sequence[str] | None = None
+    architectures: Sequence[str] | None = None
+    datasets: Sequence[str] | None = None
+    metrics: Sequence[str] | None = None
+    seeds: tuple[int, ...] = (0,)
+    budget: str = "quick"
+    #: ``"kind.name.param"`` → value; ``name`` may be ``*`` for every selected plugin of
+    #: that kind which declares ``param``.
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunSpec:
+    """One run, fully specified; plain data so it pickles to any executor."""
+
+    method: str
+    sampler: str
+    architecture: str
+    dataset: str
+    seed: int
+    budget: str
+    #: kind → resolved hyper-parameters of that plugin.
+    params: dict[str, dict[str, Any]]
+    uses_sampler: bool
+    skip_reason: str | None = None
+
+    @property
+    def hyperparams(self) -> dict[str, dict[str, Any]]:
+        return self.params
+
+    @property
+    def train_key(self) -> str:
+        """Identifies the trained model: the sampler counts only if training uses it."""
+        parts = {k: [getattr(self, k), self.params[k]] for k in ("method", "architecture", "dataset")}
+        if self.uses_sampler:
+            parts["sampler"] = [self.sampler, self.params["sampler"]]
+        return _digest(parts, self.seed, self.budget)
+
+    @property
+    def run_id(self) -> str:
+        parts = {k: [getattr(self, k), self.params[k]] for k in _GRID_KINDS}
+        return _digest(parts, self.seed, self.budget)
+
+
+@dataclass
+class Task:
+    """The unit an executor runs: one training, then one evaluation per spec."""
+
+    specs: list[RunSpec]
+    metrics: dict[str, dict[str, Any]]
+    device: str
+    timeout: float | None
+    results_dir: str
+    #: ``--plugins-dir`` folders, so that a worker process loads the same plugins.
+    plugins_dirs: list[str]
+
+
+def _digest(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, str]:
+    """Parse ``--set kind.name.param=value`` strings.
+
+    >>> parse_overrides(["method.dsm.sigma=0.5"])
+    {'method.dsm.sigma': '0.5'}
+    """
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key.count(".") != 2:
+            raise UserError(f"bad --set {item!r}: expected kind.name.param=value")
+        kind = key.split(".", 1)[0]
+        if kind not in _OVERRIDE_KINDS:
+            raise UserError(
+                f"bad --set {item!r}: unknown kind {kind!r}. Valid kinds: {', '.join(_OVERRIDE_KINDS)}"
+            )
+        out[key] = value
+    return out
+
+
+def _overrides_for(
+    selection: Selection, kind: str, name: str, declared: dict[str, Any]
+) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    for key, value in selection.overrides.items():
+        k, n, param = key.split(".", 2)
+        if k != kind:
+            continue
+        if n == name or (n == "*" and param in declared):
+            given[param] = value
+    return given
+
+
+def _names(pm: PluginManager, kind: str, chosen: Sequence[str] | None) -> list[str]:
+    registry = pm.registry(kind)
+    if chosen is None:
+        return registry.names()
+    names = list(dict.fromkeys(chosen))
+    for name in names:
+        registry.get(name)  # raises a "did you mean" UserError
+    return names
+
+
+def _check_override_names(pm: PluginManager, selection: Selection) -> None:
+    for key in selection.overrides:
+        kind, name, _ = key.split(".", 2)
+        if name != "*":
+            registry = pm.registry(kind)
+            if name not in registry:
+                raise unknown_choice(kind, name, registry.names())
+
+
+def instantiate(
+    pm: PluginManager, kind: str, name: str, selection: Selection
+) -> Plugin:
+    """Build plugin ``name`` of ``kind`` at the selection's budget with its overrides."""
+    cls = pm.info(kind, name).cls
+    return cls(budget=selection.budget, **_overrides_for(selection, kind, name, cls.params))
+
+
+def expand(
+    selection: Selection, pm: PluginManager | None = None
+) -> tuple[list[RunSpec], dict[str, dict[str, Any]]]:
+    """All run specs of ``selection`` (incompatible ones carry a skip reason).
+
+    Returns:
+        The specs, and the selected metrics with their resolved parameters.
+    """
+    pm = pm or get_plugin_manager()
+    check_budget(selection.budget)
+    _check_override_names(pm, selection)
+    if not selection.seeds:
+        raise UserError("no seeds selected: give at least one, e.g. --seeds 0")
+    names = {
+        "method": _names(pm, "method", selection.methods),
+        "sampler": _names(pm, "sampler", selection.samplers),
+        "architecture": _names(pm, "architecture", selection.architectures),
+        "dataset": _names(pm, "dataset", selection.datasets),
+    }
+    for kind, chosen in names.items():
+        if not chosen:
+            raise UserError(f"no {kind} is selected or registered; see `ebmbench list {kind}`")
+    plugins = {
+        kind: {n: instantiate(pm, kind, n, selection) for n in chosen}
+        for kind, chosen in names.items()
+    }
+    metrics = {
+        n: instantiate(pm, "metric", n, selection).hparams
+        for n in _names(pm, "metric", selection.metrics)
+    }
+    specs = []
+    for dataset in plugins["dataset"].values():
+        for architecture in plugins["architecture"].values():
+            for method in plugins["method"].values():
+                for sampler in plugins["sampler"].values():
+                    combo = Combination(method, sampler, architecture, dataset)  # type: ignore[arg-type]
+                    reason = next(
+                        (r for p in (dataset, architecture, method, sampler)
+                         if (r := p.incompatibility(combo))),
+                        None,
+                    )
+                    for seed in selection.seeds:
+                        specs.append(
+                            RunSpec(
+                                method=method.name,
+                                sampler=sampler.name,
+                                architecture=architecture.name,
+                                dataset=dataset.name,
+                                seed=int(seed),
+                                budget=selection.budget,
+                                params={
+                                    "method": dict(method.hparams),
+                                    "sampler": dict(sampler.hparams),
+                                    "architecture": dict(architecture.hparams),
+                                    "dataset": dict(dataset.hparams),
+                                },
+                                uses_sampler=type(method).uses_sampler,
+                                skip_reason=reason,
+                            )
+                        )
+    return specs, metrics
+
+
+def group_tasks(specs: Iterable[RunSpec]) -> list[list[RunSpec]]:
+    """Group runnable specs by training key, keeping the grid's order."""
+    groups: dict[str, list[RunSpec]] = defaultdict(list)
+    for spec in specs:
+        groups[spec.train_key].append(spec)
+    return list(groups.values())

@@ -1,0 +1,97 @@
+"""Aggregate result rows into per-dataset leaderboards: mean ± standard error, rank."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Board", "aggregate", "COMBO"]
+
+#: The columns that identify a leaderboard row.
+COMBO = ["method", "sampler", "architecture"]
+
+
+@dataclass
+class Board:
+    """One dataset's leaderboard.
+
+    Attributes:
+        dataset: The dataset's name.
+        table: One row per combination: ``rank``, the :data:`COMBO` columns, ``runs``
+            (ok/total), ``seeds``, and for each metric value ``<name>`` (mean over seeds) and
+            ``<name>_se`` (standard error over seeds, NaN with one seed).
+        directions: Metric value → higher is better.
+        ranked: The metric values the rank averages over (quality, not cost).
+        links: Combination → {figure name: path relative to the results folder}.
+        not_ok: Rows of this dataset whose status is not ``ok``.
+    """
+
+    dataset: str
+    table: pd.DataFrame
+    directions: dict[str, bool]
+    ranked: list[str]
+    links: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
+    not_ok: pd.DataFrame | None = None
+
+
+def _directions(rows: pd.DataFrame) -> tuple[dict[str, bool], set[str]]:
+    directions: dict[str, bool] = {}
+    costs: set[str] = set()
+    for d in rows.get("directions", []):
+        directions.update(d or {})
+    for c in rows.get("cost_values", []):
+        costs.update(c or [])
+    return directions, costs
+
+
+def aggregate(frame: pd.DataFrame) -> list[Board]:
+    """One :class:`Board` per dataset in ``frame`` (as from ``load_results``)."""
+    boards = []
+    if frame.empty:
+        return boards
+    for dataset, rows in frame.groupby("dataset", sort=True):
+        ok = rows[rows["status"] == "ok"]
+        directions, costs = _directions(ok)
+        values = [v for v in directions if f"metric.{v}" in ok.columns]
+        records = []
+        links: dict[tuple[str, ...], dict[str, str]] = {}
+        for combo, group in rows.groupby(COMBO, sort=True):
+            good = group[group["status"] == "ok"]
+            record: dict[str, Any] = dict(zip(COMBO, combo))
+            record["runs"] = f"{len(good)}/{len(group)} ok"
+            record["seeds"] = len(good)
+            if good.empty:
+                continue
+            for v in values:
+                col = good[f"metric.{v}"].astype(float).dropna()
+                record[v] = col.mean() if len(col) else math.nan
+                record[f"{v}_se"] = col.std(ddof=1) / math.sqrt(len(col)) if len(col) > 1 else math.nan
+            records.append(record)
+            first = good.sort_values("seed").iloc[0]
+            if first.get("artifacts"):
+                links[tuple(combo)] = {
+                    k: p for k, p in first["artifacts"].items() if isinstance(p, str) and p.startswith("artifacts/")
+                }
+        table = pd.DataFrame.from_records(records)
+        ranked = [v for v in values if v not in costs]
+        if not table.empty:
+            table.insert(0, "rank", _rank(table, ranked, directions))
+            table = table.sort_values(["rank", *COMBO], kind="stable").reset_index(drop=True)
+        not_ok = rows[rows["status"] != "ok"][COMBO + ["seed", "status", "reason"]]
+        boards.append(Board(str(dataset), table, directions, ranked, links, not_ok))
+    return boards
+
+
+def _rank(table: pd.DataFrame, ranked: list[str], directions: dict[str, bool]) -> pd.Series:
+    """Dense rank of the mean per-metric rank (1 = best); NaN metrics rank last."""
+    if not ranked:
+        return pd.Series(np.ones(len(table), dtype=int), index=table.index)
+    per_metric = pd.DataFrame(index=table.index)
+    for v in ranked:
+        col = table[v].astype(float)
+        per_metric[v] = col.rank(ascending=not directions[v], method="min", na_option="bottom")
+    return per_metric.mean(axis=1).rank(method="min").astype(int)

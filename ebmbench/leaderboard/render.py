@@ -1,0 +1,104 @@
+"""Render leaderboards as GitHub markdown tables with tabulate."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from .aggregate import COMBO, Board
+
+__all__ = ["render_board", "render_index", "format_value"]
+
+
+def format_value(mean: float, se: float) -> str:
+    """``mean ± se`` with 4 significant digits; ``–`` for missing values.
+
+    >>> format_value(1.23456, 0.0123), format_value(2.0, float("nan")), format_value(float("nan"), 0)
+    ('1.235 ± 0.012', '2', '–')
+    """
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if se is None or (isinstance(se, float) and math.isnan(se)):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {se:.2g}"
+
+
+def _arrow(value: str, directions: dict[str, bool]) -> str:
+    return f"{value} {'↑' if directions[value] else '↓'}"
+
+
+def render_board(board: Board, link_base: str | None = None) -> str:
+    """A markdown page: the ranked table, then the runs that did not finish ``ok``.
+
+    Args:
+        board: The aggregated leaderboard.
+        link_base: Path from the page's folder to the results folder, for figure links.
+    """
+    lines = [f"# {board.dataset}", ""]
+    if board.table.empty:
+        lines.append("No run finished ok on this dataset.")
+    else:
+        values = [v for v in board.directions if v in board.table.columns]
+        headers = ["rank", *COMBO, *(_arrow(v, board.directions) for v in values), "runs"]
+        has_links = link_base is not None and any(board.links.values())
+        if has_links:
+            headers.append("figures")
+        body = []
+        for _, row in board.table.iterrows():
+            cells = [row["rank"], *(row[c] for c in COMBO)]
+            cells += [format_value(row[v], row.get(f"{v}_se", math.nan)) for v in values]
+            cells.append(row["runs"])
+            if has_links:
+                figures = board.links.get(tuple(row[c] for c in COMBO), {})
+                cells.append(" ".join(
+                    f"[{name}]({link_base}/{path})" for name, path in sorted(figures.items())
+                ))
+            body.append(cells)
+        lines.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
+        lines += [
+            "",
+            "Values are the mean ± standard error over seeds. ↑: higher is better, ↓: lower is "
+            f"better. The rank averages the per-metric ranks of: {', '.join(board.ranked) or 'none'} "
+            "(cost columns are not ranked).",
+        ]
+    if board.not_ok is not None and not board.not_ok.empty:
+        lines += ["", "## Runs that did not finish ok", ""]
+        rows = board.not_ok.sort_values([*COMBO, "seed"])
+        lines.append(tabulate(
+            [[*r[[*COMBO, "seed", "status"]], _short(r["reason"])] for _, r in rows.iterrows()],
+            headers=[*COMBO, "seed", "status", "reason"], tablefmt="github", disable_numparse=True,
+        ))
+    return "\n".join(lines) + "\n"
+
+
+def _short(reason: str, limit: int = 140) -> str:
+    reason = " ".join(str(reason).split()).replace("|", "\\|")
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"
+
+
+def render_index(boards: list[Board], frame: pd.DataFrame) -> str:
+    """The leaderboards' front page: one line per dataset, with run counts."""
+    lines = ["# ebmbench leaderboards", ""]
+    body = []
+    for board in boards:
+        rows = frame[frame["dataset"] == board.dataset]
+        counts = rows["status"].value_counts()
+        best = board.table.iloc[0] if not board.table.empty else None
+        body.append([
+            f"[{board.dataset}]({board.dataset}.md)",
+            len(rows),
+            ", ".join(f"{n} {s}" for s, n in counts.items()),
+            "/".join(best[c] for c in COMBO) if best is not None else "–",
+        ])
+    lines.append(tabulate(body, headers=["dataset", "runs", "status", "rank 1"],
+                          tablefmt="github", disable_numparse=True))
+    return "\n".join(lines) + "\n"
+
+
+def relative_link(results_dir: Path, out_dir: Path) -> str:
+    """Path from ``out_dir`` to ``results_dir``, with forward slashes."""
+    return Path(os.path.relpath(results_dir.resolve(), out_dir.resolve())).as_posix()

@@ -1,0 +1,148 @@
+"""A sweep: expand the selection, skip what is stored, run the rest, write as runs end.
+
+The driver process is the only writer of the store; executors only stream rows back. A
+sweep started again with the same selection finds every finished run in the store and
+does none of it again (``retry_failed`` re-runs ``failed`` and ``timeout`` rows).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .device import resolve_device
+from .errors import UserError
+from .grid import RunSpec, Selection, Task, expand, group_tasks
+from .plugins import get_plugin_manager
+from .runner import STATUSES, _base_row, _finish, execute_task
+from .store import ResultStore
+
+__all__ = ["run_sweep", "SweepReport", "RETRYABLE"]
+
+#: Statuses re-run by ``--retry-failed``.
+RETRYABLE = ("failed", "timeout")
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: the selection's rows and counts by status."""
+
+    frame: pd.DataFrame
+    counts: Counter[str] = field(default_factory=Counter)
+    ran: int = 0
+    resumed: int = 0
+    results: Path = Path()
+
+
+def run_sweep(
+    selection: Selection,
+    *,
+    results: Path,
+    device: str = "auto",
+    timeout: float | None = None,
+    executor: str = "local",
+    executor_params: dict[str, Any] | None = None,
+    retry_failed: bool = False,
+    progress: bool = False,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+) -> SweepReport:
+    """Run ``selection`` into the store at ``results`` and report.
+
+    Args:
+        selection: What to run.
+        results: The SQLite store (created if missing).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        timeout: Seconds allowed per run (training and each sampling), or None.
+        executor: Name of the executor plugin.
+        executor_params: Its hyper-parameters.
+        retry_failed: Run ``failed`` and ``timeout`` runs again.
+        progress: Show a progress bar with an ETA on stderr.
+        on_row: Called with every row as it is written.
+    """
+    if timeout is not None and timeout <= 0:
+        raise UserError(f"--timeout must be positive, got {timeout}")
+    resolve_device(device)  # fail early on a bad device, before any work
+    pm = get_plugin_manager()
+    specs, metrics = expand(selection, pm)
+    executor_obj = pm.info("executor", executor).cls(
+        budget=selection.budget, **(executor_params or {})
+    )
+    results = Path(results)
+    plugins_dirs = [str(p) for p in pm._plugins_dirs]
+    counts: Counter[str] = Counter()
+    with ResultStore.open(results) as store:
+        done = store.finished_ids()
+        if retry_failed:
+            done -= store.finished_ids(RETRYABLE)
+        resumed = sum(s.run_id in done for s in specs)
+        todo = [s for s in specs if s.run_id not in done]
+        skipped = [s for s in todo if s.skip_reason]
+        runnable = [s for s in todo if not s.skip_reason]
+        for spec in skipped:
+            row = _base_row(spec, _task([spec], metrics, device, timeout, results, plugins_dirs), device)
+            store.write(_finish(row, "skipped", spec.skip_reason or ""), replace=retry_failed)
+            counts["skipped"] += 1
+        tasks = [
+            _task(group, metrics, device, timeout, results, plugins_dirs)
+            for group in group_tasks(runnable)
+        ]
+        bar = _progress(progress, len(runnable))
+        with bar as live:
+            job = live.add_task("runs", total=len(runnable)) if live else None
+            for row in executor_obj.map(execute_task, tasks):
+                store.write(row, replace=retry_failed)
+                counts[row["status"]] += 1
+                if on_row:
+                    on_row(row)
+                if live:
+                    live.update(job, advance=1, description=_label(row))
+        frame = store.to_frame({s.run_id for s in specs})
+    all_counts = Counter(frame["status"]) if len(frame) else Counter()
+    for status in STATUSES:
+        all_counts.setdefault(status, 0)
+    return SweepReport(frame, all_counts, ran=len(runnable), resumed=resumed, results=results)
+
+
+def _task(
+    specs: list[RunSpec], metrics: dict[str, Any], device: str, timeout: float | None,
+    results: Path, plugins_dirs: list[str],
+) -> Task:
+    return Task(
+        specs=specs, metrics=metrics, device=device, timeout=timeout,
+        results_dir=str(results.parent), plugins_dirs=plugins_dirs,
+    )
+
+
+def _label(row: dict[str, Any]) -> str:
+    return f"{row['dataset']}/{row['method']}/{row['sampler']} {row['status']}"
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    if not enabled or total == 0:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description:<48}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
