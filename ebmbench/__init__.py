@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .ais import AISResult, annealed_importance_sampling, log_mean_exp_with_se
 from .api import (
     get_architecture,
     get_dataset,
@@ -35,10 +36,24 @@ from .base import (
     TrainContext,
 )
 from .errors import PluginError, UserError
-from .functional import energy_and_score
+from .functional import energy_and_score, frozen_parameters
 from .hookspecs import hookimpl
 from .params import BUDGETS, Param
 from .plugins import add_plugins_dir, register_plugin
+from .schedules import (
+    ADAPT_MODES,
+    ANNEALING_SCHEDULES,
+    SCHEDULES,
+    Chains,
+    ChainState,
+    EnergyCounter,
+    MarkovChainSampler,
+    StepSizeAdapter,
+    annealing_schedule,
+    schedule_factors,
+    step_size_params,
+)
+from .replay import ReplayBuffer
 
 try:
     __version__ = version("ebmbench")
@@ -67,6 +82,23 @@ __all__ = [
     "Executor",
     # helpers
     "energy_and_score",
+    "frozen_parameters",
+    # samplers: schedules, adaptation, a base class; annealed importance sampling
+    "MarkovChainSampler",
+    "Chains",
+    "ChainState",
+    "EnergyCounter",
+    "StepSizeAdapter",
+    "step_size_params",
+    "schedule_factors",
+    "annealing_schedule",
+    "SCHEDULES",
+    "ANNEALING_SCHEDULES",
+    "ADAPT_MODES",
+    "annealed_importance_sampling",
+    "AISResult",
+    "log_mean_exp_with_se",
+    "ReplayBuffer",
     # errors
     "UserError",
     "PluginError",

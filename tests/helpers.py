@@ -1,0 +1,44 @@
+"""Helpers for tests: throwaway plugin distributions and test plugins."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+
+def make_distribution(root: Path, name: str, version: str, modules: dict[str, str],
+                      entry_points: dict[str, str]) -> Path:
+    """Write an installed-looking distribution (a ``.dist-info`` and its modules) in ``root``.
+
+    Putting ``root`` on ``sys.path`` makes ``importlib.metadata`` see it exactly as it
+    sees a pip-installed package, entry points included.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source))
+    # The folder name follows the wheel spec (dashes in the name become underscores):
+    # importlib.metadata reads the distribution name back from it.
+    info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = ["[ebmbench]"] + [f"{k} = {v}" for k, v in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+TOY_METHOD_SOURCE = '''
+from ebmbench import Method, Param, hookimpl
+
+class {cls}(Method):
+    """Minimises E_data[f²]: a trivially trainable method for plumbing tests."""
+    name = "{name}"
+    description = "test method {name}"
+    params = Method.params | {{"scale": Param(1.0, "loss scale")}}
+
+    def loss(self, batch):
+        return self.hparams["scale"] * self.energy(batch).pow(2).mean(), {{}}
+
+@hookimpl
+def ebmbench_register_methods(register):
+    register({cls})
+'''

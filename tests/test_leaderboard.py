@@ -1,0 +1,54 @@
+"""Leaderboard aggregation and rendering against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ebmbench.leaderboard import aggregate, render_board
+
+
+def _frame() -> pd.DataFrame:
+    rows = []
+    # a/x: fisher 1, 3 (mean 2, se 1); b/x: fisher 0.5, 0.5; c/x failed.
+    for method, values in {"a": [1.0, 3.0], "b": [0.5, 0.5]}.items():
+        for seed, v in enumerate(values):
+            rows.append({
+                "method": method, "sampler": "x", "architecture": "mlp", "dataset": "toy",
+                "seed": seed, "status": "ok", "reason": "",
+                "metric.fisher_divergence": v, "metric.train_seconds": 10.0 if method == "b" else 1.0,
+                "metric.c2st": 0.9 if method == "b" else 0.6,
+                "directions": {"fisher_divergence": False, "train_seconds": False, "c2st": True},
+                "cost_values": ["train_seconds"],
+                "artifacts": {"density_figure": f"artifacts/{method}{seed}/density.png"},
+            })
+    rows.append({"method": "c", "sampler": "x", "architecture": "mlp", "dataset": "toy",
+                 "seed": 0, "status": "failed", "reason": "boom | bang",
+                 "directions": {}, "cost_values": [], "artifacts": {}})
+    return pd.DataFrame(rows)
+
+
+def test_mean_and_standard_error_over_seeds():
+    (board,) = aggregate(_frame())
+    a = board.table.set_index("method").loc["a"]
+    assert a["fisher_divergence"] == 2.0
+    assert math.isclose(a["fisher_divergence_se"], math.sqrt(2.0) / math.sqrt(2))  # std 1.414
+    assert a["runs"] == "2/2 ok"
+
+
+def test_rank_averages_quality_metrics_with_their_directions_and_ignores_cost():
+    (board,) = aggregate(_frame())
+    assert board.ranked == ["fisher_divergence", "c2st"]
+    # b wins both quality metrics (lower fisher, higher c2st) although it is slower.
+    assert board.table.iloc[0]["method"] == "b" and board.table.iloc[0]["rank"] == 1
+
+
+def test_rendered_markdown_marks_directions_links_figures_and_lists_failures():
+    (board,) = aggregate(_frame())
+    text = render_board(board, link_base="../results")
+    assert "| fisher_divergence ↓" in text.replace("  ", " ") or "fisher_divergence ↓" in text
+    assert "c2st ↑" in text
+    assert "2 ± 1" in text  # mean ± se of a
+    assert "[density_figure](../results/artifacts/b0/density.png)" in text
+    assert "boom \\| bang" in text  # failures listed, pipes escaped
