@@ -77,9 +77,9 @@ def list_command(kind: str | None, verbose: bool) -> None:
             table.add_row(*cells)
         console.print(table)
     if pm.broken:
-        console.print("[bold red]plugins that failed to load[/]")
+        click.echo("plugins that failed to load:")
         for b in pm.broken:
-            console.print(f"  {b.name} ({b.source}): {b.error}")
+            click.echo(f"  {b.name} ({b.source}): {b.error}")
 
 
 def _describe_params(params: dict[str, Any]) -> str:
