@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-from ebmbench.leaderboard import aggregate, render_board
+from ebmbench.leaderboard import aggregate, render_board, summarize
+from ebmbench.leaderboard.figures import pareto_front, plot_heatmap, plot_pareto
 
 
 def _frame() -> pd.DataFrame:
@@ -52,3 +54,31 @@ def test_rendered_markdown_marks_directions_links_figures_and_lists_failures():
     assert "2 ± 1" in text  # mean ± se of a
     assert "[density_figure](../results/artifacts/b0/density.png)" in text
     assert "boom \\| bang" in text  # failures listed, pipes escaped
+
+
+def test_summary_averages_ranks_over_complete_combinations_only():
+    frame = _frame()
+    other = frame[frame.status == "ok"].copy()
+    other["dataset"] = "toy2"
+    other.loc[other.method == "a", "metric.fisher_divergence"] = 0.1  # a wins on toy2
+    both = pd.concat([frame, other], ignore_index=True)
+    summary = summarize(aggregate(both), both)
+    assert set(summary.method) == {"a", "b"}  # c never finished ok: not complete
+    assert summary.set_index("method").loc["a", "datasets"] == 2
+    # toy: b ranks 1, a 2; toy2: a wins fisher, b wins c2st, so they tie at rank 1.
+    assert summary.set_index("method")["average_rank"].to_dict() == {"a": 1.5, "b": 1.0}
+
+
+def test_pareto_front_keeps_the_non_dominated_points():
+    cost = np.array([1.0, 2.0, 3.0, 0.5])
+    loss = np.array([5.0, 1.0, 2.0, 9.0])
+    assert pareto_front(cost, loss).tolist() == [True, True, False, True]
+
+
+def test_figures_are_written_and_linked(tmp_path):
+    (board,) = aggregate(_frame())
+    board.table["train_seconds"] = [1.0, 10.0]
+    assert plot_pareto(board, tmp_path / "p.png") and (tmp_path / "p.png").stat().st_size > 1000
+    assert plot_heatmap(board, tmp_path / "h.png") and (tmp_path / "h.png").stat().st_size > 1000
+    text = render_board(board, None, {"cost vs quality": "p.png"})
+    assert "![cost vs quality](p.png)" in text

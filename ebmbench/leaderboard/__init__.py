@@ -1,22 +1,24 @@
-"""Leaderboards: aggregation (mean ± stderr over seeds, ranks) and markdown rendering."""
+"""Leaderboards: aggregation (mean ± stderr over seeds, ranks), figures and markdown."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ..store import ResultStore
-from .aggregate import COMBO, Board, aggregate
-from .render import format_value, relative_link, render_board, render_index
+from .aggregate import COMBO, Board, aggregate, summarize
+from .figures import plot_heatmap, plot_pareto, primary_metric
+from .render import format_value, relative_link, render_board, render_index, render_summary
 
-__all__ = ["Board", "COMBO", "aggregate", "render_board", "render_index", "format_value",
-           "write_leaderboards"]
+__all__ = ["Board", "COMBO", "aggregate", "summarize", "render_board", "render_index",
+           "render_summary", "format_value", "primary_metric", "write_leaderboards"]
 
 
-def write_leaderboards(results: Path, out: Path) -> list[Path]:
-    """Write ``<dataset>.md`` for every dataset in ``results``, and ``README.md``.
+def write_leaderboards(results: Path, out: Path, *, figures: bool = True) -> list[Path]:
+    """Write ``<dataset>.md`` (and its figures) for every dataset in ``results``, and
+    ``README.md`` with the cross-dataset summary.
 
     Returns:
-        The files written, the index last.
+        The markdown files written, the index last.
     """
     with ResultStore.open_existing(results) as store:
         frame = store.to_frame()
@@ -25,10 +27,16 @@ def write_leaderboards(results: Path, out: Path) -> list[Path]:
     link_base = relative_link(Path(results).parent, out)
     written = []
     for board in boards:
+        images: dict[str, str] = {}
+        if figures and not board.table.empty:
+            for caption, plot, suffix in (("cost vs quality", plot_pareto, "pareto"),
+                                          ("method × sampler", plot_heatmap, "heatmap")):
+                if plot(board, out / f"{board.dataset}-{suffix}.png"):
+                    images[caption] = f"{board.dataset}-{suffix}.png"
         path = out / f"{board.dataset}.md"
-        path.write_text(render_board(board, link_base), encoding="utf-8")
+        path.write_text(render_board(board, link_base, images), encoding="utf-8")
         written.append(path)
     index = out / "README.md"
-    index.write_text(render_index(boards, frame), encoding="utf-8")
+    index.write_text(render_index(boards, frame, summarize(boards, frame)), encoding="utf-8")
     written.append(index)
     return written

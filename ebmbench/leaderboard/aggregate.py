@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["Board", "aggregate", "COMBO"]
+__all__ = ["Board", "aggregate", "summarize", "COMBO"]
 
 #: The columns that identify a leaderboard row.
 COMBO = ["method", "sampler", "architecture"]
@@ -95,3 +95,24 @@ def _rank(table: pd.DataFrame, ranked: list[str], directions: dict[str, bool]) -
         col = table[v].astype(float)
         per_metric[v] = col.rank(ascending=not directions[v], method="min", na_option="bottom")
     return per_metric.mean(axis=1).rank(method="min").astype(int)
+
+
+def summarize(boards: list[Board], frame: pd.DataFrame) -> pd.DataFrame:
+    """Average rank of each combination across datasets, for complete combinations.
+
+    A combination is *complete* when it finished ``ok`` on every dataset where it was not
+    skipped (an image-only energy is not held against toy densities). Columns:
+    ``average_rank``, ``datasets`` (how many it was ranked on), and the :data:`COMBO`
+    columns, sorted best first.
+    """
+    if not boards:
+        return pd.DataFrame(columns=["average_rank", "datasets", *COMBO])
+    ranks = pd.concat(
+        [b.table[[*COMBO, "rank"]].assign(dataset=b.dataset) for b in boards if not b.table.empty],
+        ignore_index=True,
+    ) if any(not b.table.empty for b in boards) else pd.DataFrame(columns=[*COMBO, "rank", "dataset"])
+    attempted = frame[frame["status"] != "skipped"].groupby(COMBO)["dataset"].nunique()
+    summary = ranks.groupby(COMBO).agg(average_rank=("rank", "mean"), datasets=("dataset", "nunique"))
+    complete = summary["datasets"] == attempted.reindex(summary.index).fillna(0).astype(int)
+    summary = summary[complete].reset_index()
+    return summary.sort_values(["average_rank", "datasets"], ascending=[True, False]).reset_index(drop=True)

@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from .aggregate import COMBO, Board
 
-__all__ = ["render_board", "render_index", "format_value"]
+__all__ = ["render_board", "render_index", "render_summary", "format_value", "relative_link"]
 
 
 def format_value(mean: float, se: float) -> str:
@@ -31,12 +31,15 @@ def _arrow(value: str, directions: dict[str, bool]) -> str:
     return f"{value} {'↑' if directions[value] else '↓'}"
 
 
-def render_board(board: Board, link_base: str | None = None) -> str:
+def render_board(
+    board: Board, link_base: str | None = None, figures: dict[str, str] | None = None
+) -> str:
     """A markdown page: the ranked table, then the runs that did not finish ``ok``.
 
     Args:
         board: The aggregated leaderboard.
         link_base: Path from the page's folder to the results folder, for figure links.
+        figures: Caption → image path relative to the page, shown under the table.
     """
     lines = [f"# {board.dataset}", ""]
     if board.table.empty:
@@ -65,6 +68,8 @@ def render_board(board: Board, link_base: str | None = None) -> str:
             f"better. The rank averages the per-metric ranks of: {', '.join(board.ranked) or 'none'} "
             "(cost columns are not ranked).",
         ]
+        for caption, image in (figures or {}).items():
+            lines += ["", f"![{caption}]({image})"]
     if board.not_ok is not None and not board.not_ok.empty:
         lines += ["", "## Runs that did not finish ok", ""]
         rows = board.not_ok.sort_values([*COMBO, "seed"])
@@ -80,7 +85,21 @@ def _short(reason: str, limit: int = 140) -> str:
     return reason if len(reason) <= limit else reason[: limit - 1] + "…"
 
 
-def render_index(boards: list[Board], frame: pd.DataFrame) -> str:
+def render_summary(summary: pd.DataFrame) -> str:
+    """The cross-dataset table: average rank of every complete combination."""
+    lines = ["## Across datasets", ""]
+    if summary.empty:
+        return "\n".join(lines + ["No combination is complete yet.", ""])
+    body = [[i + 1, *(r[c] for c in COMBO), f"{r['average_rank']:.2f}", r["datasets"]]
+            for i, (_, r) in enumerate(summary.iterrows())]
+    lines.append(tabulate(body, headers=["#", *COMBO, "average rank", "datasets"],
+                          tablefmt="github", disable_numparse=True))
+    lines += ["", "Average of the per-dataset ranks, for combinations that finished ok on every "
+              "dataset they were not skipped on; `datasets` counts them."]
+    return "\n".join(lines) + "\n"
+
+
+def render_index(boards: list[Board], frame: pd.DataFrame, summary: pd.DataFrame | None = None) -> str:
     """The leaderboards' front page: one line per dataset, with run counts."""
     lines = ["# ebmbench leaderboards", ""]
     body = []
@@ -96,6 +115,8 @@ def render_index(boards: list[Board], frame: pd.DataFrame) -> str:
         ])
     lines.append(tabulate(body, headers=["dataset", "runs", "status", "rank 1"],
                           tablefmt="github", disable_numparse=True))
+    if summary is not None:
+        lines += ["", render_summary(summary)]
     return "\n".join(lines) + "\n"
 
 
