@@ -40,6 +40,13 @@ from .functional import energy_and_score, frozen_parameters
 from .hookspecs import hookimpl
 from .params import BUDGETS, Param
 from .plugins import add_plugins_dir, register_plugin
+from .quadrature import (
+    box_rule_2d,
+    gauss_legendre,
+    gauss_legendre_panels,
+    log_integrate_2d,
+    uniform_grid_2d,
+)
 from .schedules import (
     ADAPT_MODES,
     ANNEALING_SCHEDULES,
@@ -54,6 +61,8 @@ from .schedules import (
     step_size_params,
 )
 from .replay import ReplayBuffer
+from .grid import RunSpec, Task
+from .runner import execute_task, unfinished_rows
 
 try:
     __version__ = version("ebmbench")
@@ -99,6 +108,12 @@ __all__ = [
     "AISResult",
     "log_mean_exp_with_se",
     "ReplayBuffer",
+    # quadrature (log-space, composite Gauss–Legendre)
+    "gauss_legendre",
+    "gauss_legendre_panels",
+    "box_rule_2d",
+    "log_integrate_2d",
+    "uniform_grid_2d",
     # errors
     "UserError",
     "PluginError",
@@ -114,4 +129,9 @@ __all__ = [
     "add_plugins_dir",
     "run",
     "load_results",
+    # executors: the unit of work and the function they ship
+    "RunSpec",
+    "Task",
+    "execute_task",
+    "unfinished_rows",
 ]

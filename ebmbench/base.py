@@ -107,6 +107,12 @@ class Dataset(Plugin, ABC):
 
     kind: ClassVar[str] = "dataset"
     data_kind: ClassVar[str] = "vector"
+    #: Budget → method hyper-parameters this dataset needs, e.g. fewer steps for images at
+    #: ``quick``. Applied to every method that declares the parameter; ``--set`` still wins.
+    method_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: Budget → evaluation samples drawn per sampler, where the harness default
+    #: (``ebmbench.runner.EVAL_SAMPLES``) does not suit the dataset.
+    eval_samples: ClassVar[dict[str, int]] = {}
 
     @property
     @abstractmethod
@@ -422,8 +428,9 @@ class Metric(Plugin, ABC):
             computed once per trained model and shared by every sampler's row.
 
     Files (figures) go in ``ctx.artifact_dir`` (created by the harness); record each as
-    ``ctx.artifacts[key] = path relative to ctx.artifact_dir``. A metric that raises is
-    noted in the row's ``metric_errors`` and never fails the run.
+    ``ctx.artifacts[key] = path relative to ctx.artifact_dir``; an entry that is not a file
+    written there (e.g. "FID unavailable: no weights") is kept as a note. A metric that
+    raises is noted in the row's ``metric_errors`` and never fails the run.
     """
 
     kind: ClassVar[str] = "metric"
@@ -432,6 +439,9 @@ class Metric(Plugin, ABC):
     #: Values that measure cost (seconds, evaluations, memory) rather than quality: the
     #: leaderboard ranks on quality and plots cost against it.
     cost_values: ClassVar[frozenset[str]] = frozenset()
+    #: Values shown beside the ranked ones for reference (a floor, a sample count), never
+    #: ranked. Like cost values, they are listed in ``higher_is_better`` too.
+    reference_values: ClassVar[frozenset[str]] = frozenset()
 
     def applies_to(self, combo: Combination) -> bool:
         """Whether to compute this metric for ``combo`` (e.g. only on toy densities)."""

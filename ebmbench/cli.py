@@ -106,8 +106,10 @@ def _describe_params(params: dict[str, Any]) -> str:
               help="Override a hyper-parameter; NAME may be * (repeatable).")
 @click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
               show_default=True, help="The SQLite results store.")
-@click.option("--executor", default="local", show_default=True, help="Executor plugin.")
+@click.option("--executor", default=None,
+              help="Executor plugin [default: local; process with --workers N > 1; ray with --address].")
 @click.option("--workers", type=int, default=None, help="Worker processes (executors that take it).")
+@click.option("--address", default=None, help="The Ray cluster to join (executor ray).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where image datasets live (sets every dataset's data_dir).")
 @click.option("--fid-weights", type=click.Path(dir_okay=False), default=None,
@@ -121,7 +123,8 @@ def run_command(
     run_all: bool, methods: tuple[str, ...], samplers: tuple[str, ...],
     architectures: tuple[str, ...], datasets: tuple[str, ...], metrics: tuple[str, ...],
     seeds: str, budget: str, device: str, timeout: float | None, overrides: tuple[str, ...],
-    results: str, executor: str, workers: int | None, data_dir: str | None,
+    results: str, executor: str | None, workers: int | None, address: str | None,
+    data_dir: str | None,
     fid_weights: str | None, retry_failed: bool, leaderboard_out: str | None,
     no_leaderboard: bool, progress: bool,
 ) -> None:
@@ -144,9 +147,13 @@ def run_command(
         if not Path(fid_weights).is_file():
             raise UserError(f"--fid-weights {fid_weights!r}: no such file")
         sets.setdefault("metric.*.inception_weights", fid_weights)
+    if executor is None:
+        executor = "ray" if address else "process" if (workers or 1) > 1 else "local"
     executor_params: dict[str, Any] = {}
-    if workers is not None:
+    if workers is not None and not (executor == "local" and workers == 1):
         executor_params["workers"] = workers
+    if address is not None:
+        executor_params["address"] = address
     selection = Selection(
         methods=None if run_all else _split(methods),
         samplers=None if run_all else _split(samplers),

@@ -146,11 +146,18 @@ def _check_override_names(pm: PluginManager, selection: Selection) -> None:
 
 
 def instantiate(
-    pm: PluginManager, kind: str, name: str, selection: Selection
+    pm: PluginManager, kind: str, name: str, selection: Selection,
+    defaults: dict[str, Any] | None = None,
 ) -> Plugin:
-    """Build plugin ``name`` of ``kind`` at the selection's budget with its overrides."""
+    """Build plugin ``name`` of ``kind`` at the selection's budget with its overrides.
+
+    ``defaults`` (a dataset's ``method_defaults``) apply where the plugin declares the
+    parameter; the user's overrides win over them.
+    """
     cls = pm.info(kind, name).cls
-    return cls(budget=selection.budget, **_overrides_for(selection, kind, name, cls.params))
+    given = {k: v for k, v in (defaults or {}).items() if k in cls.params}
+    given.update(_overrides_for(selection, kind, name, cls.params))
+    return cls(budget=selection.budget, **given)
 
 
 def expand(
@@ -185,8 +192,12 @@ def expand(
     }
     specs = []
     for dataset in plugins["dataset"].values():
+        tuned = type(dataset).method_defaults.get(selection.budget)
+        methods = plugins["method"] if not tuned else {
+            n: instantiate(pm, "method", n, selection, tuned) for n in names["method"]
+        }
         for architecture in plugins["architecture"].values():
-            for method in plugins["method"].values():
+            for method in methods.values():
                 for sampler in plugins["sampler"].values():
                     combo = Combination(method, sampler, architecture, dataset)  # type: ignore[arg-type]
                     reason = next(

@@ -14,7 +14,7 @@ import resource
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +29,7 @@ from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
 from .plugins import PluginManager, get_plugin_manager
 
-__all__ = ["execute_task", "EVAL_SAMPLES", "STATUSES", "checkpoint_path"]
+__all__ = ["execute_task", "unfinished_rows", "EVAL_SAMPLES", "STATUSES", "checkpoint_path"]
 
 #: Every status a result row can carry.
 STATUSES = ("ok", "diverged", "failed", "timeout", "skipped")
@@ -98,11 +98,13 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         "metrics": {},
         "directions": {},
         "cost_values": [],
+        "reference_values": [],
+        "notes": {},
         "train_seconds": math.nan,
         "sample_seconds": math.nan,
         "peak_memory_mb": math.nan,
         "device": device,
-        "hyperparams": spec.params | {"metrics": task.metrics, "eval_samples": EVAL_SAMPLES[spec.budget]},
+        "hyperparams": spec.params | {"metrics": task.metrics},
         "versions": {},
         "artifacts": {},
         "metric_errors": {},
@@ -198,9 +200,13 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
             continue
         row["metrics"].update({k: float(v) for k, v in values.items()})
         row["directions"].update(type(metric).higher_is_better)
-        row["cost_values"] = sorted(set(row["cost_values"]) | set(type(metric).cost_values))
-        for key, rel in ctx.artifacts.items():
-            row["artifacts"][key] = f"artifacts/{run_id}/{rel}"
+        for attr in ("cost_values", "reference_values"):
+            row[attr] = sorted(set(row[attr]) | set(getattr(type(metric), attr)))
+        for key, value in ctx.artifacts.items():
+            if ctx.artifact_dir is not None and (ctx.artifact_dir / str(value)).is_file():
+                row["artifacts"][key] = f"artifacts/{run_id}/{value}"
+            else:
+                row["notes"][key] = str(value)
 
 
 def _load_data(dataset: Any, spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -252,12 +258,15 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
                 shared = _empty_values()
                 model_only = {n: m for n, m in applicable.items() if not m.needs_samples}
                 _evaluate(model_only, ctx, shared, spec.run_id)
-            for key in ("metrics", "directions", "artifacts", "metric_errors"):
+            for key in ("metrics", "directions", "artifacts", "metric_errors", "notes"):
                 row[key].update(shared[key])
-            row["cost_values"] = list(shared["cost_values"])
+            for key in ("cost_values", "reference_values"):
+                row[key] = list(shared[key])
 
             sample_seed = derive_seed("sample", spec.run_id)
-            x0 = dataset.init_noise(EVAL_SAMPLES[spec.budget], torch.Generator().manual_seed(sample_seed))
+            n_eval = type(dataset).eval_samples.get(spec.budget, EVAL_SAMPLES[spec.budget])
+            row["hyperparams"]["eval_samples"] = n_eval
+            x0 = dataset.init_noise(n_eval, torch.Generator().manual_seed(sample_seed))
             gen = torch.Generator(device).manual_seed(sample_seed)
             start = time.perf_counter()
             result = sampler.sample(trained.energy, x0.to(device), generator=gen)
@@ -289,8 +298,50 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             yield _finish(rows[spec.run_id], status, f"{type(exc).__name__}: {exc}", tb)
 
 
+def unfinished_rows(
+    task: Task, done_run_ids: Iterable[str], status: str, reason: str, tb: str = ""
+) -> list[dict[str, Any]]:
+    """Result rows for the specs of ``task`` that a worker could not finish.
+
+    Executors that run tasks out of process call this when a worker dies (a segfault, an
+    out-of-memory kill, ``os._exit``) or is killed at its hard time limit: every spec
+    whose row did not come back gets a final row with ``status`` (``failed`` or
+    ``timeout``) and ``reason``, so that the sweep records it and goes on.
+
+    Args:
+        task: The task the worker was running.
+        done_run_ids: Run ids whose rows already came back (they get no new row).
+        status: One of :data:`STATUSES`, normally ``failed`` or ``timeout``.
+        reason: Why, in one line (e.g. the worker's exit code).
+        tb: A traceback or log excerpt, if there is one.
+
+    Returns:
+        One finished row per unfinished spec, in the task's order.
+    """
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}. Valid statuses: {', '.join(STATUSES)}")
+    done = set(done_run_ids)
+    try:  # the driver has the same plugins; versions make the row re-runnable
+        pm: PluginManager | None = _manager(task)
+    except Exception:
+        pm = None
+    rows = []
+    for spec in task.specs:
+        if spec.run_id in done:
+            continue
+        row = _base_row(spec, task, task.device)
+        if pm is not None:
+            try:
+                row["versions"] = _versions(pm, spec, task.metrics)
+            except Exception:
+                pass
+        rows.append(_finish(row, status, reason, tb))
+    return rows
+
+
 def _empty_values() -> dict[str, Any]:
-    return {"metrics": {}, "directions": {}, "cost_values": [], "artifacts": {}, "metric_errors": {}}
+    return {"metrics": {}, "directions": {}, "cost_values": [], "reference_values": [],
+            "artifacts": {}, "metric_errors": {}, "notes": {}}
 
 
 def _build(pm: PluginManager, kind: str, spec: RunSpec) -> Any:

@@ -134,7 +134,7 @@ def annealing_schedule(
 class StepSizeAdapter:
     """Robbins-Monro adaptation of log ε toward a target acceptance, during warm-up only.
 
-    At adaptation step t (counted from the first warm-up step),
+    At adaptation step t = 0, 1, … (counted from the sampler's first step),
 
         log ε ← log ε + γ₀ (t + 1)^(−κ) (ᾱ_t − α*),
 
@@ -157,7 +157,7 @@ class StepSizeAdapter:
     ...                     like=torch.zeros(1))
     >>> a.update(torch.ones(3)); a.update(torch.ones(3)); a.update(torch.zeros(3))
     >>> round(float(a.current()), 4), a.adapting   # 1 · e^{0.5·0.5} · e^{0.5·0.5/2^0.6}
-    (1.5749, False)
+    (1.5143, False)
     """
 
     gain: ClassVar[float] = 0.5
@@ -178,7 +178,6 @@ class StepSizeAdapter:
             raise ValueError(f"unknown adaptation mode {mode!r}; valid: {', '.join(ADAPT_MODES)}")
         self.mode, self.target, self.warmup, self.done = mode, target, warmup, done
         self.adapting = mode != "none" and done < warmup
-        self._t = 0
         if isinstance(step_size, Tensor):
             eps = step_size.detach().to(device=like.device, dtype=like.dtype)
             if eps.dim() > 0 and eps.numel() not in (1, n_chains):
@@ -207,9 +206,10 @@ class StepSizeAdapter:
         if not self.adapting:
             return
         stat = accept_prob if self.mode == "per_chain" else accept_prob.mean()
-        gain = self.gain / (self._t + 1) ** self.decay
+        # Warm-up starts at the sampler's first step, so ``done`` is the adaptation index,
+        # also for a persistent sampler whose warm-up spans several calls.
+        gain = self.gain / self.done**self.decay
         self._log_eps = self._log_eps + gain * (stat - self.target)
-        self._t += 1
         if self.done >= self.warmup:
             self.adapting = False
             eps = self._log_eps.exp()

@@ -31,9 +31,11 @@ _SCALARS = (
     "device", "host", "finished_at",
 )
 _JSON = (
-    "metrics", "directions", "cost_values", "hyperparams", "versions", "artifacts",
-    "metric_errors", "sample_stats", "train_logs",
+    "metrics", "directions", "cost_values", "reference_values", "hyperparams", "versions",
+    "artifacts", "notes", "metric_errors", "sample_stats", "train_logs",
 )
+
+_LISTS = ("cost_values", "reference_values")
 
 _CREATE = f"""
 CREATE TABLE IF NOT EXISTS runs (
@@ -114,7 +116,7 @@ class ResultStore:
             Whether the row was written.
         """
         values = [_nan_to_none(row.get(c)) for c in _SCALARS]
-        values += [json.dumps(row.get(c) or ({} if c != "cost_values" else []), sort_keys=True)
+        values += [json.dumps(row.get(c) or ([] if c in _LISTS else {}), sort_keys=True)
                    for c in _JSON]
         columns = ", ".join(_SCALARS + _JSON)
         marks = ", ".join("?" * len(values))

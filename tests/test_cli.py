@@ -75,7 +75,8 @@ def test_export_and_leaderboard_commands(tmp_path):
     assert out.stdout.strip() == "runs.csv" and list(frame["status"]) == ["ok"]
     assert frame["metric.fisher_divergence"].notna().all()
     ebmbench("leaderboard", "--out", "boards", cwd=tmp_path)
-    assert {p.name for p in (tmp_path / "boards").iterdir()} == {"README.md", "eight_gaussians.md"}
+    assert {p.name for p in (tmp_path / "boards").iterdir()} == {
+        "README.md", "eight_gaussians.md", "eight_gaussians-pareto.png", "eight_gaussians-heatmap.png"}
 
 
 def test_plugins_dir_method_is_listed_run_and_ranked(tmp_path):

@@ -25,7 +25,7 @@ class Board:
             (ok/total), ``seeds``, and for each metric value ``<name>`` (mean over seeds) and
             ``<name>_se`` (standard error over seeds, NaN with one seed).
         directions: Metric value → higher is better.
-        ranked: The metric values the rank averages over (quality, not cost).
+        ranked: The metric values the rank averages over (quality: not cost, not reference).
         links: Combination → {figure name: path relative to the results folder}.
         not_ok: Rows of this dataset whose status is not ``ok``.
     """
@@ -39,12 +39,14 @@ class Board:
 
 
 def _directions(rows: pd.DataFrame) -> tuple[dict[str, bool], set[str]]:
+    """Every value's direction, and the values not to rank (cost and reference)."""
     directions: dict[str, bool] = {}
     costs: set[str] = set()
     for d in rows.get("directions", []):
         directions.update(d or {})
-    for c in rows.get("cost_values", []):
-        costs.update(c or [])
+    for column in ("cost_values", "reference_values"):
+        for c in rows.get(column, []):
+            costs.update(c or [])
     return directions, costs
 
 

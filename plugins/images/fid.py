@@ -1,0 +1,210 @@
+"""FID and KID of a run's samples against its training images, with the data-vs-data floor.
+
+Which feature extractor, and so which value names (values from different extractors are
+never comparable, so they never share a name and never meet in one leaderboard column):
+
+============  =========================  ===============================================
+dataset       extractor                  values
+============  =========================  ===============================================
+digits        ``ebmbench-digits-v1``     ``fid``, ``kid`` (ranked, lower is better);
+              (a digits classifier)      ``kid_se``, ``fid_floor``, ``fid_samples``
+others        ``inception-v3-compat``    ``fid_inception``, ``kid_inception`` (ranked);
+              (torch-fidelity)           ``kid_inception_se``, ``fid_inception_floor``,
+                                         ``fid_samples``
+============  =========================  ===============================================
+
+``*_floor`` is the FID of held-out test images against the same training images at the
+same sample count n: what a perfect sampler would score (FID is biased upwards at finite n).
+``fid_samples`` is n. ``kid*_se`` is the spread of KID over its random subsets. Only
+``fid``, ``kid``, ``fid_inception`` and ``kid_inception`` are ranked; the floors and
+``fid_samples`` are declared too (the metric contract wants every returned name declared)
+but listed in ``reference_values``, which keeps them out of the ranking.
+
+When the Inception weights are not available offline the metric returns nothing and sets
+``ctx.artifacts["fid_unavailable"]`` to the reason; ``ctx.artifacts["fid_extractor"]``
+names the extractor whenever values are returned.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ebmbench import EvalContext, Metric, Param
+
+from .digits_net import DIGITS_EXTRACTOR, to_uint8
+from .paths import fidelity_cache_dir
+
+__all__ = ["FrechetDistance", "inception_weights"]
+
+_INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+_INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + _INCEPTION_FILE
+)
+
+# Floors already computed in this process: cache key → FID.
+_FLOORS: dict[str, float] = {}
+
+
+def inception_weights(given: str = "") -> tuple[Path | None, str | None]:
+    """(path, None) to the Inception-v3 weights to use, or (None, why there are none).
+
+    ``given`` (the ``inception_weights`` parameter, ``--fid-weights``) wins; otherwise
+    torch-fidelity's own download location, ``$TORCH_HOME/hub/checkpoints/``.
+    """
+    if given:
+        path = Path(given).expanduser()
+        if path.is_file():
+            return path, None
+        return None, f"the Inception weights file {path} (inception_weights) does not exist"
+    default = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
+    if default.is_file():
+        return default, None
+    return None, (
+        f"no Inception-v3 weights offline: put {_INCEPTION_FILE} (from {_INCEPTION_URL}) "
+        f"into {default.parent}/ or pass --fid-weights PATH"
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:8]
+
+
+class FrechetDistance(Metric):
+    """FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018) through torch-fidelity.
+
+    FID = ‖μ_s − μ_r‖² + Tr(Σ_s + Σ_r − 2(Σ_s Σ_r)^½), the Fréchet distance between
+    Gaussians fitted to extractor features of n samples (s) and of the training images (r).
+    KID is the unbiased MMD² with the cubic polynomial kernel on the same features.
+    See the module docstring for the extractor per dataset and the value names.
+    """
+
+    name = "fid"
+    description = "FID and KID via torch-fidelity (digits classifier or Inception-v3), with floor"
+    needs_samples = True
+    higher_is_better = {
+        "fid": False, "kid": False, "fid_inception": False, "kid_inception": False,
+        # Reference values, shown beside the scores but never ranked.
+        "fid_floor": False, "fid_inception_floor": False, "fid_samples": True,
+    }
+    # A floor is a property of the data and n, the same for every run of a dataset; more
+    # samples give a less biased FID. Both give context to the score, not a ranking.
+    reference_values = frozenset({"fid_floor", "fid_inception_floor", "fid_samples"})
+    params = {
+        "extractor": Param("auto", "feature extractor: auto = digits classifier on digits, "
+                                   "Inception-v3 elsewhere", choices=("auto", "digits",
+                                                                      "inception")),
+        "inception_weights": Param("", "Inception-v3 weights file (default: torch-fidelity's "
+                                       "in $TORCH_HOME/hub/checkpoints)"),
+        "max_samples": Param(1_000, "most samples compared (also at most the test-set size)",
+                             smoke=200, full=10_000),
+        "n_reference": Param(5_000, "training images in the reference statistics (0 = all)",
+                             smoke=1_000, full=0),
+        "kid_subsets": Param(50, "random subsets KID is averaged over", smoke=10, full=100),
+        "batch_size": Param(64, "images per Inception-v3 batch (the digits net takes 1000)",
+                            full=128),
+        "cache_dir": Param("", "torch-fidelity cache (default: ~/.cache/ebmbench/fidelity)"),
+    }
+
+    def applies_to(self, combo) -> bool:
+        return combo.dataset.data_kind == "image"
+
+    def compute(self, ctx: EvalContext) -> dict[str, float]:
+        chosen = self.hparams["extractor"]
+        if chosen == "auto":
+            chosen = "digits" if ctx.dataset.name == "digits" else "inception"
+        shape = tuple(ctx.train_data.shape[1:])
+        weights = None
+        if chosen == "digits":
+            if shape != (1, 8, 8):
+                return self._unavailable(ctx, f"the digits extractor takes 1x8x8, not {shape}")
+            extractor, suffix = DIGITS_EXTRACTOR, ""
+        else:
+            if shape[0] not in (1, 3):
+                return self._unavailable(ctx, f"Inception-v3 takes 1 or 3 channels, not {shape[0]}")
+            weights, reason = inception_weights(self.hparams["inception_weights"])
+            if weights is None:
+                return self._unavailable(ctx, reason)
+            extractor, suffix = "inception-v3-compat", "_inception"
+
+        samples = ctx.samples
+        if samples is None or len(samples) < 2:
+            return self._unavailable(ctx, "fewer than 2 samples")
+        if not bool(torch.isfinite(samples).all()):
+            return self._unavailable(ctx, "the samples have non-finite values")
+        n = min(len(samples), len(ctx.test_data), self.hparams["max_samples"])
+        n_ref = self.hparams["n_reference"] or len(ctx.train_data)
+        rgb = extractor != DIGITS_EXTRACTOR
+        fake = self._uint8(samples[:n], rgb)
+        test = self._uint8(ctx.test_data[:n], rgb)
+        ref = self._uint8(ctx.train_data[:n_ref], rgb)
+
+        from .fidelity import content_name, fid_kid
+
+        tag = ""
+        if weights is not None:  # the cache keys on the extractor's name, not its weights
+            stat = weights.stat()
+            tag = "-w" + _file_digest(weights.resolve(), stat.st_size, stat.st_mtime_ns)
+        cache_root = fidelity_cache_dir(self.hparams["cache_dir"])
+        ref_name = content_name(f"ebmbench-{ctx.dataset.name}-train", ref) + tag
+        options = dict(
+            reference_name=ref_name, extractor=extractor, cache_root=cache_root,
+            weights=weights, cuda=ctx.device.type == "cuda",
+            kid_subsets=self.hparams["kid_subsets"],
+            batch_size=1000 if extractor == DIGITS_EXTRACTOR else self.hparams["batch_size"],
+        )
+        on_device = torch.cuda.device(ctx.device) if ctx.device.type == "cuda" else nullcontext()
+        with on_device:
+            scores = fid_kid(fake, ref, **options)
+            test_name = content_name(f"ebmbench-{ctx.dataset.name}-test", test) + tag
+            floor = self._floor(test, ref, test_name, options)
+        ctx.artifacts["fid_extractor"] = extractor
+        return {
+            f"fid{suffix}": scores["fid"],
+            f"kid{suffix}": scores["kid"],
+            f"kid{suffix}_se": scores["kid_std"],
+            f"fid{suffix}_floor": floor,
+            "fid_samples": float(n),
+        }
+
+    @staticmethod
+    def _uint8(x: Tensor, rgb: bool) -> Tensor:
+        x = to_uint8(x.detach().to("cpu", torch.float32))
+        return x.expand(-1, 3, -1, -1).contiguous() if rgb and x.shape[1] == 1 else x
+
+    @staticmethod
+    def _floor(test: Tensor, ref: Tensor, test_name: str, options: dict) -> float:
+        """FID(test, reference): once per process, and once per cache folder on disk."""
+        from .fidelity import fid_kid
+
+        key = f"{test_name}-vs-{options['reference_name']}-{options['extractor']}"
+        if key in _FLOORS:
+            return _FLOORS[key]
+        path = Path(options["cache_root"]) / f"{key}-floor.json"
+        try:
+            value = float(json.loads(path.read_text())["fid"])
+        except (OSError, ValueError, KeyError):
+            value = fid_kid(test, ref, images_name=test_name, kid=False, **options)["fid"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # atomic: runs may share the folder
+            tmp.write_text(json.dumps({"fid": value}))
+            os.replace(tmp, path)
+        _FLOORS[key] = value
+        return value
+
+    @staticmethod
+    def _unavailable(ctx: EvalContext, reason: str | None) -> dict[str, float]:
+        ctx.artifacts["fid_unavailable"] = reason or "unknown reason"
+        return {}
