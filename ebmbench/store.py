@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import UserError
 
-__all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS"]
+__all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "read_results"]
 
 SCHEMA_VERSION = 1
 EXPORT_FORMATS = ("csv", "json", "parquet")
@@ -195,3 +195,28 @@ class ResultStore:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """Runs from a store (``.sqlite``) or from an export (``.csv``, ``.json``, ``.parquet``).
+
+    Exports hold the nested columns as JSON text; they are decoded, so the frame is the
+    same as :meth:`ResultStore.to_frame` gives and leaderboards render identically from
+    either.
+    """
+    path = Path(path)
+    if path.suffix in (".csv", ".json", ".parquet"):
+        if not path.is_file():
+            raise UserError(f"no results file at {str(path)!r}")
+        if path.suffix == ".json":
+            return pd.read_json(path, orient="records", dtype=False)
+        frame = pd.read_csv(path, keep_default_na=True) if path.suffix == ".csv" else pd.read_parquet(path)
+        for c in _JSON:
+            if c in frame.columns and c != "metrics":
+                frame[c] = frame[c].map(lambda v: json.loads(v) if isinstance(v, str) else v)
+        for c in ("reason", "traceback"):
+            if c in frame.columns:
+                frame[c] = frame[c].astype(object).where(frame[c].notna(), "")
+        return frame
+    with ResultStore.open_existing(path) as store:
+        return store.to_frame()

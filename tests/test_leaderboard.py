@@ -82,3 +82,23 @@ def test_figures_are_written_and_linked(tmp_path):
     assert plot_heatmap(board, tmp_path / "h.png") and (tmp_path / "h.png").stat().st_size > 1000
     text = render_board(board, None, {"cost vs quality": "p.png"})
     assert "![cost vs quality](p.png)" in text
+
+
+def test_boards_render_the_same_from_the_store_and_its_exports_and_check_detects_edits(tmp_path):
+    from ebmbench.leaderboard import check_leaderboards, write_leaderboards
+    from ebmbench.store import ResultStore
+
+    frame = _frame()
+    with ResultStore.open(tmp_path / "results.sqlite") as store:
+        for i, row in enumerate(frame.to_dict("records")):
+            metrics = {k[7:]: v for k, v in row.items() if k.startswith("metric.") and v == v}
+            store.write({**row, "run_id": f"r{i}", "metrics": metrics})
+        for fmt in ("csv", "parquet", "json"):
+            store.export(fmt, tmp_path / f"results.{fmt}")
+    write_leaderboards(tmp_path / "results.sqlite", tmp_path / "boards")
+    for fmt in ("csv", "parquet", "json"):
+        assert check_leaderboards(tmp_path / f"results.{fmt}", tmp_path / "boards") == [], fmt
+    page = tmp_path / "boards" / "toy.md"
+    page.write_text(page.read_text().replace("2/2 ok", "3/3 ok"))
+    assert check_leaderboards(tmp_path / "results.csv", tmp_path / "boards") == [
+        f"{page} differs from what {tmp_path / 'results.csv'} renders"]

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..store import ResultStore
+from ..store import read_results
 from .aggregate import COMBO, Board, aggregate, summarize
 from .figures import plot_heatmap, plot_pareto, primary_metric
 from .render import format_value, relative_link, render_board, render_index, render_summary
 
 __all__ = ["Board", "COMBO", "aggregate", "summarize", "render_board", "render_index",
-           "render_summary", "format_value", "primary_metric", "write_leaderboards"]
+           "render_summary", "format_value", "primary_metric", "write_leaderboards",
+           "check_leaderboards"]
 
 
 def write_leaderboards(results: Path, out: Path, *, figures: bool = True) -> list[Path]:
-    """Write ``<dataset>.md`` (and its figures) for every dataset in ``results``, and
-    ``README.md`` with the cross-dataset summary.
+    """Write ``<dataset>.md`` (and its figures) for every dataset in ``results`` (a store
+    or an export), and ``README.md`` with the cross-dataset summary.
 
     Returns:
         The markdown files written, the index last.
     """
-    with ResultStore.open_existing(results) as store:
-        frame = store.to_frame()
+    frame = read_results(results)
     boards = aggregate(frame)
     out.mkdir(parents=True, exist_ok=True)
     link_base = relative_link(Path(results).parent, out)
@@ -40,3 +40,32 @@ def write_leaderboards(results: Path, out: Path, *, figures: bool = True) -> lis
     index.write_text(render_index(boards, frame, summarize(boards, frame)), encoding="utf-8")
     written.append(index)
     return written
+
+
+def check_leaderboards(results: Path, out: Path) -> list[str]:
+    """Re-render the markdown from ``results`` and list the files in ``out`` that differ.
+
+    Figures are regenerated but not compared (their bytes depend on the matplotlib build).
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = write_leaderboards(results, Path(tmp), figures=False)
+        problems = []
+        for path in fresh:
+            committed = out / path.name
+            new_text = _without_figures(path.read_text(encoding="utf-8"))
+            if not committed.is_file():
+                problems.append(f"{committed} is missing")
+            elif _without_figures(committed.read_text(encoding="utf-8")) != new_text:
+                problems.append(f"{committed} differs from what {results} renders")
+        expected = {p.name for p in fresh}
+        problems += [f"{p} is not rendered from {results}" for p in sorted(out.glob("*.md"))
+                     if p.name not in expected]
+    return problems
+
+
+def _without_figures(text: str) -> str:
+    return "\n".join(
+        line for line in text.splitlines() if line.strip() and not line.startswith("![")
+    )

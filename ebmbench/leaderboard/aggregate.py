@@ -28,6 +28,7 @@ class Board:
         ranked: The metric values the rank averages over (quality: not cost, not reference).
         links: Combination → {figure name: path relative to the results folder}.
         not_ok: Rows of this dataset whose status is not ``ok``.
+        reference: Values shown for reference only (floors, sample counts).
     """
 
     dataset: str
@@ -36,18 +37,19 @@ class Board:
     ranked: list[str]
     links: dict[tuple[str, ...], dict[str, str]] = field(default_factory=dict)
     not_ok: pd.DataFrame | None = None
+    reference: list[str] = field(default_factory=list)
 
 
-def _directions(rows: pd.DataFrame) -> tuple[dict[str, bool], set[str]]:
-    """Every value's direction, and the values not to rank (cost and reference)."""
+def _directions(rows: pd.DataFrame) -> tuple[dict[str, bool], set[str], set[str]]:
+    """Every value's direction, the cost values and the reference values."""
     directions: dict[str, bool] = {}
-    costs: set[str] = set()
+    sets: dict[str, set[str]] = {"cost_values": set(), "reference_values": set()}
     for d in rows.get("directions", []):
         directions.update(d or {})
-    for column in ("cost_values", "reference_values"):
+    for column, found in sets.items():
         for c in rows.get(column, []):
-            costs.update(c or [])
-    return directions, costs
+            found.update(c or [])
+    return directions, sets["cost_values"], sets["reference_values"]
 
 
 def aggregate(frame: pd.DataFrame) -> list[Board]:
@@ -57,7 +59,7 @@ def aggregate(frame: pd.DataFrame) -> list[Board]:
         return boards
     for dataset, rows in frame.groupby("dataset", sort=True):
         ok = rows[rows["status"] == "ok"]
-        directions, costs = _directions(ok)
+        directions, costs, references = _directions(ok)
         values = [v for v in directions if f"metric.{v}" in ok.columns]
         records = []
         links: dict[tuple[str, ...], dict[str, str]] = {}
@@ -79,12 +81,13 @@ def aggregate(frame: pd.DataFrame) -> list[Board]:
                     k: p for k, p in first["artifacts"].items() if isinstance(p, str) and p.startswith("artifacts/")
                 }
         table = pd.DataFrame.from_records(records)
-        ranked = [v for v in values if v not in costs]
+        ranked = [v for v in values if v not in costs and v not in references]
         if not table.empty:
             table.insert(0, "rank", _rank(table, ranked, directions))
             table = table.sort_values(["rank", *COMBO], kind="stable").reset_index(drop=True)
         not_ok = rows[rows["status"] != "ok"][COMBO + ["seed", "status", "reason"]]
-        boards.append(Board(str(dataset), table, directions, ranked, links, not_ok))
+        boards.append(Board(str(dataset), table, directions, ranked, links, not_ok,
+                            sorted(references & set(values))))
     return boards
 
 

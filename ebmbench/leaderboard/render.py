@@ -27,8 +27,10 @@ def format_value(mean: float, se: float) -> str:
     return f"{mean:.4g} ± {se:.2g}"
 
 
-def _arrow(value: str, directions: dict[str, bool]) -> str:
-    return f"{value} {'↑' if directions[value] else '↓'}"
+def _header(value: str, board: Board) -> str:
+    if value in board.reference:
+        return f"{value} (ref.)"
+    return f"{value} {'↑' if board.directions[value] else '↓'}"
 
 
 def render_board(
@@ -46,7 +48,7 @@ def render_board(
         lines.append("No run finished ok on this dataset.")
     else:
         values = [v for v in board.directions if v in board.table.columns]
-        headers = ["rank", *COMBO, *(_arrow(v, board.directions) for v in values), "runs"]
+        headers = ["rank", *COMBO, *(_header(v, board) for v in values), "runs"]
         has_links = link_base is not None and any(board.links.values())
         if has_links:
             headers.append("figures")
@@ -66,7 +68,7 @@ def render_board(
             "",
             "Values are the mean ± standard error over seeds. ↑: higher is better, ↓: lower is "
             f"better. The rank averages the per-metric ranks of: {', '.join(board.ranked) or 'none'} "
-            "(cost columns are not ranked).",
+            "(cost columns are not ranked; (ref.) columns are references, such as a floor).",
         ]
         for caption, image in (figures or {}).items():
             lines += ["", f"![{caption}]({image})"]
