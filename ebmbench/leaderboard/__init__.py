@@ -14,9 +14,17 @@ __all__ = ["Board", "COMBO", "aggregate", "summarize", "render_board", "render_i
            "check_leaderboards"]
 
 
-def write_leaderboards(results: Path, out: Path, *, figures: bool = True) -> list[Path]:
+def write_leaderboards(
+    results: Path, out: Path, *, figures: bool = True, links_from: Path | None = None
+) -> list[Path]:
     """Write ``<dataset>.md`` (and its figures) for every dataset in ``results`` (a store
     or an export), and ``README.md`` with the cross-dataset summary.
+
+    Args:
+        results: A store or an export.
+        out: The folder to write into.
+        figures: Also draw the per-dataset figures.
+        links_from: The folder the pages will be read from, if not ``out`` (for links).
 
     Returns:
         The markdown files written, the index last.
@@ -24,7 +32,7 @@ def write_leaderboards(results: Path, out: Path, *, figures: bool = True) -> lis
     frame = read_results(results)
     boards = aggregate(frame)
     out.mkdir(parents=True, exist_ok=True)
-    link_base = relative_link(Path(results).parent, out)
+    link_base = relative_link(Path(results).parent, links_from or out)
     written = []
     for board in boards:
         images: dict[str, str] = {}
@@ -50,7 +58,7 @@ def check_leaderboards(results: Path, out: Path) -> list[str]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = write_leaderboards(results, Path(tmp), figures=False)
+        fresh = write_leaderboards(results, Path(tmp), figures=False, links_from=out)
         problems = []
         for path in fresh:
             committed = out / path.name
