@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .ais import AISResult, annealed_importance_sampling, log_mean_exp_with_se
+from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, log_mean_exp_with_se
 from .api import (
     get_architecture,
     get_dataset,
@@ -106,6 +106,7 @@ __all__ = [
     "ADAPT_MODES",
     "annealed_importance_sampling",
     "AISResult",
+    "AnnealedEnergy",
     "log_mean_exp_with_se",
     "ReplayBuffer",
     # quadrature (log-space, composite Gauss–Legendre)

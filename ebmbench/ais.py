@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from .base import EnergyFn, Sampler
 from .functional import frozen_parameters
 from .schedules import annealing_schedule
 
-__all__ = ["AISResult", "annealed_importance_sampling", "log_mean_exp_with_se"]
+__all__ = ["AISResult", "AnnealedEnergy", "annealed_importance_sampling", "log_mean_exp_with_se"]
 
 
 @dataclass
@@ -68,6 +68,35 @@ def log_mean_exp_with_se(log_w: Tensor) -> tuple[float, float, float]:
     se = float(w.std(correction=1) / (math.sqrt(n) * mean)) if n > 1 else float("inf")
     ess = float(w.sum() ** 2 / w.pow(2).sum())
     return log_z, se, ess
+
+
+class AnnealedEnergy(nn.Module):
+    """The intermediate log-density f_β(x) = (1 − β) log p₀(x) + β f(x).
+
+    One object serves every temperature: ``beta`` is a buffer updated in place, so a kernel
+    that compiles its energy (``compile=True``) compiles it once, not once per β.
+
+    >>> from torch.distributions import Independent, Normal
+    >>> base = Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
+    >>> f_beta = AnnealedEnergy(lambda x: -x.pow(2).sum(1), base)
+    >>> f_beta.set_beta(0.5)
+    >>> round(float(f_beta(torch.zeros(1, 1))), 4)   # ½ log N(0; 0, 1) + ½ · 0
+    -0.4595
+    """
+
+    def __init__(
+        self, energy: EnergyFn, base: Distribution, device: torch.device | str | None = None
+    ) -> None:
+        super().__init__()
+        self.energy = energy
+        self.base = base
+        self.register_buffer("beta", torch.zeros((), dtype=torch.float64, device=device))
+
+    def set_beta(self, beta: float) -> None:
+        self.beta.fill_(beta)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (1 - self.beta) * self.base.log_prob(x) + self.beta * self.energy(x)
 
 
 def _sample_base(base: Distribution, n: int, generator: torch.Generator | None) -> Tensor:
@@ -139,6 +168,7 @@ def annealed_importance_sampling(
     log_w = torch.zeros(n_chains, dtype=torch.float64, device=x.device)
     evals = {"energy_evals": 0.0, "grad_evals": 0.0}
     accept_rates: list[float] = []
+    f_beta = AnnealedEnergy(energy, base, x.device)
     with frozen_parameters(energy), torch.no_grad():
         for k in range(1, len(betas)):
             f_x = energy(x)
@@ -147,11 +177,7 @@ def annealed_importance_sampling(
             log_w += (betas[k] - betas[k - 1]).item() * (f_x - log_p0).double()
             if k == len(betas) - 1:
                 break
-            beta = float(betas[k])
-
-            def f_beta(y: Tensor, beta: float = beta) -> Tensor:
-                return (1 - beta) * base.log_prob(y) + beta * energy(y)
-
+            f_beta.set_beta(float(betas[k]))
             result = kernel.sample(f_beta, x, n_steps=steps_per_temperature,
                                    generator=generator)
             x = result.x

@@ -107,7 +107,8 @@ def _describe_params(params: dict[str, Any]) -> str:
 @click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
               show_default=True, help="The SQLite results store.")
 @click.option("--executor", default=None,
-              help="Executor plugin [default: local; process with --workers N > 1; ray with --address].")
+              help="Executor plugin [default: local; process with --workers N > 1; "
+                   "ray with --address].")
 @click.option("--workers", type=int, default=None, help="Worker processes (executors that take it).")
 @click.option("--address", default=None, help="The Ray cluster to join (executor ray).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -195,13 +196,23 @@ def _print_summary(report: Any) -> None:
 
 @cli.command("leaderboard")
 @click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
-              show_default=True, help="The SQLite results store.")
+              show_default=True, help="A results store (.sqlite) or export (.csv/.json/.parquet).")
 @click.option("--out", type=click.Path(file_okay=False), default="leaderboards",
-              show_default=True, help="Folder for the markdown tables.")
-def leaderboard_command(results: str, out: str) -> None:
-    """Render one markdown leaderboard per dataset from the results store."""
-    from .leaderboard import write_leaderboards
+              show_default=True, help="Folder for the markdown tables and figures.")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 if the tables in --out differ from a fresh render.")
+def leaderboard_command(results: str, out: str, check: bool) -> None:
+    """Render one markdown leaderboard per dataset, and a summary, from the results."""
+    from .leaderboard import check_leaderboards, write_leaderboards
 
+    if check:
+        problems = check_leaderboards(Path(results), Path(out))
+        for problem in problems:
+            click.echo(problem, err=True)
+        if problems:
+            sys.exit(1)
+        click.echo(f"{out} matches {results}")
+        return
     written = write_leaderboards(Path(results), Path(out))
     for path in written:
         click.echo(str(path))

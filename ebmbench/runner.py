@@ -321,20 +321,18 @@ def unfinished_rows(
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}. Valid statuses: {', '.join(STATUSES)}")
     done = set(done_run_ids)
-    try:  # the driver has the same plugins; versions make the row re-runnable
-        pm: PluginManager | None = _manager(task)
-    except Exception:
-        pm = None
+    # The caller (the driver) has the task's plugins loaded already: versions make the row
+    # re-runnable. Adding the task's plugin folders again could load them twice.
+    pm = get_plugin_manager()
     rows = []
     for spec in task.specs:
         if spec.run_id in done:
             continue
         row = _base_row(spec, task, task.device)
-        if pm is not None:
-            try:
-                row["versions"] = _versions(pm, spec, task.metrics)
-            except Exception:
-                pass
+        try:
+            row["versions"] = _versions(pm, spec, task.metrics)
+        except Exception:  # a plugin this process does not have: the row is still final
+            pass
         rows.append(_finish(row, status, reason, tb))
     return rows
 

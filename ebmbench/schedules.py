@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .base import EnergyFn, SampleResult, Sampler
+from .base import EnergyFn, Sampler, SampleResult
 from .functional import frozen_parameters
 from .params import Param
 
@@ -274,10 +274,15 @@ class EnergyCounter:
         """f(x) (detached) and ∇ₓf(x); gradients are taken with respect to x only."""
         self.energy_evals += 1
         self.grad_evals += 1
-        with torch.enable_grad():
-            x = x.detach().requires_grad_(True)
-            value = self.energy(x)
-            (score,) = torch.autograd.grad(value.sum(), x)
+        if not torch.is_grad_enabled():
+            with torch.enable_grad():
+                return self._value_and_score(x)
+        return self._value_and_score(x)
+
+    def _value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x = x.detach().requires_grad_(True)
+        value = self.energy(x)
+        (score,) = torch.autograd.grad(value.sum(), x)
         return value.detach(), score
 
 
@@ -319,9 +324,6 @@ def step_size_params(
         "persistent": Param(False, "keep the adapted ε and warm-up count across calls"),
         "compile": Param(False, "torch.compile the energy (meant for CUDA; off on CPU)"),
     }
-
-
-_ACCEPT_STATS = ("acceptance_rate",)
 
 
 class MarkovChainSampler(Sampler):
@@ -506,24 +508,31 @@ class MarkovChainSampler(Sampler):
         adapter = self._adapter(x0)
         fn = EnergyCounter(self._energy(energy))
         n_warm = max(0, min(steps, adapter.warmup - adapter.done)) if adapter.adapting else 0
-        factors = [1.0] * n_warm + schedule_factors(
+        factors = schedule_factors(
             hp.get("schedule", "constant"), steps - n_warm, hp.get("final_ratio", 0.1)
         )
         x = x0.detach()
+        # Acceptances are summed on the device: one sync at the end, not one per step.
         accepted_sum = torch.zeros(x.shape[0], device=x.device) if self.has_accept else None
-        counted = 0
+        count_warm = n_warm == steps  # a call that is all warm-up reports its own rate
+        transition = self.transition
         with frozen_parameters(energy):
             chains = self.init_chains(fn, x)
-            for t in range(steps):
-                eps = adapter.current()
-                if factors[t] != 1.0:
-                    eps = eps * factors[t]
-                warming = adapter.adapting
-                accepted, prob = self.transition(fn, chains, eps, generator, warming)
+            for _ in range(n_warm):
+                accepted, prob = transition(fn, chains, adapter.current(), generator, True)
                 adapter.update(prob)
-                if accepted_sum is not None and (not warming or n_warm == steps):
+                if count_warm and accepted_sum is not None:
                     accepted_sum.add_(accepted)
-                    counted += 1
+            # After warm-up the kernel is fixed: a lean loop, as a hand-written one would be.
+            eps = adapter.current()
+            for factor in factors:
+                accepted, _ = transition(
+                    fn, chains, eps if factor == 1.0 else eps * factor, generator, False
+                )
+                if accepted_sum is not None:
+                    accepted_sum.add_(accepted)
+        adapter.done += len(factors)
+        counted = len(factors) or (n_warm if count_warm else 0)
         stats: dict[str, float] = {
             "energy_evals": float(fn.energy_evals),
             "grad_evals": float(fn.grad_evals),
@@ -536,6 +545,5 @@ class MarkovChainSampler(Sampler):
         stats["step_size"] = (
             float(final_eps.mean()) if isinstance(final_eps, Tensor) else float(final_eps)
         )
-        total = adapter.done if hp.get("persistent", False) else steps
-        self.state = ChainState(chains.x.detach(), final_eps, total)
+        self.state = ChainState(chains.x.detach(), final_eps, adapter.done)
         return SampleResult(chains.x.detach(), stats)

@@ -23,7 +23,7 @@ def shapes_for(cls: type[Architecture]) -> list[tuple[int, ...]]:
 
 
 def _built(s: Subject, shape: tuple[int, ...]) -> nn.Module:
-    arch: Architecture = s.cls(budget="smoke")  # type: ignore[assignment]
+    arch: Architecture = s.make()  # type: ignore[assignment]
     module = arch.build(shape)
     assert isinstance(module, nn.Module), f"build{shape} returned {type(module).__name__}"
     return module.to(s.device)

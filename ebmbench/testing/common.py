@@ -108,8 +108,8 @@ def check_metadata(s: Subject) -> None:
     Every ``Param`` has help text, and its value at each budget has the declared type,
     is one of its ``choices`` and survives the trip through its command-line string form
     (what ``--set`` gives). Methods declare positive ``steps`` and ``batch_size``, samplers
-    ``steps``; metrics declare a bool direction per value and only such values as costs;
-    architectures accept ``vector`` and/or ``image`` data.
+    ``steps``; a metric's ``cost_values`` and ``reference_values`` have directions in
+    ``higher_is_better``; architectures accept ``vector`` and/or ``image`` data.
     """
     cls = s.cls
     assert cls.kind == s.kind, f"its kind attribute is {cls.kind!r}, not {s.kind!r}"
@@ -123,8 +123,9 @@ def check_metadata(s: Subject) -> None:
     if issubclass(cls, Sampler):
         _positive_int(cls, "steps")
     if issubclass(cls, Metric):
-        extra = set(cls.cost_values) - set(cls.higher_is_better)
-        assert not extra, f"cost_values {sorted(extra)} have no direction in higher_is_better"
+        for attr in ("cost_values", "reference_values"):
+            extra = set(getattr(cls, attr, ())) - set(cls.higher_is_better)
+            assert not extra, f"{attr} {sorted(extra)} have no direction in higher_is_better"
         assert isinstance(cls.needs_samples, bool), "needs_samples must be a bool"
     if issubclass(cls, Architecture):
         assert cls.data_kinds and set(cls.data_kinds) <= {"vector", "image"}, (

@@ -42,7 +42,7 @@ def check_dataset_data(s: Subject) -> None:
     training set; ``init_noise(n, g)`` gives finite (n, *shape), reproducibly. Image sets
     are (C, H, W) in [−1, 1]. A ``UserError`` (data missing offline) skips the check.
     """
-    dataset: Dataset = s.cls(budget="smoke")  # type: ignore[assignment]
+    dataset: Dataset = s.make()  # type: ignore[assignment]
     shape = tuple(dataset.shape)
     assert all(isinstance(d, int) and d > 0 for d in shape), f"shape {shape}"
     train = _data(s, dataset, "train_data", 0)
@@ -79,7 +79,7 @@ def _is_toy(cls: type) -> bool:
 
 
 def _toy(s: Subject) -> ToyDensity:
-    return s.cls(budget="smoke")  # type: ignore[return-value]
+    return s.make()  # type: ignore[no-any-return]
 
 
 def quadrature(density: ToyDensity, points: int = QUADRATURE_POINTS) -> dict[str, float]:

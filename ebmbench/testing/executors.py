@@ -27,7 +27,7 @@ def check_executor_map(s: Subject) -> None:
     ``fn`` is :func:`echo_task`, a top-level function (picklable, as the harness's
     ``execute_task`` is) yielding two results per task; order may differ.
     """
-    executor: Executor = s.cls(budget="smoke")  # type: ignore[assignment]
+    executor: Executor = s.make()  # type: ignore[assignment]
     got = sorted(executor.map(echo_task, [1, 2, 3]))
     assert got == [1, 2, 3, 10, 20, 30], f"map(echo_task, [1, 2, 3]) yielded {got}"
     assert list(executor.map(echo_task, [])) == [], "map over no tasks yielded results"

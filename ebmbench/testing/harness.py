@@ -36,10 +36,11 @@ def clear_run_cache() -> None:
     _RUNS.clear()
 
 
-def _key(pm: PluginManager, p: Partners, device: str, replica: int) -> tuple[Any, ...]:
+def _key(pm: PluginManager, p: Partners, s: Subject, replica: int) -> tuple[Any, ...]:
     classes = tuple(pm.info(k, p.names[k]).cls for k in GRID_KINDS)
     metrics = tuple(pm.info("metric", m).cls for m in p.metrics)
-    return classes, metrics, pm.info("executor", p.executor).cls, device, replica
+    given = (s.kind, tuple(sorted(s.params.items()))) if s.params else None
+    return classes, metrics, pm.info("executor", p.executor).cls, str(s.device), given, replica
 
 
 def harness_run(s: Subject, replica: int = 0) -> tuple[dict[str, Any], Partners]:
@@ -52,7 +53,7 @@ def harness_run(s: Subject, replica: int = 0) -> tuple[dict[str, Any], Partners]
         if error is not None:
             raise AssertionError(f"cannot register it next to the installed plugins: {error}")
         partners = find_partners(pm, s)
-        key = _key(pm, partners, str(s.device), replica)
+        key = _key(pm, partners, s, replica)
         if key in _RUNS:
             _RUNS.move_to_end(key)
             return _RUNS[key], partners
@@ -65,11 +66,15 @@ def harness_run(s: Subject, replica: int = 0) -> tuple[dict[str, Any], Partners]
             metrics=partners.metrics,
             seeds=(0,),
             budget="smoke",
+            overrides={} if s.kind == "executor" else {
+                f"{s.kind}.{s.cls.name}.{k}": v for k, v in s.params.items()
+            },
         )
         with tempfile.TemporaryDirectory(prefix="ebmbench-conformance-") as tmp:
             run_sweep(
                 selection, results=Path(tmp) / "results.sqlite", device=str(s.device),
                 timeout=E2E_TIMEOUT, executor=partners.executor, on_row=rows.append,
+                executor_params=dict(s.params) if s.kind == "executor" else None,
             )
     assert len(rows) == 1, f"one run was asked for, the harness returned {len(rows)} rows"
     _RUNS[key] = rows[0]

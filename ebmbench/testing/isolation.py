@@ -60,12 +60,14 @@ def isolated_plugins(
     saved_env = os.environ.get(ENV_DISABLE_AUTOLOAD)
     pm = _plugins.reset_plugin_manager()
     try:
-        if classes:
-            pm.register_plugin(hook_object(classes), name=HOOK_OBJECT_NAME)
         if not autoload:
             os.environ[ENV_DISABLE_AUTOLOAD] = "1"
         pm.load()  # autoloading reads the environment now, and only now
         _restore_env(saved_env)
+        if classes:
+            # Registered after the installed plugins, so that a clash of names is reported
+            # against the classes under test, not against the plugin they collide with.
+            pm.register_plugin(hook_object(classes), name=HOOK_OBJECT_NAME)
         yield pm
     finally:
         _plugins._manager = saved

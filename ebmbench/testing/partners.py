@@ -64,7 +64,7 @@ def find_partners(pm: PluginManager, s: Subject) -> Partners:
     Raises :class:`CheckSkipped` when nothing registered is compatible.
     """
     fixed: dict[str, list[str]] = {}
-    subject = s.cls(budget="smoke")
+    subject = s.make()
     if s.kind in GRID_KINDS:
         fixed[s.kind] = [s.cls.name]
     options = {k: fixed.get(k) or _candidates(pm, k) for k in GRID_KINDS}

@@ -59,7 +59,7 @@ class GaussianEnergy(nn.Module):
 
 def _sample(s: Subject, energy: nn.Module, x0: Tensor, n_steps: int | None = None,
             seed: int | None = 0) -> SampleResult:
-    sampler: Sampler = s.cls(budget="smoke")  # type: ignore[assignment]
+    sampler: Sampler = s.make()  # type: ignore[assignment]
     generator = None if seed is None else torch.Generator(s.device).manual_seed(seed)
     result = sampler.sample(energy, x0, n_steps, generator=generator)
     assert isinstance(result, SampleResult), f"sample returned {type(result).__name__}"

@@ -48,15 +48,22 @@ class Subject:
         cls: The plugin class under test.
         kind: Its kind (``method``, ``sampler``, ...).
         device: Where tensors live during the check.
+        params: Hyper-parameter values given to every instance the checks build of the
+            plugin (as ``--set`` would), over the budget's defaults.
     """
 
     cls: type[Plugin]
     kind: str
     device: torch.device
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return f"{self.kind} {self.cls.name!r}"
+
+    def make(self, budget: str = "smoke") -> Any:
+        """An instance of the plugin under test at ``budget``, with :attr:`params`."""
+        return self.cls(budget=budget, **self.params)
 
 
 CheckFn = Callable[[Subject], None]
@@ -130,6 +137,7 @@ class PluginCheck:
     kind: str
     plugin: type[Plugin]
     device: str = "cpu"
+    params: tuple[tuple[str, Any], ...] = ()
     fn: CheckFn = field(default=lambda s: None, repr=False, compare=False)
     doc: str = field(default="", repr=False, compare=False)
 
@@ -139,7 +147,7 @@ class PluginCheck:
         return f"{self.kind}:{self.plugin.name}:{self.check}"
 
     def __call__(self) -> None:
-        subject = Subject(self.plugin, self.kind, torch.device(self.device))
+        subject = Subject(self.plugin, self.kind, torch.device(self.device), dict(self.params))
         prefix = f"{subject.label} failed check {self.check!r}"
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         try:
@@ -170,7 +178,7 @@ def list_checks(kind: str | None = None) -> list[tuple[str, tuple[str, ...], str
 
 def iter_checks(
     cls: type[Plugin], *, kind: str | None = None, device: str = "cpu",
-    skip: Iterable[str] = (),
+    skip: Iterable[str] = (), params: dict[str, Any] | None = None,
 ) -> Iterator[tuple[str, PluginCheck]]:
     """Yield ``(check name, callable)`` for every check that applies to ``cls``.
 
@@ -179,8 +187,12 @@ def iter_checks(
         kind: Its kind; inferred from the base class when omitted.
         device: ``cpu`` or ``cuda``: where the checks put tensors and run the harness.
         skip: Names of checks to leave out.
+        params: Hyper-parameter values for the plugin under test, over the smoke defaults
+            (e.g. ``{"download": False}`` to keep a test offline). The checks of
+            construction and of bad values use the declared defaults alone.
     """
     kind = kind_of(cls, kind)
+    frozen = tuple(sorted((params or {}).items()))
     skip = set(skip)
     known = {c.name for c in _CHECKS}
     if skip - known:
@@ -188,21 +200,24 @@ def iter_checks(
     for c in _CHECKS:
         if kind in c.kinds and c.name not in skip and (c.applies is None or c.applies(cls)):
             doc = (c.fn.__doc__ or "").strip()
-            yield c.name, PluginCheck(c.name, kind, cls, device, c.fn, doc)
+            yield c.name, PluginCheck(c.name, kind, cls, device, frozen, c.fn, doc)
 
 
 def check_plugin(
     cls: type[Plugin], *, kind: str | None = None, device: str = "cpu",
-    skip: Iterable[str] = (),
+    skip: Iterable[str] = (), params: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Run every check on ``cls``; raise one :class:`AssertionError` naming each failure.
+
+    The arguments are those of :func:`iter_checks`.
 
     Returns:
         Check name → ``"passed"`` or ``"skipped: <reason>"`` when every check passed.
     """
     outcome: dict[str, str] = {}
     failures: list[str] = []
-    for name, plugin_check in iter_checks(cls, kind=kind, device=device, skip=skip):
+    for name, plugin_check in iter_checks(cls, kind=kind, device=device, skip=skip,
+                                          params=params):
         try:
             plugin_check()
         except unittest.SkipTest as exc:
@@ -220,7 +235,9 @@ def check_plugin(
     return outcome
 
 
-def parametrize_with_checks(*classes: type[Plugin], device: str = "cpu") -> Any:
+def parametrize_with_checks(
+    *classes: type[Plugin], device: str = "cpu", params: dict[str, Any] | None = None
+) -> Any:
     """A ``pytest.mark.parametrize`` over every check of every class, with readable ids.
 
     Use it on a test taking one argument, ``plugin_check``, that calls it::
@@ -236,5 +253,5 @@ def parametrize_with_checks(*classes: type[Plugin], device: str = "cpu") -> Any:
     flat: list[type[Plugin]] = []
     for item in classes:
         flat.extend(item if isinstance(item, (list, tuple)) else [item])
-    checks = [pc for cls in flat for _, pc in iter_checks(cls, device=device)]
+    checks = [pc for cls in flat for _, pc in iter_checks(cls, device=device, params=params)]
     return pytest.mark.parametrize("plugin_check", checks, ids=[pc.id for pc in checks])

@@ -14,6 +14,7 @@ class WallClockCost(Metric):
     description = "Wall-clock train/sample seconds and gradient evaluations per sample"
     higher_is_better = {"train_seconds": False, "sample_seconds": False, "grad_evals": False}
     needs_samples = True
+    cost_values = frozenset(higher_is_better)
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         return {

@@ -1,0 +1,155 @@
+"""The quadratic (Gaussian) energy against torch.distributions and quadrature."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from ebmbench_plugins.architectures.quadratic import Quadratic, QuadraticEnergy
+from torch.autograd.functional import hessian
+from torch.distributions import MultivariateNormal
+
+from ebmbench import (
+    Combination,
+    ImageDataset,
+    ToyDensity,
+    energy_and_score,
+    get_architecture,
+    get_method,
+    get_sampler,
+)
+
+DOUBLE = torch.float64
+
+
+def random_quadratic(d: int, seed: int = 0) -> Quadratic:
+    g = torch.Generator().manual_seed(seed)
+    q = Quadratic(d).to(DOUBLE)
+    with torch.no_grad():
+        q.mean.copy_(torch.randn(d, generator=g, dtype=DOUBLE))
+        q.raw_diag.copy_(torch.randn(d, generator=g, dtype=DOUBLE))
+        q.lower.copy_(torch.randn(d, d, generator=g, dtype=DOUBLE))
+    return q
+
+
+@pytest.mark.parametrize("d", [1, 2, 5])
+def test_energy_minus_log_z_is_the_gaussian_log_density(d):
+    q = random_quadratic(d)
+    x = torch.randn(50, d, dtype=DOUBLE)
+    with torch.no_grad():
+        gauss = MultivariateNormal(q.mean, precision_matrix=q.precision())
+        torch.testing.assert_close(q(x) - q.log_partition(), gauss.log_prob(x))
+        torch.testing.assert_close(q.covariance(), gauss.covariance_matrix)
+        # log Z = ½ log det(2πΣ)
+        torch.testing.assert_close(
+            q.log_partition(), 0.5 * torch.logdet(2 * math.pi * gauss.covariance_matrix)
+        )
+
+
+def test_score_and_hessian_are_exact():
+    q = random_quadratic(3, seed=1)
+    x = torch.randn(4, 3, dtype=DOUBLE)
+    _, score = energy_and_score(q, x)
+    precision = q.precision().detach()
+    torch.testing.assert_close(score, -(x - q.mean.detach()) @ precision)
+    hess = hessian(lambda y: q(y.unsqueeze(0)).squeeze(0), x[0])
+    torch.testing.assert_close(hess, -precision)
+
+
+def test_log_partition_matches_quadrature_in_2d():
+    q = random_quadratic(2, seed=2)
+    with torch.no_grad():
+        cov = q.covariance()
+        half = 10 * cov.diagonal().sqrt()  # ±10σ: the truncated mass is below 1e-20
+        n = 801
+        axes = [torch.linspace(float(q.mean[i] - half[i]), float(q.mean[i] + half[i]), n,
+                               dtype=DOUBLE) for i in range(2)]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, 2)
+        cell = float((axes[0][1] - axes[0][0]) * (axes[1][1] - axes[1][0]))
+        log_z = torch.logsumexp(q(grid), 0) + math.log(cell)  # Riemann sum, spectrally exact
+    assert float(log_z) == pytest.approx(float(q.log_partition().detach()), abs=1e-8)
+
+
+def test_precision_stays_positive_definite():
+    q = Quadratic(4).to(DOUBLE)
+    with torch.no_grad():
+        q.raw_diag.fill_(-50.0)  # softplus → 0: the floor min_diag keeps L invertible
+        q.lower.normal_(0, 10)
+    eig = torch.linalg.eigvalsh(q.precision().detach())
+    assert (eig > 0).all()
+    assert torch.diagonal(q.cholesky()).min() >= q.min_diag
+
+
+def test_set_round_trips_mean_and_precision():
+    mean = torch.tensor([1.0, -2.0, 0.5], dtype=DOUBLE)
+    a = torch.randn(3, 3, dtype=DOUBLE, generator=torch.Generator().manual_seed(3))
+    precision = a @ a.T + 0.5 * torch.eye(3, dtype=DOUBLE)
+    q = Quadratic(3).to(DOUBLE).set(mean, precision)
+    torch.testing.assert_close(q.mean.detach(), mean)
+    torch.testing.assert_close(q.precision().detach(), precision)
+
+
+def test_every_parameter_gets_a_gradient():
+    q = Quadratic(3)
+    q(torch.randn(8, 3)).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in q.parameters())
+    # Only the strictly lower part of ``lower`` is used.
+    assert torch.equal(torch.triu(q.lower.grad), torch.zeros(3, 3))
+
+
+def test_initialisation_is_standard_normal():
+    q = Quadratic(3)
+    torch.testing.assert_close(q.precision(), torch.eye(3))
+    torch.testing.assert_close(q.mean, torch.zeros(3), check_stride=False)
+
+
+class Gaussian(ToyDensity):
+    name = "test_gauss"
+    description = "test-only Gaussian"
+    gaussian = True
+
+    def sample(self, n, generator):
+        return torch.randn((n, 2), generator=generator)
+
+    def log_prob(self, x):
+        return MultivariateNormal(torch.zeros(2), torch.eye(2)).log_prob(x)
+
+
+class NotGaussian(Gaussian):
+    name = "test_not_gauss"
+    gaussian = False
+
+
+class Images(ImageDataset):
+    name = "test_images"
+    description = "test-only images"
+
+    def load(self):
+        return torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)
+
+
+def test_runs_only_on_gaussian_vector_datasets():
+    arch = get_architecture("quadratic")
+    assert isinstance(arch, QuadraticEnergy)
+    method, sampler = get_method("dsm"), get_sampler("ula")
+
+    def reason(ds):
+        return arch.incompatibility(Combination(method, sampler, arch, ds))
+
+    assert reason(Gaussian()) is None
+    why = reason(NotGaussian())
+    assert why is not None and "Gaussian" in why and "test_not_gauss" in why
+    why = reason(Images())
+    assert why is not None and "vector" in why
+
+
+def test_built_module_and_features():
+    arch = get_architecture("quadratic")
+    module = arch.build((3,))
+    assert isinstance(module, Quadratic) and module.dim == 3
+    assert module(torch.zeros(5, 3)).shape == (5,)
+    assert "nonzero_hessian" in arch.features
+    # Exact score matching accepts it (its Hessian is −P ≠ 0).
+    exact = get_method("exact_sm")
+    assert exact.incompatibility(Combination(exact, get_sampler("ula"), arch, Gaussian())) is None
