@@ -185,8 +185,9 @@ def _make_flow(flat: Tensor, hparams: dict[str, Any]) -> zuko.flows.Flow:
     (passes=2), so rsample costs one conditioner pass per transform, not d.
     """
     d = flat.shape[1]
-    mean, std = flat.mean(0), flat.std(0).nan_to_num(1.0).clamp_min(1e-3)
-    log_scale = -std.log()
+    mean, std = flat.mean(0), flat.std(0).nan_to_num(1.0)
+    # Constant coordinates (image borders) have std 0: cap the initial scale at e^6.
+    log_scale = (-std.clamp_min(1e-12).log()).clamp(-6.0, 6.0)
     # MonotonicAffineTransform soft-clips its log-scale a to a / (1 + |a / log 1e-3|); invert.
     raw = log_scale / (1 - log_scale.abs() / abs(math.log(1e-3)))
     maf = zuko.flows.MAF(
@@ -196,7 +197,7 @@ def _make_flow(flat: Tensor, hparams: dict[str, Any]) -> zuko.flows.Flow:
         passes=min(2, d),
     )
     layers = [
-        UnconditionalTransform(_affine, -mean / std, raw),
+        UnconditionalTransform(_affine, -mean * log_scale.exp(), raw),
         UnconditionalTransform(LULinearTransform, torch.eye(d, dtype=flat.dtype)),
         *maf.transform.transforms,
     ]
