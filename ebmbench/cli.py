@@ -218,6 +218,22 @@ def leaderboard_command(results: str, out: str, check: bool) -> None:
         click.echo(str(path))
 
 
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(("method", "sampler", "architecture", "dataset",
+                                          "metric", "executor")),
+              default="method", show_default=True, help="The kind of plugin to generate.")
+@click.option("--dest", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder in which to create the package folder.")
+@click.option("--description", default=None, help="One-line description of the plugin.")
+def new_plugin_command(name: str, kind: str, dest: str, description: str | None) -> None:
+    """Generate a working plugin package NAME, with its conformance test."""
+    from .template import create_plugin_package
+
+    root = create_plugin_package(name, dest, kind, description=description)
+    click.echo(f"created {root}: pip install {root} && pytest {root}")
+
+
 @cli.command("export")
 @click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
               show_default=True, help="The SQLite results store.")

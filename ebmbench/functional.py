@@ -18,10 +18,10 @@ def frozen_parameters(energy: EnergyFn) -> Iterator[None]:
     """Within the block, the parameters of ``energy`` (if an ``nn.Module``) do not require grad.
 
     Differentiating f with respect to x alone then skips the bookkeeping autograd keeps for
-    the parameters (about 7% of a Langevin step on a 2-D MLP with 4096 chains, on a CPU),
-    and no gradient can reach them. ``requires_grad`` is restored on exit, also on error;
-    graphs built before the block are unaffected. Anything that is not a module is left
-    alone.
+    the parameters (1-7% of a Langevin step on a 2-D MLP with 4096 chains, measured on a
+    shared CPU), and no gradient can reach them. ``requires_grad`` is restored on exit,
+    also on error; graphs built before the block are unaffected. Anything that is not a
+    module is left alone.
 
     >>> net = nn.Linear(2, 1)
     >>> with frozen_parameters(net):

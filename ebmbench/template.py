@@ -402,7 +402,7 @@ ebmbench run --all                    # $name in every compatible combination
 
 | file | what |
 |---|---|
-| `pyproject.toml` | the package, and the `[project.entry-points.ebmbench]` entry pointing at `$module` |
+| `pyproject.toml` | the package; `[project.entry-points.ebmbench]` points at `$module` |
 | `$module.py` | the `$cls` class and the `@hookimpl` function registering it |
 | `tests/test_conformance.py` | `ebmbench.testing`'s conformance suite, one pytest test per check |
 '''
@@ -411,8 +411,9 @@ ebmbench run --all                    # $name in every compatible combination
 def package_names(name: str, kind: str = "method") -> dict[str, str]:
     """The names a plugin called ``name`` gets: distribution, module and class.
 
-    >>> package_names("my_method")
-    {'name': 'my_method', 'dist': 'ebmbench-my-method', 'module': 'ebmbench_my_method', 'cls': 'MyMethod'}
+    >>> names = package_names("my_method")
+    >>> names["dist"], names["module"], names["cls"]
+    ('ebmbench-my-method', 'ebmbench_my_method', 'MyMethod')
     >>> package_names("fast-walk", "sampler")["cls"]
     'FastWalkSampler'
     """

@@ -8,7 +8,9 @@ import torch
 
 from ebmbench.plugins import reset_plugin_manager
 
-torch.set_num_threads(2)
+# Tests use tiny tensors, for which one thread is fastest and, on a shared machine, far
+# steadier than several.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -3,8 +3,14 @@
 One shared suite, parametrized over every plugin that the ``ebmbench`` distribution
 registers, of every kind (benchopt style): one test per (plugin, check). Datasets that can
 download are run with ``download=False``, so the suite never touches the network: an image
-set with no local copy is skipped with the reason. The end-to-end and determinism checks
-of the image architectures and datasets are marked slow.
+set with no local copy is skipped with the reason.
+
+Cost. The contract checks take well under a second per plugin. The two harness checks
+(``end_to_end``, ``determinism``) each train and evaluate a smoke run, seconds per plugin:
+they are marked slow except for the preferred slice (``dsm``, ``ula``, ``mlp``,
+``eight_gaussians``, ``fisher``, ``cost``, ``local``), whose members all share one pair of
+runs, so a plain ``pytest -m "not slow"`` still sends one real run through the suite.
+Executors other than ``local`` start worker processes: their checks are slow too.
 """
 
 from __future__ import annotations
@@ -18,16 +24,22 @@ from ebmbench.testing import iter_checks
 #: Checks that go through the harness (a smoke training, sampling and metrics).
 HARNESS_CHECKS = {"end_to_end", "determinism"}
 
+#: The built-ins of the preferred slice: their harness checks share one run.
+SLICE = {
+    ("method", "dsm"), ("sampler", "ula"), ("architecture", "mlp"),
+    ("dataset", "eight_gaussians"), ("metric", "fisher"), ("metric", "cost"),
+    ("executor", "local"),
+}
+
 #: (kind, plugin, check) → why a built-in fails that check today. Each entry is a strict
 #: xfail, so the test turns red the moment the plugin is fixed and the entry must go.
 KNOWN_FAILURES: dict[tuple[str, str, str], str] = {}
 
 
-def _slow(cls: type) -> bool:
-    # Image plugins train convolutional energies or images through the harness: seconds.
-    return getattr(cls, "data_kind", None) == "image" or "image" in getattr(
-        cls, "data_kinds", ()
-    ) and "vector" not in getattr(cls, "data_kinds", ())
+def _slow(kind: str, name: str, check: str) -> bool:
+    if kind == "executor" and name != "local" and check in HARNESS_CHECKS | {"executor_map"}:
+        return True
+    return check in HARNESS_CHECKS and (kind, name) not in SLICE
 
 
 def _builtin_checks() -> list:
@@ -40,7 +52,7 @@ def _builtin_checks() -> list:
             params = {"download": False} if "download" in info.cls.params else None
             for name, plugin_check in iter_checks(info.cls, kind=kind, params=params):
                 marks = []
-                if name in HARNESS_CHECKS and _slow(info.cls):
+                if _slow(kind, info.name, name):
                     marks.append(pytest.mark.slow)
                 reason = KNOWN_FAILURES.get((kind, info.name, name))
                 if reason:

@@ -23,10 +23,16 @@ A check that cannot apply here (an image set with no local copy) raises
 
 from __future__ import annotations
 
-# Import order is check order: cheap contract checks first, the harness runs last.
-from . import common  # noqa: F401  (registers checks)
-from . import methods, samplers, architectures, datasets, executors  # noqa: F401,I001
-from . import harness  # noqa: F401
+# Importing the kind modules registers their checks (the order is set by check stages).
+from . import (  # noqa: F401
+    architectures,
+    common,
+    datasets,
+    executors,
+    harness,
+    methods,
+    samplers,
+)
 from .harness import clear_run_cache
 from .isolation import isolated_plugins
 from .partners import Partners, find_partners

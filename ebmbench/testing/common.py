@@ -14,18 +14,21 @@ from ..registry import Registry
 from .isolation import isolated_plugins, registration_error
 from .suite import Subject, check
 
-__all__ = ["CONSTRUCTION_SECONDS", "DATA_METHODS", "string_form"]
+__all__ = ["CONSTRUCTION_SECONDS", "CONSTRUCTION_TRIES", "DATA_METHODS", "string_form"]
 
 #: The most a constructor may take, at any budget. Constructors run for every plugin
 #: whenever a grid is expanded, so they must not load data or build networks; this bound
 #: is generous (a cheap constructor takes microseconds) so that a loaded machine passes.
 CONSTRUCTION_SECONDS = 1.0
 
+#: Constructions timed per budget; the fastest counts.
+CONSTRUCTION_TRIES = 3
+
 #: Dataset methods that touch data; none may run inside a constructor.
 DATA_METHODS = ("load", "levels", "train_data", "test_data", "sample")
 
 
-@check("registration")
+@check("registration", stage="contract")
 def check_registration(s: Subject) -> None:
     """The registry accepts the class, and registering it through its hook works.
 
@@ -101,7 +104,7 @@ def _positive_int(cls: type[Plugin], name: str) -> None:
         )
 
 
-@check("metadata")
+@check("metadata", stage="contract")
 def check_metadata(s: Subject) -> None:
     """Name, description and params are well-formed at every budget.
 
@@ -152,20 +155,27 @@ def _spy_subclass(cls: type[Plugin], calls: list[str]) -> type[Plugin]:
     return type(cls.__name__, (cls,), namespace)
 
 
-@check("construction")
+@check("construction", stage="contract")
 def check_construction(s: Subject) -> None:
     """Constructing at every budget is cheap and gives that budget's values.
 
-    Each constructor must finish within :data:`CONSTRUCTION_SECONDS`, must not touch data
+    Each constructor must finish within :data:`CONSTRUCTION_SECONDS` (the best of
+    :data:`CONSTRUCTION_TRIES` tries), must not touch data
     (for datasets: no call of ``load``, ``train_data``, ``test_data`` or ``sample``), must
     set ``hparams`` to the declared value for the budget, and ``repr`` must work.
     """
     calls: list[str] = []
     cls = _spy_subclass(s.cls, calls) if issubclass(s.cls, Dataset) else s.cls
     for budget in BUDGETS:
-        start = time.perf_counter()
-        plugin = cls(budget=budget)
-        took = time.perf_counter() - start
+        # The best of a few tries: a one-off import or a busy machine is not the plugin's
+        # fault, while a constructor that loads data is slow every time.
+        took = math.inf
+        for _ in range(CONSTRUCTION_TRIES):
+            start = time.perf_counter()
+            plugin = cls(budget=budget)
+            took = min(took, time.perf_counter() - start)
+            if took < CONSTRUCTION_SECONDS:
+                break
         assert took < CONSTRUCTION_SECONDS, (
             f"constructing at budget {budget!r} took {took:.2f} s; constructors must not "
             "load data or build networks (do it in train_data/load/build)"
@@ -187,7 +197,7 @@ def _bad_string(p: Param) -> str | None:
     return None
 
 
-@check("hyperparameter_errors")
+@check("hyperparameter_errors", stage="contract")
 def check_hyperparameter_errors(s: Subject) -> None:
     """Unknown parameters, bad values and unknown budgets raise ``UserError``.
 

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 #: Grid points per axis for 2-D quadrature over ``bounds`` (midpoint rule).
-QUADRATURE_POINTS = 400
+QUADRATURE_POINTS = 256
 #: |∫p − 1| allowed over ``bounds``: the mass outside them must be negligible.
 NORMALISATION_TOLERANCE = 1e-2
 #: Exact samples drawn to compare moments and Stein identities with their exact values.
@@ -117,6 +117,18 @@ def quadrature(density: ToyDensity, points: int = QUADRATURE_POINTS) -> dict[str
     }
 
 
+_QUADRATURES: dict[tuple[type, str], dict[str, float]] = {}
+
+
+def _cached_quadrature(density: ToyDensity) -> dict[str, float]:
+    """:func:`quadrature`, once per class and hyper-parameters (some log-densities are
+    integrals themselves, and two checks need it)."""
+    key = (type(density), repr(sorted(density.hparams.items())))
+    if key not in _QUADRATURES:
+        _QUADRATURES[key] = quadrature(density)
+    return _QUADRATURES[key]
+
+
 def _needs_2d(density: ToyDensity) -> None:
     if density.dim != 2 or density.bounds is None:
         raise CheckSkipped(f"quadrature needs a 2-D density with bounds (dim {density.dim})")
@@ -134,7 +146,7 @@ def check_toy_density_normalised(s: Subject) -> None:
     _needs_2d(density)
     for lo, hi in density.bounds:  # type: ignore[union-attr]
         assert lo < hi, f"bounds {density.bounds} are not (lo, hi) pairs with lo < hi"
-    mass = quadrature(density)["mass"]
+    mass = _cached_quadrature(density)["mass"]
     assert abs(mass - 1) <= NORMALISATION_TOLERANCE, (
         f"∫exp(log_prob) over the bounds {density.bounds} is {mass:.5f}, not 1"
     )
@@ -196,7 +208,7 @@ def check_toy_density_samples(s: Subject) -> None:
         _close(f"Stein E[score_{i}] = 0", score[:, i], 0.0, extra=1e-6)
     _close("Stein E[score·x] = −d", (score * x64).sum(1), -float(density.dim), extra=1e-6)
     if density.dim == 2 and density.bounds is not None:
-        q = quadrature(density)
+        q = _cached_quadrature(density)
         logp = density.log_prob(x).double()
         _close("E[x₁]", x64[:, 0], q["mean_0"], extra=1e-3)
         _close("E[x₂]", x64[:, 1], q["mean_1"], extra=1e-3)

@@ -100,7 +100,7 @@ def _declared_names(higher_is_better: dict[str, bool]) -> set[str]:
     return set(higher_is_better) | {f"{n}_se" for n in higher_is_better}
 
 
-@check("end_to_end")
+@check("end_to_end", stage="harness")
 def check_end_to_end(s: Subject) -> None:
     """A smoke run through the real harness with compatible built-in partners ends ``ok``.
 
@@ -118,7 +118,8 @@ def check_end_to_end(s: Subject) -> None:
     assert not bad, f"non-finite metric values {bad}"
     assert not row["metric_errors"], f"metrics raised: {row['metric_errors']}"
     if s.kind == "method":
-        assert "loss" in row["train_logs"], f"train_step logs {sorted(row['train_logs'])} lack 'loss'"
+        logged = sorted(row["train_logs"])
+        assert "loss" in logged, f"train_step logs {logged} lack 'loss'"
     if s.kind == "sampler":
         missing = {"energy_evals", "grad_evals"} - set(row["sample_stats"])
         assert not missing, f"sample stats {sorted(row['sample_stats'])} lack {sorted(missing)}"
@@ -148,7 +149,7 @@ def _same(a: float, b: float, exact: bool) -> bool:
     return a == b if exact else math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-8)
 
 
-@check("determinism")
+@check("determinism", stage="harness")
 def check_determinism(s: Subject) -> None:
     """Two smoke runs with the same seed give the same metrics (costs aside).
 

@@ -79,7 +79,7 @@ def check_train_step(s: Subject) -> None:
         assert math.isfinite(float(logs["loss"])), f"loss {logs['loss']} at step {step}"
     after = _snapshot(t.energy)
     assert all(torch.isfinite(p).all() for p in after), "the energy's parameters became non-finite"
-    assert any(not torch.equal(a, b) for a, b in zip(before, after)), (
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True)), (
         f"{STEPS} train steps left every parameter of the energy unchanged"
     )
     log_z = t.method.log_partition()

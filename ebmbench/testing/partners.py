@@ -86,7 +86,7 @@ def find_partners(pm: PluginManager, s: Subject) -> Partners:
 
     for names in itertools.product(*(options[k] for k in ("dataset", "architecture",
                                                           "method", "sampler"))):
-        chosen = dict(zip(("dataset", "architecture", "method", "sampler"), names))
+        chosen = dict(zip(("dataset", "architecture", "method", "sampler"), names, strict=True))
         inst = {k: instance(k, n) for k, n in chosen.items()}
         if any(v is None for v in inst.values()):
             continue

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..base import SampleResult, Sampler
+from ..base import Sampler, SampleResult
 from .suite import Subject, check
 
 __all__ = [

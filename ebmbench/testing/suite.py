@@ -75,9 +75,14 @@ class _Registered:
     kinds: tuple[str, ...]
     fn: CheckFn
     applies: Callable[[type[Plugin]], bool] | None = None
+    stage: int = 1
 
 
 _CHECKS: list[_Registered] = []
+
+#: Check stages, run in this order: contract checks of every kind, kind-specific checks,
+#: checks through the harness (slowest, last).
+STAGES = {"contract": 0, "kind": 1, "harness": 2}
 
 
 def check(
@@ -85,11 +90,13 @@ def check(
     kinds: Iterable[str] | None = None,
     *,
     applies: Callable[[type[Plugin]], bool] | None = None,
+    stage: str = "kind",
 ) -> Callable[[CheckFn], CheckFn]:
     """Register the decorated function as the check ``name`` for ``kinds`` (None: all).
 
     ``applies(cls)`` narrows it further (e.g. toy densities among datasets); a check that
-    does not apply is not yielded at all, rather than skipped.
+    does not apply is not yielded at all, rather than skipped. Checks run by ``stage``
+    (see :data:`STAGES`), then in the order they were registered.
     """
     chosen = tuple(PLUGIN_KINDS) if kinds is None else tuple(kinds)
     unknown = set(chosen) - set(PLUGIN_KINDS)
@@ -99,7 +106,8 @@ def check(
     def decorate(fn: CheckFn) -> CheckFn:
         if any(c.name == name for c in _CHECKS):
             raise ValueError(f"check {name!r} is registered twice")
-        _CHECKS.append(_Registered(name, chosen, fn, applies))
+        _CHECKS.append(_Registered(name, chosen, fn, applies, STAGES[stage]))
+        _CHECKS.sort(key=lambda c: c.stage)  # stable: registration order within a stage
         return fn
 
     return decorate
@@ -148,6 +156,8 @@ class PluginCheck:
 
     def __call__(self) -> None:
         subject = Subject(self.plugin, self.kind, torch.device(self.device), dict(self.params))
+        if subject.device.type == "cuda" and not torch.cuda.is_available():
+            raise CheckSkipped("device='cuda' was asked for, but CUDA is not available")
         prefix = f"{subject.label} failed check {self.check!r}"
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         try:

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from ebmbench_example import KernelSteinDiscrepancy, ksd_u_statistic, stein_kernel
 from torch import nn
 
 from ebmbench import TrainContext, get_dataset
 from ebmbench.testing import parametrize_with_checks
-from ebmbench_example import KernelSteinDiscrepancy, ksd_u_statistic, stein_kernel
 
 
 @parametrize_with_checks(KernelSteinDiscrepancy)
