@@ -62,11 +62,14 @@ def reference(tmp_path_factory, plugin_dir):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray with two CPUs, started once for the module (about 2.5 s)."""
+    """A local Ray with two CPUs, started once (about 2.5 s) unless one is up already."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
-    ray.shutdown()
+    if started:
+        ray.shutdown()
 
 
 def assert_same_numbers(frame: pd.DataFrame, reference: pd.DataFrame) -> None:

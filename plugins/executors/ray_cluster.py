@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ebmbench import Executor, Param, Task, unfinished_rows
+from ebmbench import Executor, Param, Task, UserError, unfinished_rows
 
 __all__ = ["RayExecutor"]
 
@@ -57,8 +57,11 @@ class _Flight:
 class RayExecutor(Executor):
     """Runs each task as a Ray task; rows stream back as runs end.
 
-    With ``address`` empty and no Ray already initialised in this process, a local Ray is
-    started with ``num_cpus`` CPUs and shut down at the end of the sweep.
+    With no Ray initialised in this process yet, the executor starts one: it joins
+    ``address``, or starts a local Ray with ``num_cpus`` CPUs. That Ray stays up until the
+    process exits (Ray shuts it down then), so later sweeps in the same process (a
+    notebook, a test session) do not pay its start-up again; an initialised Ray, however
+    started, is used as it is.
     """
 
     name = "ray"
@@ -80,24 +83,24 @@ class RayExecutor(Executor):
         try:
             import ray
         except ImportError:
-            from ebmbench import UserError
-
             raise UserError(
                 "the ray executor needs Ray: pip install 'ebmbench[ray]'"
             ) from None
         tasks = [_portable(t) for t in tasks]
         if not tasks:
             return
-        started_here = not ray.is_initialized()
-        if started_here:
+        if not ray.is_initialized():
             address = self.hparams["address"] or None
-            ray.init(
-                address=address,
-                num_cpus=None if address else self.hparams["num_cpus"] or None,
-                include_dashboard=False,
-                # Runs print little; their warnings still reach the driver's terminal.
-                log_to_driver=True,
-            )
+            try:
+                ray.init(
+                    address=address,
+                    num_cpus=None if address else self.hparams["num_cpus"] or None,
+                    include_dashboard=False,
+                    # Runs print little; their warnings still reach the driver's terminal.
+                    log_to_driver=True,
+                )
+            except (ConnectionError, ValueError) as exc:  # no cluster there, a bad address
+                raise UserError(f"cannot start or join Ray at --address {address!r}: {exc}") from None
         flights: dict[Any, _Flight] = {}
         try:
             remote = ray.remote(_run_task)
@@ -140,8 +143,6 @@ class RayExecutor(Executor):
                     ray.cancel(generator, force=True)
                 except Exception:  # already finished or the cluster is gone
                     pass
-            if started_here:
-                ray.shutdown()
 
     def _gpus(self, task: Any, has_gpus: bool) -> float:
         wanted = self.hparams["num_gpus"]
