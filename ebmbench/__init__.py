@@ -30,13 +30,14 @@ from .base import (
     Method,
     Metric,
     Plugin,
-    SampleResult,
     Sampler,
+    SampleResult,
     ToyDensity,
     TrainContext,
 )
 from .errors import PluginError, UserError
 from .functional import energy_and_score, frozen_parameters
+from .grid import RunSpec, Task
 from .hookspecs import hookimpl
 from .params import BUDGETS, Param
 from .plugins import add_plugins_dir, register_plugin
@@ -47,6 +48,8 @@ from .quadrature import (
     log_integrate_2d,
     uniform_grid_2d,
 )
+from .replay import ReplayBuffer
+from .runner import execute_task, unfinished_rows
 from .schedules import (
     ADAPT_MODES,
     ANNEALING_SCHEDULES,
@@ -60,9 +63,6 @@ from .schedules import (
     schedule_factors,
     step_size_params,
 )
-from .replay import ReplayBuffer
-from .grid import RunSpec, Task
-from .runner import execute_task, unfinished_rows
 
 try:
     __version__ = version("ebmbench")

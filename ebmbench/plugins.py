@@ -174,8 +174,10 @@ class PluginManager:
                     continue
                 origin = self._origins.get(id(impl.plugin), _Origin("<unknown>", "unknown"))
 
-                def register(cls: type[Plugin], _o: _Origin = origin) -> None:
-                    registry.register(cls, source=_o.source, version=_o.version)
+                def register(
+                    cls: type[Plugin], _o: _Origin = origin, _r: Registry[Any] = registry
+                ) -> None:
+                    _r.register(cls, source=_o.source, version=_o.version)
 
                 try:
                     impl.function(register=register)

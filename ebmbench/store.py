@@ -37,10 +37,16 @@ _JSON = (
 
 _LISTS = ("cost_values", "reference_values")
 
+def _sql_type(column: str) -> str:
+    if column == "seed":
+        return "INTEGER"
+    return "REAL" if column.endswith(("_seconds", "_mb")) else "TEXT"
+
+
 _CREATE = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
-    {", ".join(f"{c} {'INTEGER' if c == 'seed' else 'REAL' if c.endswith(('_seconds', '_mb')) else 'TEXT'}" for c in _SCALARS[1:])},
+    {", ".join(f"{c} {_sql_type(c)}" for c in _SCALARS[1:])},
     {", ".join(f"{c} TEXT NOT NULL DEFAULT '{{}}'" for c in _JSON)}
 );
 CREATE INDEX IF NOT EXISTS runs_by_dataset ON runs (dataset, status);
@@ -140,7 +146,7 @@ class ResultStore:
         """Every stored run as a dict, JSON columns decoded."""
         cursor = self._db.execute(f"SELECT {', '.join(_SCALARS + _JSON)} FROM runs ORDER BY rowid")
         for record in cursor:
-            row = dict(zip(_SCALARS + _JSON, record))
+            row = dict(zip(_SCALARS + _JSON, record, strict=True))
             for c in _JSON:
                 row[c] = json.loads(row[c])
             yield row

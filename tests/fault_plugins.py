@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ebmbench import Dataset, Method, Param, SampleResult, Sampler, UserError, hookimpl
+from ebmbench import Dataset, Method, Param, Sampler, SampleResult, UserError, hookimpl
 
 TRAIN_STEPS = {"count": 0}
 

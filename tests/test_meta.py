@@ -5,10 +5,10 @@ from __future__ import annotations
 import ast
 import inspect
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import ebmbench
 from ebmbench import hookspecs

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 import ebmbench
-from ebmbench import Method, Param, PluginError, UserError, hookimpl
+from ebmbench import Method, PluginError, UserError, hookimpl
 from ebmbench.plugins import ENV_DISABLE_AUTOLOAD, ENV_LOAD_PLUGINS, PluginManager
 from ebmbench.registry import Registry
 from tests.helpers import TOY_METHOD_SOURCE, make_distribution

@@ -65,7 +65,7 @@ def aggregate(frame: pd.DataFrame) -> list[Board]:
         links: dict[tuple[str, ...], dict[str, str]] = {}
         for combo, group in rows.groupby(COMBO, sort=True):
             good = group[group["status"] == "ok"]
-            record: dict[str, Any] = dict(zip(COMBO, combo))
+            record: dict[str, Any] = dict(zip(COMBO, combo, strict=True))
             record["runs"] = f"{len(good)}/{len(group)} ok"
             record["seeds"] = len(good)
             if good.empty:
@@ -78,7 +78,8 @@ def aggregate(frame: pd.DataFrame) -> list[Board]:
             first = good.sort_values("seed").iloc[0]
             if first.get("artifacts"):
                 links[tuple(combo)] = {
-                    k: p for k, p in first["artifacts"].items() if isinstance(p, str) and p.startswith("artifacts/")
+                    k: p for k, p in first["artifacts"].items()
+                    if isinstance(p, str) and p.startswith("artifacts/")
                 }
         table = pd.DataFrame.from_records(records)
         ranked = [v for v in values if v not in costs and v not in references]

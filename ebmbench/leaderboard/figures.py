@@ -92,7 +92,9 @@ def plot_heatmap(board: Board, path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     values = grid.to_numpy(dtype=float)
-    shown = np.log10(values) if (values[np.isfinite(values)] > 0).all() and np.nanmax(values) / max(np.nanmin(values), 1e-300) > 100 else values
+    finite = values[np.isfinite(values)]
+    wide = (finite > 0).all() and np.nanmax(values) / max(np.nanmin(values), 1e-300) > 100
+    shown = np.log10(values) if wide else values
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * grid.shape[1], 1.0 + 0.45 * grid.shape[0]))
     image = ax.imshow(shown, cmap="viridis" if higher else "viridis_r", aspect="auto")
     ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30, ha="right")
