@@ -36,6 +36,7 @@ from .base import (
     TrainContext,
 )
 from .errors import PluginError, UserError
+from .flows import flow_rsample, standardised_maf
 from .functional import energy_and_score, frozen_parameters
 from .grid import RunSpec, Task
 from .hookspecs import hookimpl
@@ -91,6 +92,8 @@ __all__ = [
     "Executor",
     # helpers
     "energy_and_score",
+    "standardised_maf",
+    "flow_rsample",
     "frozen_parameters",
     # samplers: schedules, adaptation, a base class; annealed importance sampling
     "MarkovChainSampler",

@@ -13,17 +13,12 @@ reverse-KL fit of p_θ and the bound is tight), and θ maximises E_data[f_θ] �
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
-import zuko
 from torch import Tensor
-from torch.distributions import Transform
-from zuko.lazy import UnconditionalTransform
-from zuko.transforms import DependentTransform, LULinearTransform, MonotonicAffineTransform
 
-from ebmbench import Method, Param, TrainContext, frozen_parameters
+from ebmbench import Method, Param, TrainContext, flow_rsample, frozen_parameters, standardised_maf
 
 __all__ = ["AdversarialFlow", "adversarial_losses"]
 
@@ -57,53 +52,6 @@ def adversarial_losses(
     return energy_loss, flow_loss
 
 
-def _affine(shift: Tensor, scale: Tensor) -> Transform:
-    return DependentTransform(MonotonicAffineTransform(shift, scale), 1)
-
-
-def _make_flow(flat: Tensor, hparams: dict[str, Any]) -> zuko.flows.Flow:
-    """An affine layer, a learned LU linear map, then MAF transforms (data → N(0, I)).
-
-    The affine layer starts by standardising ``flat`` (the data, flattened) and the LU
-    layer at the identity: a Gaussian is then exactly representable whatever the MAF
-    conditioners do, and training starts near the data. The MAF uses coupling-style masks
-    (passes=2), so rsample costs one conditioner pass per transform, not d.
-    """
-    d = flat.shape[1]
-    mean, std = flat.mean(0), flat.std(0).nan_to_num(1.0)
-    # Constant coordinates (image borders) have std 0: cap the initial scale at e^6.
-    log_scale = (-std.clamp_min(1e-12).log()).clamp(-6.0, 6.0)
-    # MonotonicAffineTransform soft-clips its log-scale a to a / (1 + |a / log 1e-3|); invert.
-    raw = log_scale / (1 - log_scale.abs() / abs(math.log(1e-3)))
-    maf = zuko.flows.MAF(
-        d,
-        transforms=hparams["flow_transforms"],
-        hidden_features=(hparams["flow_hidden"],) * 2,
-        passes=min(2, d),
-    )
-    layers = [
-        UnconditionalTransform(_affine, -mean * log_scale.exp(), raw),
-        UnconditionalTransform(LULinearTransform, torch.eye(d, dtype=flat.dtype)),
-        *maf.transform.transforms,
-    ]
-    return zuko.flows.Flow(layers, maf.base).to(flat.device, flat.dtype)
-
-
-def _flow_rsample(
-    flow: zuko.flows.Flow, n: int, generator: torch.Generator | None, like: Tensor
-) -> tuple[Tensor, Tensor]:
-    """``n`` reparameterised samples of the flow, flattened, and their log-density."""
-    # zuko draws the base noise from the global RNG; draw it from the given generator
-    # (on its own device, then moved) so that runs are reproducible.
-    dist = flow()
-    device = generator.device if generator is not None else like.device
-    z = torch.randn(
-        (n, *dist.base.event_shape), generator=generator, device=device, dtype=like.dtype
-    ).to(like.device)
-    x, ladj = dist.transform.inv.call_and_ladj(z)
-    return x, dist.base.log_prob(z) - ladj
-
-
 class AdversarialFlow(Method):
     """Adversarial EBM training with a zuko MAF q_φ (entropy by −E_q log q on rsamples).
 
@@ -131,14 +79,16 @@ class AdversarialFlow(Method):
 
     def setup(self, ctx: TrainContext) -> None:
         data = ctx.train_data
-        self.flow = _make_flow(data.flatten(1), self.hparams)
+        self.flow = standardised_maf(
+            data.flatten(1), self.hparams["flow_transforms"], self.hparams["flow_hidden"]
+        )
         super().setup(ctx)
         self.flow_optimizer = torch.optim.Adam(self.flow.parameters(), lr=self.hparams["flow_lr"])
 
     def flow_loss(self, n: int) -> tuple[Tensor, Tensor]:
         """(L_φ, H estimate) on ``n`` reparameterised q-samples; see :func:`adversarial_losses`."""
         like = self.ctx.train_data
-        x, log_q = _flow_rsample(self.flow, n, self.ctx.generator, like)
+        x, log_q = flow_rsample(self.flow, n, self.ctx.generator, like)
         f_q = self.energy(x.view(n, *like.shape[1:]))
         _, loss = adversarial_losses(f_q.new_zeros(1), f_q, log_q)
         return loss, -log_q.detach().mean()
@@ -147,7 +97,7 @@ class AdversarialFlow(Method):
         """L_θ on ``batch`` and as many q-samples (held fixed)."""
         n = batch.shape[0]
         with torch.no_grad():
-            x_q, _ = _flow_rsample(self.flow, n, self.ctx.generator, batch)
+            x_q, _ = flow_rsample(self.flow, n, self.ctx.generator, batch)
         f = self.energy(torch.cat([batch, x_q.view(n, *batch.shape[1:])]))
         f_data, f_q = f[:n], f[n:]
         loss, _ = adversarial_losses(f_data, f_q, f_q.detach())
@@ -173,7 +123,7 @@ class AdversarialFlow(Method):
         n = n or self.hparams["bound_samples"]
         like = self.ctx.train_data
         with torch.no_grad():
-            x, log_q = _flow_rsample(self.flow, n, self.ctx.generator, like)
+            x, log_q = flow_rsample(self.flow, n, self.ctx.generator, like)
             terms = self.energy(x.view(n, *like.shape[1:])) - log_q
         return float(terms.mean()), float(terms.std() / n**0.5)
 
@@ -185,7 +135,7 @@ class AdversarialFlow(Method):
         """``n`` samples of q_φ ≈ p_θ, in the data's shape: an amortised sampler."""
         like = self.ctx.train_data
         with torch.no_grad():
-            x, _ = _flow_rsample(self.flow, n, generator, like)
+            x, _ = flow_rsample(self.flow, n, generator, like)
         return x.view(n, *like.shape[1:])
 
     def state_dict(self) -> dict[str, Any]:

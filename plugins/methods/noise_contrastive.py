@@ -13,13 +13,10 @@ import math
 from typing import Any
 
 import torch
-import zuko
 from torch import Tensor, nn
-from torch.distributions import MultivariateNormal, Transform
-from zuko.lazy import UnconditionalTransform
-from zuko.transforms import DependentTransform, LULinearTransform, MonotonicAffineTransform
+from torch.distributions import MultivariateNormal
 
-from ebmbench import Method, Param, TrainContext, frozen_parameters
+from ebmbench import Method, Param, TrainContext, flow_rsample, frozen_parameters, standardised_maf
 
 __all__ = ["NoiseContrastiveEstimation", "FlowContrastiveEstimation", "nce_loss"]
 
@@ -172,53 +169,6 @@ class NoiseContrastiveEstimation(Method):
 # ---------------------------------------------------------------------------- flows
 
 
-def _affine(shift: Tensor, scale: Tensor) -> Transform:
-    return DependentTransform(MonotonicAffineTransform(shift, scale), 1)
-
-
-def _make_flow(flat: Tensor, hparams: dict[str, Any]) -> zuko.flows.Flow:
-    """An affine layer, a learned LU linear map, then MAF transforms (data → N(0, I)).
-
-    The affine layer starts by standardising ``flat`` (the data, flattened) and the LU
-    layer at the identity: a Gaussian is then exactly representable whatever the MAF
-    conditioners do, and training starts near the data. The MAF uses coupling-style masks
-    (passes=2), so rsample costs one conditioner pass per transform, not d.
-    """
-    d = flat.shape[1]
-    mean, std = flat.mean(0), flat.std(0).nan_to_num(1.0)
-    # Constant coordinates (image borders) have std 0: cap the initial scale at e^6.
-    log_scale = (-std.clamp_min(1e-12).log()).clamp(-6.0, 6.0)
-    # MonotonicAffineTransform soft-clips its log-scale a to a / (1 + |a / log 1e-3|); invert.
-    raw = log_scale / (1 - log_scale.abs() / abs(math.log(1e-3)))
-    maf = zuko.flows.MAF(
-        d,
-        transforms=hparams["flow_transforms"],
-        hidden_features=(hparams["flow_hidden"],) * 2,
-        passes=min(2, d),
-    )
-    layers = [
-        UnconditionalTransform(_affine, -mean * log_scale.exp(), raw),
-        UnconditionalTransform(LULinearTransform, torch.eye(d, dtype=flat.dtype)),
-        *maf.transform.transforms,
-    ]
-    return zuko.flows.Flow(layers, maf.base).to(flat.device, flat.dtype)
-
-
-def _flow_rsample(
-    flow: zuko.flows.Flow, n: int, generator: torch.Generator | None, like: Tensor
-) -> tuple[Tensor, Tensor]:
-    """``n`` reparameterised samples of the flow, flattened, and their log-density."""
-    # zuko draws the base noise from the global RNG; draw it from the given generator
-    # (on its own device, then moved) so that runs are reproducible.
-    dist = flow()
-    device = generator.device if generator is not None else like.device
-    z = torch.randn(
-        (n, *dist.base.event_shape), generator=generator, device=device, dtype=like.dtype
-    ).to(like.device)
-    x, ladj = dist.transform.inv.call_and_ladj(z)
-    return x, dist.base.log_prob(z) - ladj
-
-
 class FlowContrastiveEstimation(Method):
     """Flow contrastive estimation (Gao et al. 2020, arXiv:1912.00589).
 
@@ -250,13 +200,15 @@ class FlowContrastiveEstimation(Method):
     def setup(self, ctx: TrainContext) -> None:
         data = ctx.train_data
         self.ctx = ctx
-        self.flow = _make_flow(data.flatten(1), self.hparams)
+        self.flow = standardised_maf(
+            data.flatten(1), self.hparams["flow_transforms"], self.hparams["flow_hidden"]
+        )
         self.flow_optimizer = torch.optim.Adam(self.flow.parameters(), lr=self.hparams["flow_lr"])
         self._pretrain(data.flatten(1))
         # As in NCE, start log Z at the importance-sampling estimate, here under the flow.
         n = self.hparams["init_samples"]
         with torch.no_grad():
-            y, log_q = _flow_rsample(self.flow, n, ctx.generator, data)
+            y, log_q = flow_rsample(self.flow, n, ctx.generator, data)
             w = ctx.energy(y.view(n, *data.shape[1:])) - log_q
             self.log_z = nn.Parameter(torch.logsumexp(w, 0) - math.log(n))
         super().setup(ctx)
@@ -288,7 +240,7 @@ class FlowContrastiveEstimation(Method):
         """−V for the energy and log Z, the flow held fixed."""
         n = _n_noise(batch.shape[0], self.hparams["noise_ratio"])
         with torch.no_grad():
-            noise, log_q_noise = _flow_rsample(self.flow, n, self.ctx.generator, batch)
+            noise, log_q_noise = flow_rsample(self.flow, n, self.ctx.generator, batch)
             log_q_data = self.flow().log_prob(batch.flatten(1))
         loss = self._neg_value(batch, noise, log_q_noise, log_q_data)
         return loss, {"log_z": float(self.log_z.detach())}
@@ -296,7 +248,7 @@ class FlowContrastiveEstimation(Method):
     def flow_loss(self, batch: Tensor) -> Tensor:
         """V, to minimise in the flow's parameters (through reparameterised samples)."""
         n = _n_noise(batch.shape[0], self.hparams["noise_ratio"])
-        noise, log_q_noise = _flow_rsample(self.flow, n, self.ctx.generator, batch)
+        noise, log_q_noise = flow_rsample(self.flow, n, self.ctx.generator, batch)
         log_q_data = self.flow().log_prob(batch.flatten(1))
         return -self._neg_value(batch, noise, log_q_noise, log_q_data)
 
@@ -322,7 +274,7 @@ class FlowContrastiveEstimation(Method):
         """``n`` samples of the noise flow q_φ (an approximation of the data), data-shaped."""
         like = self.ctx.train_data
         with torch.no_grad():
-            x, _ = _flow_rsample(self.flow, n, generator, like)
+            x, _ = flow_rsample(self.flow, n, generator, like)
         return x.view(n, *like.shape[1:])
 
     def state_dict(self) -> dict[str, Any]:
