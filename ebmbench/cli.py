@@ -58,6 +58,7 @@ def cli(plugins_dirs: tuple[str, ...]) -> None:
 def list_command(kind: str | None, verbose: bool) -> None:
     """List registered plugins (of KIND), and any plugin that failed to load."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     pm = get_plugin_manager()
@@ -74,7 +75,7 @@ def list_command(kind: str | None, verbose: bool) -> None:
             cells = [info.name, info.cls.description, f"{info.source} {info.version}"]
             if verbose:
                 cells.append(_describe_params(info.cls.params))
-            table.add_row(*cells)
+            table.add_row(*(escape(c) for c in cells))
         console.print(table)
     if pm.broken:
         click.echo("plugins that failed to load:")

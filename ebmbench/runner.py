@@ -9,11 +9,13 @@ any executor (a process pool, Ray, Slurm) can ship it.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import resource
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -173,7 +175,8 @@ def _train(
         raise RunDiverged("the trained energy is not finite on the training data")
     if not spec.uses_sampler:
         ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_suffix(".tmp")
+        # A name of its own per writer: two sweeps may train the same model at once.
+        tmp = ckpt.with_name(f"{ckpt.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         torch.save(
             {"energy": energy.state_dict(), "method": method.state_dict(),
              "train_seconds": train_seconds, "logs": logs},

@@ -70,10 +70,16 @@ def run_sweep(
     resolve_device(device)  # fail early on a bad device, before any work
     pm = get_plugin_manager()
     specs, metrics = expand(selection, pm)
-    executor_obj = pm.info("executor", executor).cls(
-        budget=selection.budget, **(executor_params or {})
-    )
-    results = Path(results)
+    executor_cls = pm.info("executor", executor).cls
+    given = {
+        key.split(".", 2)[2]: value for key, value in selection.overrides.items()
+        if key.startswith((f"executor.{executor}.", "executor.*."))
+        and key.split(".", 2)[2] in executor_cls.params
+    }
+    given.update(executor_params or {})
+    executor_obj = executor_cls(budget=selection.budget, **given)
+    # Workers may run elsewhere (another process, a cluster node): give them an absolute path.
+    results = Path(results).resolve()
     plugins_dirs = [str(p) for p in pm._plugins_dirs]
     counts: Counter[str] = Counter()
     with ResultStore.open(results) as store:

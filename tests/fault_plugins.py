@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ebmbench import Dataset, Method, Param, Sampler, SampleResult, UserError, hookimpl
+from ebmbench import Dataset, Executor, Method, Param, Sampler, SampleResult, UserError, hookimpl
 
 TRAIN_STEPS = {"count": 0}
 
@@ -92,6 +92,25 @@ class Offline(Dataset):
         raise UserError("offline has no local copy in /nowhere; put the files there")
 
     test_data = train_data
+
+
+EXECUTOR_TAGS: list[str] = []
+
+
+class Tagging(Executor):
+    name = "tagging"
+    description = "test: in-process, remembers its tag"
+    params = {"tag": Param("none", "a label")}
+
+    def map(self, fn, tasks):
+        EXECUTOR_TAGS.append(self.hparams["tag"])
+        for task in tasks:
+            yield from fn(task)
+
+
+@hookimpl
+def ebmbench_register_executors(register):
+    register(Tagging)
 
 
 @hookimpl

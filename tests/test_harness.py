@@ -133,3 +133,10 @@ def test_wildcard_override_applies_where_declared(plugins):
                                 overrides={"method.*.sigma": "0.7"}))
     by_method = {s.method: s.params["method"] for s in specs}
     assert by_method["dsm"]["sigma"] == 0.7 and "sigma" not in by_method["counting"]
+
+
+def test_executor_overrides_from_set_reach_the_executor(plugins, tmp_path):
+    fault_plugins.EXECUTOR_TAGS.clear()
+    _run(tmp_path, methods=["counting"], samplers=["identity"], metrics=[],
+         executor="tagging", overrides={"executor.tagging.tag": "from-set"})
+    assert fault_plugins.EXECUTOR_TAGS == ["from-set"]

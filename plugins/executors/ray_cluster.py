@@ -100,7 +100,9 @@ class RayExecutor(Executor):
                     log_to_driver=True,
                 )
             except (ConnectionError, ValueError) as exc:  # no cluster there, a bad address
-                raise UserError(f"cannot start or join Ray at --address {address!r}: {exc}") from None
+                raise UserError(
+                    f"cannot start or join Ray at --address {address!r}: {exc}"
+                ) from None
         flights: dict[Any, _Flight] = {}
         try:
             remote = ray.remote(_run_task)
