@@ -46,9 +46,11 @@ def test_installed_wheel_lists_the_builtins_from_outside_the_repo(wheel, tmp_pat
     # does not download gigabytes; ebmbench itself comes only from the wheel.
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    Path(site, "parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
                    check=True, capture_output=True, timeout=300)
+    # Only now: had pip seen the parent environment's own ebmbench, it would have skipped
+    # the wheel as "already satisfied".
+    Path(site, "parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     proc = subprocess.run([str(env_dir / "bin" / "ebmbench"), "list", "method"], cwd=workdir,
