@@ -80,7 +80,7 @@ def run_sweep(
     executor_obj = executor_cls(budget=selection.budget, **given)
     # Workers may run elsewhere (another process, a cluster node): give them an absolute path.
     results = Path(results).resolve()
-    plugins_dirs = [str(p) for p in pm._plugins_dirs]
+    plugins_dirs = [str(Path(p).resolve()) for p in pm._plugins_dirs]
     counts: Counter[str] = Counter()
     with ResultStore.open(results) as store:
         done = store.finished_ids()
