@@ -38,7 +38,7 @@ from .base import (
 from .errors import PluginError, UserError
 from .flows import flow_rsample, standardised_maf
 from .functional import energy_and_score, frozen_parameters
-from .grid import RunSpec, Task
+from .grid import RunSpec, Task, hard_time_limit, portable_task
 from .hookspecs import hookimpl
 from .params import BUDGETS, Param
 from .plugins import add_plugins_dir, register_plugin
@@ -136,6 +136,8 @@ __all__ = [
     # executors: the unit of work and the function they ship
     "RunSpec",
     "Task",
+    "hard_time_limit",
+    "portable_task",
     "execute_task",
     "unfinished_rows",
 ]

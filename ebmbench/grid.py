@@ -8,8 +8,10 @@ evaluates every sampler on the same model.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +22,10 @@ from .errors import UserError, unknown_choice
 from .params import check_budget
 from .plugins import PluginManager, get_plugin_manager
 
-__all__ = ["Selection", "RunSpec", "Task", "expand", "group_tasks", "parse_overrides"]
+__all__ = [
+    "Selection", "RunSpec", "Task", "expand", "group_tasks", "parse_overrides",
+    "hard_time_limit", "portable_task",
+]
 
 _GRID_KINDS = ("method", "sampler", "architecture", "dataset")
 _OVERRIDE_KINDS = ("method", "sampler", "architecture", "dataset", "metric", "executor")
@@ -86,6 +91,34 @@ class Task:
     results_dir: str
     #: ``--plugins-dir`` folders, so that a worker process loads the same plugins.
     plugins_dirs: list[str]
+
+
+def hard_time_limit(task: Task, grace: float) -> float | None:
+    """The wall-clock seconds a worker may spend on ``task`` before it is killed.
+
+    ``--timeout`` bounds the training and each sampler's run separately (checked
+    cooperatively by the harness), so a task of k specs gets ``timeout × (k + 1)`` plus
+    ``grace`` for what is not timed: data loading, setup and the metrics. No timeout, no
+    limit. Every executor that runs tasks in workers uses this one rule.
+
+    >>> hard_time_limit(Task([None, None], {}, "cpu", 2.0, ".", []), grace=10.0)
+    16.0
+    """
+    if task.timeout is None:
+        return None
+    return task.timeout * (len(task.specs) + 1) + grace
+
+
+def portable_task(task: Any) -> Any:
+    """``task`` with absolute paths, for a worker whose working directory is not the
+    driver's; anything that is not a :class:`Task` is returned as it is."""
+    if not isinstance(task, Task):
+        return task
+    return dataclasses.replace(
+        task,
+        results_dir=os.path.abspath(task.results_dir),
+        plugins_dirs=[os.path.abspath(d) for d in task.plugins_dirs],
+    )
 
 
 def _digest(*parts: Any) -> str:

@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
-from ebmbench import Executor, Param, Task, unfinished_rows
+from ebmbench import Executor, Param, Task, hard_time_limit, portable_task, unfinished_rows
 
-__all__ = ["ProcessPoolExecutor", "hard_time_limit", "describe_exit"]
+__all__ = ["ProcessPoolExecutor", "describe_exit"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,23 +42,6 @@ R = TypeVar("R")
 _ORPHAN_POLL = 0.5
 #: A worker dying this many times in a row before it is ready means a broken environment.
 _MAX_START_FAILURES = 3
-
-
-def hard_time_limit(task: Task, grace: float) -> float | None:
-    """The wall-clock seconds a worker may spend on ``task`` before it is killed.
-
-    ``--timeout`` bounds the training and each sampler's run separately (checked
-    cooperatively by the harness), so a task of k specs gets ``timeout × (k + 1)`` plus
-    ``grace`` for what is not timed: data loading, setup and the metrics. No timeout, no
-    limit.
-
-    >>> from ebmbench import Task
-    >>> hard_time_limit(Task([None, None], {}, "cpu", 2.0, ".", []), grace=10.0)
-    16.0
-    """
-    if task.timeout is None:
-        return None
-    return task.timeout * (len(task.specs) + 1) + grace
 
 
 def describe_exit(code: int | None) -> str:
@@ -77,17 +60,6 @@ def describe_exit(code: int | None) -> str:
         hint = "; the out-of-memory killer?" if -code == signal.SIGKILL else ""
         return f"the worker process was killed by {name} (exit code {code}{hint})"
     return f"the worker process died with exit code {code}"
-
-
-def _portable_task(task: Any) -> Any:
-    """Absolute paths, so that the worker's working directory does not matter."""
-    if not isinstance(task, Task):
-        return task
-    return dataclasses.replace(
-        task,
-        results_dir=os.path.abspath(task.results_dir),
-        plugins_dirs=[os.path.abspath(d) for d in task.plugins_dirs],
-    )
 
 
 # ------------------------------------------------------------------------ the worker
@@ -184,7 +156,7 @@ class ProcessPoolExecutor(Executor):
     }
 
     def map(self, fn: Callable[[T], Iterable[R]], tasks: Sequence[T]) -> Iterator[R]:
-        tasks = [_portable_task(t) for t in tasks]
+        tasks = [portable_task(t) for t in tasks]
         if not tasks:
             return
         cores = _cpu_count()

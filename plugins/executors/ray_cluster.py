@@ -17,12 +17,19 @@ with :func:`ebmbench.register_plugin` exist only in the driver.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from ebmbench import Executor, Param, Task, UserError, unfinished_rows
+from ebmbench import (
+    Executor,
+    Param,
+    Task,
+    UserError,
+    hard_time_limit,
+    portable_task,
+    unfinished_rows,
+)
 
 __all__ = ["RayExecutor"]
 
@@ -35,13 +42,6 @@ def _run_task(fn: Callable[[Any], Iterable[Any]], task: Any) -> Iterator[tuple[s
     yield ("start", time.time())
     for row in fn(task):
         yield ("row", row)
-
-
-def _hard_time_limit(task: Any, grace: float) -> float | None:
-    # Same rule as the process pool: timeout × (runs + 1) + grace.
-    if not isinstance(task, Task) or task.timeout is None:
-        return None
-    return task.timeout * (len(task.specs) + 1) + grace
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ class RayExecutor(Executor):
             raise UserError(
                 "the ray executor needs Ray: pip install 'ebmbench[ray]'"
             ) from None
-        tasks = [_portable(t) for t in tasks]
+        tasks = [portable_task(t) for t in tasks]
         if not tasks:
             return
         if not ray.is_initialized():
@@ -115,7 +115,7 @@ class RayExecutor(Executor):
                     "num_gpus": self._gpus(task, has_gpus),
                 }
                 generator = remote.options(**options).remote(fn, task)
-                flights[generator] = _Flight(task, _hard_time_limit(task, self.hparams["grace"]))
+                flights[generator] = _Flight(task, hard_time_limit(task, self.hparams["grace"]))
             while flights:
                 pending = list(flights)
                 ready, _ = ray.wait(pending, num_returns=1, timeout=_next_wakeup(flights))
@@ -196,14 +196,4 @@ def _next_wakeup(flights: dict[Any, _Flight]) -> float:
                  if f.started is not None and f.limit is not None]
     return max(0.01, min([1.0, *deadlines]))
 
-
-def _portable(task: Any) -> Any:
-    """Absolute paths: a Ray worker's working directory is not the driver's."""
-    if not isinstance(task, Task):
-        return task
-    return dataclasses.replace(
-        task,
-        results_dir=os.path.abspath(task.results_dir),
-        plugins_dirs=[os.path.abspath(d) for d in task.plugins_dirs],
-    )
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import pickle
 import tempfile
 import time
@@ -33,7 +32,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ebmbench import Executor, Param, Task, UserError, unfinished_rows
+from ebmbench import (
+    Executor,
+    Param,
+    Task,
+    UserError,
+    hard_time_limit,
+    portable_task,
+    unfinished_rows,
+)
 
 __all__ = ["SlurmExecutor"]
 
@@ -74,24 +81,6 @@ def _read_spill(path: Path) -> list[Any]:
     except (EOFError, pickle.UnpicklingError, ValueError, AttributeError):
         pass
     return rows
-
-
-def _hard_time_limit(task: Any, grace: float) -> float | None:
-    # Same rule as the process pool: timeout × (runs + 1) + grace.
-    if not isinstance(task, Task) or task.timeout is None:
-        return None
-    return task.timeout * (len(task.specs) + 1) + grace
-
-
-def _portable(task: Any) -> Any:
-    """Absolute paths: a job's working directory is not the driver's."""
-    if not isinstance(task, Task):
-        return task
-    return dataclasses.replace(
-        task,
-        results_dir=os.path.abspath(task.results_dir),
-        plugins_dirs=[os.path.abspath(d) for d in task.plugins_dirs],
-    )
 
 
 @dataclasses.dataclass
@@ -136,7 +125,7 @@ class SlurmExecutor(Executor):
             raise UserError(
                 "the slurm executor needs submitit: pip install 'ebmbench[slurm]'"
             ) from None
-        tasks = [_portable(t) for t in tasks]
+        tasks = [portable_task(t) for t in tasks]
         if not tasks:
             return
         hp = self.hparams
@@ -196,7 +185,7 @@ class SlurmExecutor(Executor):
     def _minutes(self, tasks: Sequence[Any]) -> float:
         if self.hparams["time"] > 0:
             return float(self.hparams["time"])
-        limits = [_hard_time_limit(t, self.hparams["grace"]) for t in tasks]
+        limits = [hard_time_limit(t, self.hparams["grace"]) for t in tasks]
         if any(limit is None for limit in limits):
             return _DEFAULT_MINUTES
         return max(limits) / 60  # type: ignore[type-var]
