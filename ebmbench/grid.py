@@ -93,18 +93,21 @@ class Task:
     plugins_dirs: list[str]
 
 
-def hard_time_limit(task: Task, grace: float) -> float | None:
+def hard_time_limit(task: Any, grace: float) -> float | None:
     """The wall-clock seconds a worker may spend on ``task`` before it is killed.
 
     ``--timeout`` bounds the training and each sampler's run separately (checked
     cooperatively by the harness), so a task of k specs gets ``timeout × (k + 1)`` plus
     ``grace`` for what is not timed: data loading, setup and the metrics. No timeout, no
-    limit. Every executor that runs tasks in workers uses this one rule.
+    limit; anything that is not a :class:`Task` (an executor's ``map`` takes any picklable
+    item) has no limit either. Every executor that runs tasks in workers uses this one rule.
 
     >>> hard_time_limit(Task([None, None], {}, "cpu", 2.0, ".", []), grace=10.0)
     16.0
+    >>> hard_time_limit(3, grace=10.0) is None
+    True
     """
-    if task.timeout is None:
+    if not isinstance(task, Task) or task.timeout is None:
         return None
     return task.timeout * (len(task.specs) + 1) + grace
 

@@ -188,8 +188,7 @@ class ProcessPoolExecutor(Executor):
                     if slot.ready and not slot.busy and queue:
                         task = queue.popleft()
                         slot.task, slot.done, slot.started = task, set(), time.monotonic()
-                        slot.limit = (hard_time_limit(task, self.hparams["grace"])
-                                      if isinstance(task, Task) else None)
+                        slot.limit = hard_time_limit(task, self.hparams["grace"])
                         try:
                             slot.conn.send((fn, task))
                         except OSError:  # it died just now: noticed below, its task lost
