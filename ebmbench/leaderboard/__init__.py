@@ -11,7 +11,11 @@ from .render import format_value, relative_link, render_board, render_index, ren
 
 __all__ = ["Board", "COMBO", "aggregate", "summarize", "render_board", "render_index",
            "render_summary", "format_value", "primary_metric", "write_leaderboards",
-           "check_leaderboards"]
+           "check_leaderboards", "PROVENANCE_FILE"]
+
+#: The hand- or script-written record of how a published leaderboard was made (command,
+#: hardware, versions); it sits beside the rendered pages and the check leaves it alone.
+PROVENANCE_FILE = "RUN.md"
 
 
 def write_leaderboards(
@@ -67,7 +71,7 @@ def check_leaderboards(results: Path, out: Path) -> list[str]:
                 problems.append(f"{committed} is missing")
             elif _without_figures(committed.read_text(encoding="utf-8")) != new_text:
                 problems.append(f"{committed} differs from what {results} renders")
-        expected = {p.name for p in fresh}
+        expected = {p.name for p in fresh} | {PROVENANCE_FILE}
         problems += [f"{p} is not rendered from {results}" for p in sorted(out.glob("*.md"))
                      if p.name not in expected]
     return problems

@@ -1,0 +1,149 @@
+"""Publish a sweep under leaderboards/: the compiled results, each run's figures, the rendered
+tables and figures, and RUN.md recording the command, hardware and library versions.
+
+Run it with the interpreter of the environment the sweep ran in, so the versions recorded
+are the ones that ran::
+
+    .venv/bin/ebmbench run --all --workers 2 --results /tmp/sweep/results.sqlite
+    .venv/bin/python scripts/publish_results.py /tmp/sweep/results.sqlite \\
+        --command "ebmbench run --all --workers 2" --wall-seconds 1234
+
+Afterwards ``ebmbench leaderboard --results leaderboards/results.csv --out leaderboards
+--check`` (tox env ``leaderboard-check``, and tests/test_published_leaderboard.py in CI)
+passes until the rendering code or the committed results change.
+
+Per-run figures are re-encoded as 64-colour palette PNGs (about a third of the size) so
+that hundreds of them can live in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import torch
+from PIL import Image
+
+from ebmbench.leaderboard import PROVENANCE_FILE, write_leaderboards
+from ebmbench.store import read_results
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARIES = ("torch", "torchvision", "torch-fidelity", "pluggy", "numpy", "pandas",
+             "scikit-learn", "scipy", "zuko", "matplotlib", "tabulate")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, help="the sweep's results store (.sqlite)")
+    parser.add_argument("--out", type=Path, default=ROOT / "leaderboards")
+    parser.add_argument("--command", required=True, help="the exact command the sweep ran")
+    parser.add_argument("--install", default="python3 -m venv .venv && "
+                        ".venv/bin/pip install . ./examples/ebmbench-example",
+                        help="how the environment was made")
+    parser.add_argument("--wall-seconds", type=float, help="the sweep's wall-clock time")
+    args = parser.parse_args()
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("*.md"), *out.glob("*.png"), out / "results.csv"]:
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(out / "artifacts", ignore_errors=True)
+
+    frame = read_results(args.results)
+    copied = copy_figures(frame, args.results.parent, out)
+    csv = out / "results.csv"
+    # Tracebacks name the publisher's paths and add megabytes; status and reason stay.
+    export = frame.drop(columns=["traceback"], errors="ignore")
+    for column in export.columns:
+        if export[column].map(lambda v: isinstance(v, dict)).any():
+            export[column] = export[column].map(lambda v: json.dumps(v, sort_keys=True))
+    export.to_csv(csv, index=False)
+    write_leaderboards(csv, out)
+    (out / PROVENANCE_FILE).write_text(provenance(frame, args), encoding="utf-8")
+    print(f"published {len(frame)} runs ({copied} figures) to {out}")
+
+
+def copy_figures(frame: pd.DataFrame, results_dir: Path, out: Path) -> int:
+    copied = 0
+    for artifacts in frame.get("artifacts", pd.Series(dtype=object)):
+        for relative in (artifacts or {}).values():
+            source, target = results_dir / relative, out / relative
+            if not source.is_file():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.suffix == ".png":
+                image = Image.open(source).convert("RGB").quantize(colors=64)
+                image.save(target, optimize=True)
+            else:
+                shutil.copyfile(source, target)
+            copied += 1
+    return copied
+
+
+def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
+    counts = frame["status"].value_counts().sort_index()
+    plugin_versions = sorted({
+        version for versions in frame.get("versions", []) if isinstance(versions, dict)
+        for key, version in versions.items() if ":" in key
+    })
+    finished = pd.to_datetime(frame["finished_at"].dropna(), errors="coerce", utc=True)
+    lines = [
+        "# How these leaderboards were made",
+        "",
+        "## Command",
+        "",
+        "```bash",
+        args.install,
+        f".venv/bin/{args.command}",
+        "```",
+        "",
+        f"- Runs finished between {finished.min():%Y-%m-%d %H:%M} and "
+        f"{finished.max():%Y-%m-%d %H:%M} UTC." if len(finished) else "- No run finished.",
+    ]
+    if args.wall_seconds:
+        lines.append(f"- Wall-clock time of the sweep: {args.wall_seconds / 60:.1f} min.")
+    lines += [f"- Runs by status: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".",
+              f"- Published on {dt.date.today():%Y-%m-%d} with `scripts/publish_results.py`.",
+              "", "## Hardware", ""]
+    lines += [f"- {key}: {value}" for key, value in hardware().items()]
+    lines += ["", "## Versions", "", f"- Python {platform.python_version()}"]
+    for name in LIBRARIES:
+        try:
+            lines.append(f"- {name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    lines += ["", "Plugin distributions, as each run recorded them:", ""]
+    lines += [f"- {v}" for v in plugin_versions]
+    return "\n".join(lines) + "\n"
+
+
+def hardware() -> dict[str, str]:
+    info = {"Machine": platform.machine(), "OS": platform.platform()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        model = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                     if line.startswith("model name"))
+        info["CPU"] = model
+    except (OSError, StopIteration):
+        info["CPU"] = platform.processor() or "unknown"
+    info["Cores available"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                  else os.cpu_count())
+    try:
+        kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal"))
+        info["Memory"] = f"{kib / 2**20:.0f} GiB"
+    except (OSError, StopIteration):
+        pass
+    info["GPU"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU only)"
+    return info
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The committed leaderboards (leaderboards/) are what the committed results render, cover
+every built-in plugin, rank the example third-party plugin, and say how they were made."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ebmbench.leaderboard import PROVENANCE_FILE, check_leaderboards
+from ebmbench.plugins import get_plugin_manager
+from ebmbench.store import read_results
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISHED = ROOT / "leaderboards"
+RESULTS = PUBLISHED / "results.csv"
+#: Datasets torchvision downloads; the sweep is offline, so they are recorded as skipped.
+NEEDS_DOWNLOAD = {"mnist", "fashion_mnist", "cifar10"}
+
+
+@pytest.fixture(scope="module")
+def results():
+    return read_results(RESULTS)
+
+
+def builtins(kind: str) -> list:
+    manager = get_plugin_manager()
+    return [info for info in manager.registry(kind) if info.source == "ebmbench"]
+
+
+def test_committed_tables_are_what_the_committed_results_render():
+    assert check_leaderboards(RESULTS, PUBLISHED) == []
+
+
+@pytest.mark.parametrize("kind", ["method", "sampler", "architecture"])
+def test_every_builtin_plugin_has_a_finished_run(results, kind):
+    ok = results[results["status"] == "ok"]
+    missing = sorted(i.name for i in builtins(kind) if i.name not in set(ok[kind]))
+    assert missing == [], f"built-in {kind}s with no ok run in the published results: {missing}"
+
+
+def test_every_builtin_dataset_is_ranked_or_skipped_for_want_of_its_download(results):
+    ok = set(results.loc[results["status"] == "ok", "dataset"])
+    for info in builtins("dataset"):
+        if info.name in NEEDS_DOWNLOAD:
+            rows = results[results["dataset"] == info.name]
+            assert len(rows) and set(rows["status"]) == {"skipped"}, info.name
+            assert rows["reason"].str.contains("download|not found|no such", case=False).all()
+        else:
+            assert info.name in ok, f"built-in dataset {info.name!r} has no ok run"
+            assert (PUBLISHED / f"{info.name}.md").is_file()
+
+
+def test_every_builtin_metric_reported_a_value_or_a_figure(results):
+    ok = results[results["status"] == "ok"]
+    figures = {key for artifacts in ok["artifacts"] for key in (artifacts or {})}
+    for info in builtins("metric"):
+        columns = [f"metric.{v}" for v in info.cls.higher_is_better if f"metric.{v}" in ok]
+        reported = any(ok[c].notna().any() for c in columns) or info.name in figures
+        assert reported, f"built-in metric {info.name!r} reported nothing in the published run"
+
+
+def test_the_example_third_party_method_is_ranked():
+    page = (PUBLISHED / "eight_gaussians.md").read_text(encoding="utf-8")
+    assert re.search(r"^\|\s*\d+\s*\|\s*ksd\s*\|", page, re.MULTILINE), \
+        "the example plugin's method 'ksd' is not a ranked row on eight_gaussians"
+
+
+def test_every_linked_file_exists():
+    for page in PUBLISHED.glob("*.md"):
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text(encoding="utf-8")):
+            if "://" not in target:
+                assert (PUBLISHED / target).is_file(), f"{page.name} links to missing {target}"
+
+
+def test_the_run_is_recorded_with_command_hardware_and_versions():
+    text = (PUBLISHED / PROVENANCE_FILE).read_text(encoding="utf-8")
+    assert "ebmbench run --all" in text
+    for heading in ("## Hardware", "## Versions"):
+        assert heading in text
+    assert re.search(r"torch \d+\.\d+", text)
