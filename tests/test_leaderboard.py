@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -80,8 +81,26 @@ def test_figures_are_written_and_linked(tmp_path):
     board.table["train_seconds"] = [1.0, 10.0]
     assert plot_pareto(board, tmp_path / "p.png") and (tmp_path / "p.png").stat().st_size > 1000
     assert plot_heatmap(board, tmp_path / "h.png") and (tmp_path / "h.png").stat().st_size > 1000
-    text = render_board(board, None, {"cost vs quality": "p.png"})
-    assert "![cost vs quality](p.png)" in text
+    text = render_board(board, "../results", {"cost vs quality": "p.png"})
+    images = [line for line in text.splitlines() if line.startswith("![")]
+    # The page's figures, not a run's figure (the per-run links are in the table).
+    assert images == ["![cost vs quality](p.png)"]
+
+
+def test_columns_are_quality_then_cost_and_skips_are_counted_by_reason():
+    frame = _frame()
+    skip = {"sampler": "x", "architecture": "conv", "dataset": "toy", "seed": 0,
+            "status": "skipped", "reason": "conv takes images", "directions": {},
+            "cost_values": [], "artifacts": {}}
+    frame = pd.concat([frame, pd.DataFrame([{**skip, "method": "a"}, {**skip, "method": "b"}])],
+                      ignore_index=True)
+    (board,) = aggregate(frame)
+    text = render_board(board)
+    header = next(line for line in text.splitlines() if line.startswith("| rank"))
+    assert header.index("fisher_divergence") < header.index("c2st") < header.index("train_seconds")
+    failures, skipped = text.split("## Runs that did not finish ok")[1].split("## Skipped")
+    assert "boom" in failures and "conv takes images" not in failures
+    assert re.search(r"\|\s*2\s*\|\s*conv takes images\s*\|", skipped)
 
 
 def test_boards_render_the_same_from_the_store_and_its_exports_and_check_detects_edits(tmp_path):

@@ -47,7 +47,10 @@ def render_board(
     if board.table.empty:
         lines.append("No run finished ok on this dataset.")
     else:
-        values = [v for v in board.directions if v in board.table.columns]
+        shown = [v for v in board.directions if v in board.table.columns]
+        # Quality first (what the rank reads), then references, then cost.
+        values = [*board.ranked, *(v for v in shown if v in board.reference),
+                  *(v for v in shown if v not in board.ranked and v not in board.reference)]
         headers = ["rank", *COMBO, *(_header(v, board) for v in values), "runs"]
         has_links = link_base is not None and any(board.links.values())
         if has_links:
@@ -58,9 +61,9 @@ def render_board(
             cells += [format_value(row[v], row.get(f"{v}_se", math.nan)) for v in values]
             cells.append(row["runs"])
             if has_links:
-                figures = board.links.get(tuple(row[c] for c in COMBO), {})
+                run_figures = board.links.get(tuple(row[c] for c in COMBO), {})
                 cells.append(" ".join(
-                    f"[{name}]({link_base}/{path})" for name, path in sorted(figures.items())
+                    f"[{name}]({link_base}/{path})" for name, path in sorted(run_figures.items())
                 ))
             body.append(cells)
         lines.append(tabulate(body, headers=headers, tablefmt="github", disable_numparse=True))
@@ -72,12 +75,23 @@ def render_board(
         ]
         for caption, image in (figures or {}).items():
             lines += ["", f"![{caption}]({image})"]
-    if board.not_ok is not None and not board.not_ok.empty:
+    not_ok = board.not_ok if board.not_ok is not None else pd.DataFrame(columns=["status"])
+    unfinished = not_ok[not_ok["status"] != "skipped"]
+    if not unfinished.empty:
         lines += ["", "## Runs that did not finish ok", ""]
-        rows = board.not_ok.sort_values([*COMBO, "seed"])
+        rows = unfinished.sort_values([*COMBO, "seed"])
         lines.append(tabulate(
             [[*r[[*COMBO, "seed", "status"]], _short(r["reason"])] for _, r in rows.iterrows()],
             headers=[*COMBO, "seed", "status", "reason"], tablefmt="github", disable_numparse=True,
+        ))
+    skipped = not_ok[not_ok["status"] == "skipped"]
+    if not skipped.empty:
+        # Skips are by design (incompatible combinations, missing data): one line per reason.
+        lines += ["", "## Skipped", ""]
+        reasons = skipped.groupby("reason", sort=False).size().sort_values(ascending=False, kind="stable")
+        lines.append(tabulate(
+            [[n, _short(reason)] for reason, n in reasons.items()],
+            headers=["runs", "reason"], tablefmt="github", disable_numparse=True,
         ))
     return "\n".join(lines) + "\n"
 
