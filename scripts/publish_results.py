@@ -109,7 +109,7 @@ def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
     ]
     if args.wall_seconds:
         lines.append(f"- Wall-clock time of the sweep: {args.wall_seconds / 60:.1f} min.")
-    lines += [f"- Runs by status: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".",
+    lines += ["- Runs by status: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".",
               f"- Published on {dt.date.today():%Y-%m-%d} with `scripts/publish_results.py`.",
               "", "## Hardware", ""]
     lines += [f"- {key}: {value}" for key, value in hardware().items()]
