@@ -48,6 +48,7 @@ def main() -> None:
                         ".venv/bin/pip install . ./examples/ebmbench-example",
                         help="how the environment was made")
     parser.add_argument("--wall-seconds", type=float, help="the sweep's wall-clock time")
+    parser.add_argument("--commit", help="the ebmbench commit the sweep ran")
     args = parser.parse_args()
 
     out: Path = args.out
@@ -62,7 +63,7 @@ def main() -> None:
     # Tracebacks name the publisher's paths and add megabytes; status and reason stay.
     export = frame.drop(columns=["traceback"], errors="ignore")
     for column in export.columns:
-        if export[column].map(lambda v: isinstance(v, dict)).any():
+        if export[column].map(lambda v: isinstance(v, (dict, list))).any():
             export[column] = export[column].map(lambda v: json.dumps(v, sort_keys=True))
     export.to_csv(csv, index=False)
     write_leaderboards(csv, out)
@@ -107,6 +108,8 @@ def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
         f"- Runs finished between {finished.min():%Y-%m-%d %H:%M} and "
         f"{finished.max():%Y-%m-%d %H:%M} UTC." if len(finished) else "- No run finished.",
     ]
+    if args.commit:
+        lines.append(f"- ebmbench commit: `{args.commit}`.")
     if args.wall_seconds:
         lines.append(f"- Wall-clock time of the sweep: {args.wall_seconds / 60:.1f} min.")
     lines += ["- Runs by status: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".",

@@ -70,6 +70,32 @@ def test_summary_averages_ranks_over_complete_combinations_only():
     assert summary.set_index("method")["average_rank"].to_dict() == {"a": 1.5, "b": 1.0}
 
 
+def test_summary_ranks_each_scope_among_the_combinations_that_cover_it():
+    frame = _frame()
+    other = frame[frame.status == "ok"].copy()
+    other["dataset"] = "toy2"
+    other.loc[other.method == "a", "metric.fisher_divergence"] = 0.1
+    # e beats everyone on toy but is skipped on toy2: it must not push a and b down in the
+    # {toy, toy2} scope, and a scope of one dataset is its own board, not a summary.
+    best = frame[frame.method == "b"].copy().assign(method="e")
+    best["metric.fisher_divergence"] = 0.01
+    best["metric.c2st"] = 0.99
+    skip = best.iloc[:1].assign(dataset="toy2", status="skipped", reason="no")
+    both = pd.concat([frame, other, best, skip], ignore_index=True)
+    summary = summarize(aggregate(both), both)
+    assert summary["scope"].unique().tolist() == [0]
+    assert summary["scope_datasets"].unique().tolist() == ["toy, toy2"]
+    assert summary.set_index("method")["average_rank"].to_dict() == {"a": 1.5, "b": 1.0}
+    # Add a third dataset that only a and e ran: {toy, toy3} is a second scope for them.
+    third = pd.concat([best, frame[frame.method == "a"]]).assign(dataset="toy3")
+    frame3 = pd.concat([both, third], ignore_index=True)
+    summary = summarize(aggregate(frame3), frame3)
+    scopes = {r["scope_datasets"]: g for r, g in
+              ((g.iloc[0], g) for _, g in summary.groupby("scope"))}
+    assert set(scopes) == {"toy, toy2", "toy, toy3"}
+    assert scopes["toy, toy3"].set_index("method")["average_rank"].to_dict() == {"e": 1.0, "a": 2.0}
+
+
 def test_pareto_front_keeps_the_non_dominated_points():
     cost = np.array([1.0, 2.0, 3.0, 0.5])
     loss = np.array([5.0, 1.0, 2.0, 9.0])

@@ -104,21 +104,51 @@ def _rank(table: pd.DataFrame, ranked: list[str], directions: dict[str, bool]) -
 
 
 def summarize(boards: list[Board], frame: pd.DataFrame) -> pd.DataFrame:
-    """Average rank of each combination across datasets, for complete combinations.
+    """Average rank across datasets, over sets of datasets that combinations share.
 
     A combination is *complete* when it finished ``ok`` on every dataset where it was not
-    skipped (an image-only energy is not held against toy densities). Columns:
-    ``average_rank``, ``datasets`` (how many it was ranked on), and the :data:`COMBO`
-    columns, sorted best first.
+    skipped (an image-only energy is not held against toy densities); its *coverage* is the
+    set of datasets it was ranked on. Average ranks are only comparable over the same
+    datasets and the same competitors, so each distinct coverage of two or more datasets is
+    a *scope*: every complete combination that covers all of the scope's datasets is
+    re-ranked among those combinations on each of them (as on the dataset's own board), and
+    the ranks are averaged. A combination appears in every scope it covers.
+
+    Returns:
+        One row per (scope, combination): ``scope`` (0, 1, ...; widest first),
+        ``datasets`` (how many the scope holds), ``scope_datasets`` (their names, comma
+        separated), ``average_rank`` and the :data:`COMBO` columns, sorted by scope and
+        then best first.
     """
-    if not boards:
-        return pd.DataFrame(columns=["average_rank", "datasets", *COMBO])
-    ranks = pd.concat(
-        [b.table[[*COMBO, "rank"]].assign(dataset=b.dataset) for b in boards if not b.table.empty],
-        ignore_index=True,
-    ) if any(not b.table.empty for b in boards) else pd.DataFrame(columns=[*COMBO, "rank", "dataset"])
+    columns = ["scope", "datasets", "scope_datasets", *COMBO, "average_rank"]
+    ranked_boards = {b.dataset: b for b in boards if not b.table.empty}
+    if not ranked_boards:
+        return pd.DataFrame(columns=columns)
+    ranks = pd.concat([b.table[COMBO].assign(dataset=d) for d, b in ranked_boards.items()],
+                      ignore_index=True)
+    coverage = ranks.groupby(COMBO)["dataset"].agg(frozenset)
     attempted = frame[frame["status"] != "skipped"].groupby(COMBO)["dataset"].nunique()
-    summary = ranks.groupby(COMBO).agg(average_rank=("rank", "mean"), datasets=("dataset", "nunique"))
-    complete = summary["datasets"] == attempted.reindex(summary.index).fillna(0).astype(int)
-    summary = summary[complete].reset_index()
-    return summary.sort_values(["average_rank", "datasets"], ascending=[True, False]).reset_index(drop=True)
+    coverage = coverage[coverage.map(len) == attempted.reindex(coverage.index).fillna(0)]
+    scopes = sorted({c for c in coverage if len(c) >= 2}, key=lambda c: (-len(c), sorted(c)))
+    parts = []
+    for number, scope in enumerate(scopes):
+        members = {combo for combo, covered in coverage.items() if scope <= covered}
+        if len(members) < 2:
+            continue
+        per_dataset = []
+        for dataset in sorted(scope):
+            board = ranked_boards[dataset]
+            keep = board.table[COMBO].apply(tuple, axis=1).isin(members)
+            table = board.table[keep]
+            per_dataset.append(table[COMBO].assign(rank=_rank(table, board.ranked, board.directions)))
+        averaged = pd.concat(per_dataset).groupby(COMBO)["rank"].mean().rename("average_rank")
+        part = averaged.reset_index().sort_values(["average_rank", *COMBO], kind="stable")
+        part.insert(0, "scope_datasets", ", ".join(sorted(scope)))
+        part.insert(0, "datasets", len(scope))
+        part.insert(0, "scope", number)
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    summary = pd.concat(parts, ignore_index=True)
+    summary["scope"] = summary["scope"].rank(method="dense").astype(int) - 1
+    return summary[columns]

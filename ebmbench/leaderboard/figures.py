@@ -104,7 +104,8 @@ def plot_heatmap(board: Board, path: Path) -> Path | None:
             ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="w")
     label = f"log10 {metric}" if shown is not values else metric
     fig.colorbar(image, ax=ax, label=label)
-    ax.set_title(f"{board.dataset}: {metric} by method × sampler")
+    best_of = " (best architecture)" if board.table["architecture"].nunique() > 1 else ""
+    ax.set_title(f"{board.dataset}: {metric} by method × sampler{best_of}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

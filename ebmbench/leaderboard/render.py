@@ -102,17 +102,25 @@ def _short(reason: str, limit: int = 140) -> str:
 
 
 def render_summary(summary: pd.DataFrame) -> str:
-    """The cross-dataset table: average rank of every complete combination."""
+    """The cross-dataset tables: one per scope (see :func:`summarize`), widest first."""
     lines = ["## Across datasets", ""]
     if summary.empty:
-        return "\n".join(lines + ["No combination is complete yet.", ""])
-    body = [[i + 1, *(r[c] for c in COMBO), f"{r['average_rank']:.2f}", r["datasets"]]
-            for i, (_, r) in enumerate(summary.iterrows())]
-    lines.append(tabulate(body, headers=["#", *COMBO, "average rank", "datasets"],
-                          tablefmt="github", disable_numparse=True))
-    lines += ["", "Average of the per-dataset ranks, for combinations that finished ok on every "
-              "dataset they were not skipped on; `datasets` counts them."]
-    return "\n".join(lines) + "\n"
+        return "\n".join(lines + ["No two datasets share a set of complete combinations yet.", ""])
+    lines += [
+        "Average rank over a set of datasets, among the combinations that finished ok on all of "
+        "them (and on every other dataset they were not skipped on), re-ranked among "
+        "themselves on each dataset. A combination appears under every set it covers.", "",
+    ]
+    for _, scope in summary.groupby("scope", sort=True):
+        first = scope.iloc[0]
+        lines += [f"### {first['datasets']} datasets, {len(scope)} combinations", "",
+                  f"{first['scope_datasets']}", ""]
+        body = [[i + 1, *(r[c] for c in COMBO), f"{r['average_rank']:.2f}"]
+                for i, (_, r) in enumerate(scope.iterrows())]
+        lines.append(tabulate(body, headers=["#", *COMBO, "average rank"],
+                              tablefmt="github", disable_numparse=True))
+        lines.append("")
+    return "\n".join(lines)
 
 
 def render_index(boards: list[Board], frame: pd.DataFrame, summary: pd.DataFrame | None = None) -> str:
