@@ -35,6 +35,7 @@ from .base import (
     ToyDensity,
     TrainContext,
 )
+from .device import default_workers, usable_cpu_cores
 from .errors import PluginError, UserError
 from .flows import flow_rsample, standardised_maf
 from .functional import energy_and_score, frozen_parameters
@@ -138,6 +139,8 @@ __all__ = [
     "Task",
     "hard_time_limit",
     "portable_task",
+    "usable_cpu_cores",
+    "default_workers",
     "execute_task",
     "unfinished_rows",
 ]

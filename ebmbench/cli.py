@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .api import DEFAULT_RESULTS
-from .device import DEVICES
+from .device import DEVICES, default_workers
 from .errors import UserError
 from .params import BUDGETS
 from .plugins import add_plugins_dir, get_plugin_manager
@@ -108,9 +108,11 @@ def _describe_params(params: dict[str, Any]) -> str:
 @click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
               show_default=True, help="The SQLite results store.")
 @click.option("--executor", default=None,
-              help="Executor plugin [default: local; process with --workers N > 1; "
+              help="Executor plugin [default: process with several workers, local with one; "
                    "ray with --address].")
-@click.option("--workers", type=int, default=None, help="Worker processes (executors that take it).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, envvar="EBMBENCH_WORKERS",
+              help="Worker processes [default: one per CPU core when running on the CPU, "
+                   "else 1; 1 runs in this process]. Env: EBMBENCH_WORKERS.")
 @click.option("--address", default=None, help="The Ray cluster to join (executor ray).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Where image datasets live (sets every dataset's data_dir).")
@@ -149,6 +151,13 @@ def run_command(
         if not Path(fid_weights).is_file():
             raise UserError(f"--fid-weights {fid_weights!r}: no such file")
         sets.setdefault("metric.*.inception_weights", fid_weights)
+    if executor is not None or address is not None:
+        # EBMBENCH_WORKERS only sizes the default executor, never one chosen by name.
+        source = click.get_current_context().get_parameter_source("workers")
+        if source is click.core.ParameterSource.ENVIRONMENT:
+            workers = None
+    elif workers is None:
+        workers = default_workers(device)
     if executor is None:
         executor = "ray" if address else "process" if (workers or 1) > 1 else "local"
     executor_params: dict[str, Any] = {}

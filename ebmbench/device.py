@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 
 import torch
 
 from .errors import UserError
 
-__all__ = ["DEVICES", "resolve_device", "derive_seed", "seed_everything"]
+__all__ = ["DEVICES", "resolve_device", "usable_cpu_cores", "default_workers", "derive_seed",
+           "seed_everything"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -28,6 +30,32 @@ def resolve_device(name: str) -> torch.device:
             raise UserError(f"--device {name!r} asked for CUDA but no GPU is available here")
         return torch.device(name)
     raise UserError(f"unknown device {name!r}. Valid devices: {', '.join(DEVICES)}")
+
+
+def usable_cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one).
+
+    >>> usable_cpu_cores() >= 1
+    True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(device: str) -> int:
+    """How many worker processes ``ebmbench run`` uses when not told: one per usable core
+    when the runs go to the CPU, else 1 (in-process: one process owns the GPU).
+
+    Tiny toy models do not keep two torch threads busy, so on the CPU separate
+    single-threaded workers finish a sweep sooner (about 1.5× on 2 cores, measured in
+    docs/scale.md) and can be killed at a hard time limit when a run hangs.
+
+    >>> default_workers("cpu") == usable_cpu_cores()
+    True
+    """
+    return usable_cpu_cores() if resolve_device(device).type == "cpu" else 1
 
 
 def derive_seed(*parts: object) -> int:

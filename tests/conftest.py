@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -10,6 +12,9 @@ from ebmbench.plugins import reset_plugin_manager
 # Tests use tiny tensors, for which one thread is fastest and, on a shared machine, far
 # steadier than several.
 torch.set_num_threads(1)
+# `ebmbench run` without --workers starts a worker per core; the tests run sweeps in-process
+# (plugins registered by a test live only in this process) unless a test says otherwise.
+os.environ.setdefault("EBMBENCH_WORKERS", "1")
 
 
 @pytest.fixture

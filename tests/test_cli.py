@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,13 @@ def test_console_script_is_installed():
     script = Path(sys.executable).parent / "ebmbench"
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "run" in proc.stdout and "leaderboard" in proc.stdout
+
+
+def test_a_sweep_without_workers_runs_in_worker_processes(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "EBMBENCH_WORKERS"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "ebmbench.cli", "run", *SLICE, "--seeds", "0,1", "--no-progress"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "2 runs: 2 ok" in proc.stdout

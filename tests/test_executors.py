@@ -13,6 +13,7 @@ import types
 
 import pandas as pd
 import pytest
+import torch
 
 import ebmbench
 from ebmbench.cli import main
@@ -161,15 +162,22 @@ def test_unfinished_rows_cover_exactly_the_runs_that_did_not_come_back(fresh_plu
         ebmbench.unfinished_rows(task, done, "lost", "?")
 
 
-@pytest.mark.parametrize("args, executor, params", [
-    ([], "local", {}),
-    (["--workers", "1"], "local", {}),
-    (["--workers", "3"], "process", {"workers": 3}),
-    (["--executor", "process", "--workers", "1"], "process", {"workers": 1}),
-    (["--address", "ray://head:10001"], "ray", {"address": "ray://head:10001"}),
-    (["--executor", "slurm"], "slurm", {}),
+@pytest.mark.parametrize("env, cuda, args, executor, params", [
+    (None, False, [], "process", {"workers": 3}),          # on the CPU: one worker per core
+    (None, True, [], "local", {}),                         # on a GPU: one process
+    ("1", False, [], "local", {}),                         # EBMBENCH_WORKERS sizes the default
+    ("2", False, [], "process", {"workers": 2}),
+    ("1", False, ["--workers", "3"], "process", {"workers": 3}),   # the flag wins
+    (None, False, ["--workers", "1"], "local", {}),
+    (None, False, ["--executor", "local"], "local", {}),
+    (None, False, ["--executor", "process", "--workers", "1"], "process", {"workers": 1}),
+    (None, False, ["--address", "ray://head:10001"], "ray", {"address": "ray://head:10001"}),
+    ("2", False, ["--address", "ray://head:10001"], "ray", {"address": "ray://head:10001"}),
+    ("2", False, ["--executor", "slurm"], "slurm", {}),    # nor an executor chosen by name
 ])
-def test_cli_workers_and_address_choose_the_executor(monkeypatch, tmp_path, args, executor, params):
+def test_cli_workers_and_address_choose_the_executor(
+    monkeypatch, tmp_path, env, cuda, args, executor, params
+):
     seen = {}
 
     def fake_sweep(selection, **kwargs):
@@ -179,6 +187,13 @@ def test_cli_workers_and_address_choose_the_executor(monkeypatch, tmp_path, args
 
     monkeypatch.setattr("ebmbench.sweep.run_sweep", fake_sweep)
     monkeypatch.setattr("ebmbench.cli._print_summary", lambda report: None)
+    monkeypatch.setattr("ebmbench.device.usable_cpu_cores", lambda: 3)
+    monkeypatch.setattr("ebmbench.device.resolve_device",
+                        lambda name: torch.device("cuda" if cuda else "cpu"))
+    if env is None:
+        monkeypatch.delenv("EBMBENCH_WORKERS", raising=False)
+    else:
+        monkeypatch.setenv("EBMBENCH_WORKERS", env)
     main(["run", "--method", "dsm", "--results", str(tmp_path / "r.sqlite"), *args])
     assert seen["executor"] == executor and seen["executor_params"] == params
 

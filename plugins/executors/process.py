@@ -31,7 +31,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, TypeVar
 
-from ebmbench import Executor, Param, Task, hard_time_limit, portable_task, unfinished_rows
+from ebmbench import (
+    Executor,
+    Param,
+    Task,
+    hard_time_limit,
+    portable_task,
+    unfinished_rows,
+    usable_cpu_cores,
+)
 
 __all__ = ["ProcessPoolExecutor", "describe_exit"]
 
@@ -159,7 +167,7 @@ class ProcessPoolExecutor(Executor):
         tasks = [portable_task(t) for t in tasks]
         if not tasks:
             return
-        cores = _cpu_count()
+        cores = usable_cpu_cores()
         workers = self.hparams["workers"] or cores
         workers = max(1, min(workers, len(tasks)))
         threads = self.hparams["threads"] or max(1, cores // workers)
@@ -290,13 +298,6 @@ def _stop(slot: _Slot) -> None:
         slot.process.kill()
         slot.process.join()
     slot.conn.close()
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def _gpu_ids(tasks: Sequence[Any]) -> list[str]:
