@@ -9,6 +9,9 @@ a local Ray (started once for the module) and in submitit jobs.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import types
 
 import pandas as pd
@@ -206,3 +209,20 @@ def test_every_executor_is_registered_with_its_parameters(fresh_plugins):
     assert slurm.hparams["partition"] == "gpu" and slurm.hparams["sbatch"] == {"account": "x"}
     with pytest.raises(ebmbench.UserError, match="Valid choices: auto, slurm, local, debug"):
         ebmbench.get_executor("slurm", cluster="lsf")
+
+
+def test_an_unreachable_ray_address_is_a_user_error_naming_it(tmp_path):
+    pytest.importorskip("ray")
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"ray://127.0.0.1:{port}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "ebmbench.cli", "run", "--method", "dsm", "--sampler", "ula",
+         "--dataset", "eight_gaussians", "--architecture", "mlp", "--budget", "smoke",
+         "--address", address, "--no-progress"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot reach Ray at --address '{address}'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -17,6 +17,7 @@ with :func:`ebmbench.register_plugin` exist only in the driver.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -70,6 +71,7 @@ class RayExecutor(Executor):
         "address": Param(None, "cluster to join (auto, ray://head:10001, ...); none: a local Ray",
                          type=str),
         "num_cpus": Param(0, "CPUs of a local Ray (0: every core)"),
+        "connect_timeout": Param(10.0, "seconds to wait for the head node's port to answer"),
         "cpus_per_task": Param(1.0, "CPUs each task asks for"),
         "num_gpus": Param(-1.0, "GPUs each task asks for (-1: 1 when it runs on CUDA, else 0)"),
         "grace": Param(
@@ -91,6 +93,7 @@ class RayExecutor(Executor):
             return
         if not ray.is_initialized():
             address = self.hparams["address"] or None
+            _probe(address, self.hparams["connect_timeout"])
             try:
                 ray.init(
                     address=address,
@@ -196,4 +199,28 @@ def _next_wakeup(flights: dict[Any, _Flight]) -> float:
                  if f.started is not None and f.limit is not None]
     return max(0.01, min([1.0, *deadlines]))
 
+
+def _probe(address: str | None, timeout: float) -> None:
+    """Fail fast, with the address in the message, when a ``host:port`` address does not
+    answer: ``ray.init`` itself retries an unreachable head for a long time.
+
+    ``auto``, no address and anything without a port are left to Ray.
+
+    >>> _probe(None, 1.0)
+    >>> _probe("auto", 1.0)
+    """
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot reach Ray at --address {address!r}: {exc or type(exc).__name__}. Is the head "
+            "node running, and is its port open from here? (--address auto joins a cluster "
+            "started on this machine; no --address starts a local Ray)"
+        ) from None
 
