@@ -1,0 +1,47 @@
+"""scripts/publish_results.py turns a sweep's store into a checkable published folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import ebmbench
+from ebmbench.leaderboard import PROVENANCE_FILE, check_leaderboards
+from ebmbench.store import read_results
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "publish_results.py"
+
+
+def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_path):
+    store = tmp_path / "sweep" / "results.sqlite"
+    ebmbench.run(methods=["dsm", "exact_sm"], samplers=["ula"], architectures=["mlp"],
+                 datasets=["eight_gaussians"], metrics=["fisher", "density_figure"],
+                 budget="smoke", results=store)
+    out = tmp_path / "published"
+    (out / "artifacts" / "stale").mkdir(parents=True)  # from an earlier publication
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(store), "--out", str(out),
+         "--command", "ebmbench run --method dsm,exact_sm", "--wall-seconds", "90",
+         "--commit", "abc1234"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert check_leaderboards(out / "results.csv", out) == []
+    published, original = read_results(out / "results.csv"), read_results(store)
+    assert sorted(published["run_id"]) == sorted(original["run_id"])
+    assert "traceback" not in published.columns
+    assert list(published["metric.fisher_divergence"]) == list(original["metric.fisher_divergence"])
+    assert not (out / "artifacts" / "stale").exists()
+    figures = sorted(out.glob("artifacts/*/density.png"))
+    assert len(figures) == 2
+    from PIL import Image
+
+    assert Image.open(figures[0]).mode == "P"  # palette-compressed
+    page = (out / "eight_gaussians.md").read_text()
+    for figure in figures:
+        assert f"artifacts/{figure.parent.name}/density.png" in page
+    run = (out / PROVENANCE_FILE).read_text()
+    for text in ("ebmbench run --method dsm,exact_sm", "abc1234", "1.5 min", "ok 2", "## Hardware",
+                 f"torch {__import__('torch').__version__.split('+')[0]}"):
+        assert text in run, text
