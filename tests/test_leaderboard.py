@@ -147,3 +147,15 @@ def test_boards_render_the_same_from_the_store_and_its_exports_and_check_detects
     page.write_text(page.read_text().replace("2/2 ok", "3/3 ok"))
     assert check_leaderboards(tmp_path / "results.csv", tmp_path / "boards") == [
         f"{page} differs from what {tmp_path / 'results.csv'} renders"]
+
+
+def test_index_says_what_ran_and_links_every_dataset():
+    from ebmbench.leaderboard import render_index
+
+    frame = _frame().assign(budget="smoke", device="cpu")
+    frame.loc[len(frame)] = {**frame.iloc[0].to_dict(), "seed": 10, "status": "skipped",
+                             "budget": "full"}  # skipped runs did not run at that budget
+    frame.loc[len(frame)] = {**frame.iloc[0].to_dict(), "seed": 2}
+    text = render_index(aggregate(frame), frame)
+    assert "budget: smoke · seeds: 0, 1, 2 · device: cpu" in text
+    assert "[toy](toy.md)" in text

@@ -124,8 +124,14 @@ def render_summary(summary: pd.DataFrame) -> str:
 
 
 def render_index(boards: list[Board], frame: pd.DataFrame, summary: pd.DataFrame | None = None) -> str:
-    """The leaderboards' front page: one line per dataset, with run counts."""
+    """The leaderboards' front page: what ran, then one line per dataset, with run counts."""
     lines = ["# ebmbench leaderboards", ""]
+    ran = frame[frame["status"] != "skipped"]
+    facts = [(label, sorted({str(v) for v in ran[column].dropna()}, key=_natural))
+             for label, column in (("budget", "budget"), ("seeds", "seed"), ("device", "device"))
+             if column in ran.columns]
+    if any(values for _, values in facts):
+        lines += [" · ".join(f"{label}: {', '.join(values)}" for label, values in facts if values), ""]
     body = []
     for board in boards:
         rows = frame[frame["dataset"] == board.dataset]
@@ -142,6 +148,14 @@ def render_index(boards: list[Board], frame: pd.DataFrame, summary: pd.DataFrame
     if summary is not None:
         lines += ["", render_summary(summary)]
     return "\n".join(lines) + "\n"
+
+
+def _natural(text: str) -> tuple[int, float, str]:
+    """Numbers in numeric order, then text: seeds 2 < 10."""
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
 
 
 def relative_link(results_dir: Path, out_dir: Path) -> str:
