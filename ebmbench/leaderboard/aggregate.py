@@ -131,7 +131,7 @@ def summarize(boards: list[Board], frame: pd.DataFrame) -> pd.DataFrame:
     coverage = coverage[coverage.map(len) == attempted.reindex(coverage.index).fillna(0)]
     scopes = sorted({c for c in coverage if len(c) >= 2}, key=lambda c: (-len(c), sorted(c)))
     parts = []
-    for number, scope in enumerate(scopes):
+    for scope in scopes:
         members = {combo for combo, covered in coverage.items() if scope <= covered}
         if len(members) < 2:
             continue
@@ -145,10 +145,8 @@ def summarize(boards: list[Board], frame: pd.DataFrame) -> pd.DataFrame:
         part = averaged.reset_index().sort_values(["average_rank", *COMBO], kind="stable")
         part.insert(0, "scope_datasets", ", ".join(sorted(scope)))
         part.insert(0, "datasets", len(scope))
-        part.insert(0, "scope", number)
+        part.insert(0, "scope", len(parts))
         parts.append(part)
     if not parts:
         return pd.DataFrame(columns=columns)
-    summary = pd.concat(parts, ignore_index=True)
-    summary["scope"] = summary["scope"].rank(method="dense").astype(int) - 1
-    return summary[columns]
+    return pd.concat(parts, ignore_index=True)[columns]
