@@ -43,11 +43,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="the sweep's results store (.sqlite)")
     parser.add_argument("--out", type=Path, default=ROOT / "leaderboards")
-    parser.add_argument("--command", required=True, help="the exact command the sweep ran")
+    parser.add_argument("--command", required=True, action="append",
+                        help="the exact command the sweep ran (repeat, in order, for a sweep "
+                             "resumed or extended by further commands into the same store)")
     parser.add_argument("--install", default="python3 -m venv .venv && "
                         ".venv/bin/pip install . ./examples/ebmbench-example",
                         help="how the environment was made")
-    parser.add_argument("--wall-seconds", type=float, help="the sweep's wall-clock time")
+    parser.add_argument("--wall-seconds", type=float,
+                        help="the sweep's wall-clock time (all its commands together)")
     parser.add_argument("--commit", help="the ebmbench commit the sweep ran")
     args = parser.parse_args()
 
@@ -102,7 +105,7 @@ def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
         "",
         "```bash",
         args.install,
-        f".venv/bin/{args.command}",
+        *(f".venv/bin/{command}" for command in args.command),
         "```",
         "",
         f"- Runs finished between {finished.min():%Y-%m-%d %H:%M} and "

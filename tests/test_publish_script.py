@@ -22,7 +22,8 @@ def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_
     (out / "artifacts" / "stale").mkdir(parents=True)  # from an earlier publication
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), str(store), "--out", str(out),
-         "--command", "ebmbench run --method dsm,exact_sm", "--wall-seconds", "90",
+         "--command", "ebmbench run --method dsm,exact_sm", "--command", "ebmbench run --seeds 0-1",
+         "--wall-seconds", "90",
          "--commit", "abc1234"],
         capture_output=True, text=True, timeout=300,
     )
@@ -42,6 +43,7 @@ def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_
     for figure in figures:
         assert f"artifacts/{figure.parent.name}/density.png" in page
     run = (out / PROVENANCE_FILE).read_text()
+    assert run.index("run --method dsm,exact_sm") < run.index("run --seeds 0-1")
     for text in ("ebmbench run --method dsm,exact_sm", "abc1234", "1.5 min", "ok 2", "## Hardware",
                  f"torch {__import__('torch').__version__.split('+')[0]}"):
         assert text in run, text
