@@ -129,27 +129,30 @@ def test_mnist_like_loads_local_files_lazily_and_once(tmp_path, monkeypatch, cls
     assert torch.equal(cls(data_dir=str(tmp_path), download=False, n_train=10).load()[0], sub_train)
 
 
-def test_mnist_offline_error_is_clear_and_fast(tmp_path, monkeypatch):
+def test_mnist_offline_error_is_clear_and_the_network_is_tried_once(tmp_path, monkeypatch):
     import torchvision
 
+    attempts = []
+
     def offline(self):  # what torchvision does offline: makes raw/, then fails
+        attempts.append(self.raw_folder)
         Path(self.raw_folder).mkdir(parents=True, exist_ok=True)
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://x/, "
                            "got:\n<urlopen error [Errno -2] Name or service not known>")
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
     folder = tmp_path / "data"
-    for download in (True, False):
-        start = time.perf_counter()
+    for download in (True, True, False):
         with pytest.raises(UserError) as err:
             MNIST(data_dir=str(folder), download=download).load()
-        assert time.perf_counter() - start < 2.0
         message = str(err.value)
         assert str(folder / "MNIST" / "raw") in message  # where it looked
         assert "train-images-idx3-ubyte.gz" in message and "--data-dir" in message  # how to fix
         assert "EBMBENCH_DATA_DIR" in message
         assert ("Name or service not known" in message) == download
     assert not folder.exists()  # the empty raw/ folder torchvision leaves is removed
+    # A sweep loads the dataset once per task: offline, only the first load goes to the network.
+    assert len(attempts) == 1
 
 
 def test_data_dir_defaults_to_environment(tmp_path, monkeypatch):

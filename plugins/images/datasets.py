@@ -165,6 +165,9 @@ class Digits(LevelImages):
 
 # (class name, data folder, train) → uint8 (N, C, H, W); a process loads each file once.
 _RAW_CACHE: dict[tuple[str, str, bool], Tensor] = {}
+# The same key → why it could not be loaded. A sweep loads a dataset once per task; offline,
+# each attempt would try the network again (and wait for it, on a slow-to-fail network).
+_UNAVAILABLE: dict[tuple[str, str, bool], str] = {}
 
 
 class TorchvisionImages(LevelImages):
@@ -200,8 +203,16 @@ class TorchvisionImages(LevelImages):
 
     def _raw(self, root: Path, train: bool) -> Tensor:
         key = (self.tv_name, str(root), train)
+        download = self.hparams["download"]
+        if download and key in _UNAVAILABLE:
+            raise UserError(_UNAVAILABLE[key])
         if key not in _RAW_CACHE:
-            _RAW_CACHE[key] = self._read(root, train)
+            try:
+                _RAW_CACHE[key] = self._read(root, train)
+            except UserError as exc:
+                if download:
+                    _UNAVAILABLE[key] = str(exc)
+                raise
         return _RAW_CACHE[key]
 
     def _read(self, root: Path, train: bool) -> Tensor:
