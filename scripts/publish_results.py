@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ebmbench.leaderboard import PROVENANCE_FILE, write_leaderboards
+from ebmbench.leaderboard import PROVENANCE_FILE, aggregate, write_leaderboards
 from ebmbench.store import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,14 +54,14 @@ def main() -> None:
     parser.add_argument("--commit", help="the ebmbench commit the sweep ran")
     args = parser.parse_args()
 
+    frame = read_results(args.results)  # first: a bad store leaves the published folder as it is
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("*.md"), *out.glob("*.png"), out / "results.csv"]:
         stale.unlink(missing_ok=True)
     shutil.rmtree(out / "artifacts", ignore_errors=True)
 
-    frame = read_results(args.results)
-    copied = copy_figures(frame, args.results.parent, out)
+    copied = copy_linked_figures(frame, args.results.parent, out)
     csv = out / "results.csv"
     # Tracebacks name the publisher's paths and add megabytes; status and reason stay.
     export = frame.drop(columns=["traceback"], errors="ignore")
@@ -74,20 +74,21 @@ def main() -> None:
     print(f"published {len(frame)} runs ({copied} figures) to {out}")
 
 
-def copy_figures(frame: pd.DataFrame, results_dir: Path, out: Path) -> int:
+def copy_linked_figures(frame: pd.DataFrame, results_dir: Path, out: Path) -> int:
+    """Copy the run figures the pages link (each combination's first seed), compressed."""
+    linked = sorted({path for board in aggregate(frame) for figures in board.links.values()
+                     for path in figures.values()})
     copied = 0
-    for artifacts in frame.get("artifacts", pd.Series(dtype=object)):
-        for relative in (artifacts or {}).values():
-            source, target = results_dir / relative, out / relative
-            if not source.is_file():
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.suffix == ".png":
-                image = Image.open(source).convert("RGB").quantize(colors=64)
-                image.save(target, optimize=True)
-            else:
-                shutil.copyfile(source, target)
-            copied += 1
+    for relative in linked:
+        source, target = results_dir / relative, out / relative
+        if not source.is_file():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.suffix == ".png":
+            Image.open(source).convert("RGB").quantize(colors=64).save(target, optimize=True)
+        else:
+            shutil.copyfile(source, target)
+        copied += 1
     return copied
 
 

@@ -17,16 +17,13 @@ def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_
     store = tmp_path / "sweep" / "results.sqlite"
     ebmbench.run(methods=["dsm", "exact_sm"], samplers=["ula"], architectures=["mlp"],
                  datasets=["eight_gaussians"], metrics=["fisher", "density_figure"],
-                 budget="smoke", results=store)
+                 seeds=[0, 1], budget="smoke", results=store)
     out = tmp_path / "published"
     (out / "artifacts" / "stale").mkdir(parents=True)  # from an earlier publication
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(store), "--out", str(out),
+    proc = publish(store, out,
          "--command", "ebmbench run --method dsm,exact_sm", "--command", "ebmbench run --seeds 0-1",
          "--wall-seconds", "90",
-         "--commit", "abc1234"],
-        capture_output=True, text=True, timeout=300,
-    )
+         "--commit", "abc1234")
     assert proc.returncode == 0, proc.stderr
     assert check_leaderboards(out / "results.csv", out) == []
     published, original = read_results(out / "results.csv"), read_results(store)
@@ -35,7 +32,7 @@ def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_
     assert list(published["metric.fisher_divergence"]) == list(original["metric.fisher_divergence"])
     assert not (out / "artifacts" / "stale").exists()
     figures = sorted(out.glob("artifacts/*/density.png"))
-    assert len(figures) == 2
+    assert len(figures) == 2  # the linked ones: each combination's first seed, of 4 runs
     from PIL import Image
 
     assert Image.open(figures[0]).mode == "P"  # palette-compressed
@@ -44,6 +41,16 @@ def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_
         assert f"artifacts/{figure.parent.name}/density.png" in page
     run = (out / PROVENANCE_FILE).read_text()
     assert run.index("run --method dsm,exact_sm") < run.index("run --seeds 0-1")
-    for text in ("ebmbench run --method dsm,exact_sm", "abc1234", "1.5 min", "ok 2", "## Hardware",
+    for text in ("ebmbench run --method dsm,exact_sm", "abc1234", "1.5 min", "ok 4", "## Hardware",
                  f"torch {__import__('torch').__version__.split('+')[0]}"):
         assert text in run, text
+
+    # A wrong store path is an error before anything published is touched.
+    proc = publish(tmp_path / "nowhere.sqlite", out, "--command", "x")
+    assert proc.returncode != 0
+    assert check_leaderboards(out / "results.csv", out) == []
+
+
+def publish(store: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), str(store), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=300)
