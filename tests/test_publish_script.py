@@ -20,10 +20,9 @@ def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_
                  seeds=[0, 1], budget="smoke", results=store)
     out = tmp_path / "published"
     (out / "artifacts" / "stale").mkdir(parents=True)  # from an earlier publication
-    proc = publish(store, out,
-         "--command", "ebmbench run --method dsm,exact_sm", "--command", "ebmbench run --seeds 0-1",
-         "--wall-seconds", "90",
-         "--commit", "abc1234")
+    proc = publish(store, out, "--command", "ebmbench run --method dsm,exact_sm",
+                   "--command", "ebmbench run --seeds 0-1", "--wall-seconds", "90",
+                   "--commit", "abc1234")
     assert proc.returncode == 0, proc.stderr
     assert check_leaderboards(out / "results.csv", out) == []
     published, original = read_results(out / "results.csv"), read_results(store)
