@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--wall-seconds", type=float,
                         help="the sweep's wall-clock time (all its commands together)")
     parser.add_argument("--commit", help="the ebmbench commit the sweep ran")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a line to add under the command (repeatable)")
     args = parser.parse_args()
 
     frame = read_results(args.results)  # first: a bad store leaves the published folder as it is
@@ -68,6 +70,10 @@ def main() -> None:
     for column in export.columns:
         if export[column].map(lambda v: isinstance(v, (dict, list))).any():
             export[column] = export[column].map(lambda v: json.dumps(v, sort_keys=True))
+    # A skipped run never ran: its identity, status and reason say all there is. Its full
+    # hyper-parameters would be most of the file (skips outnumber runs three to one).
+    skipped = export["status"] == "skipped"
+    export.loc[skipped, [c for c in ("hyperparams", "versions") if c in export]] = "{}"
     export.to_csv(csv, index=False)
     write_leaderboards(csv, out)
     (out / PROVENANCE_FILE).write_text(provenance(frame, args), encoding="utf-8")
@@ -112,6 +118,7 @@ def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
         f"- Runs finished between {finished.min():%Y-%m-%d %H:%M} and "
         f"{finished.max():%Y-%m-%d %H:%M} UTC." if len(finished) else "- No run finished.",
     ]
+    lines += [f"- {note}" for note in args.note]
     if args.commit:
         lines.append(f"- ebmbench commit: `{args.commit}`.")
     if args.wall_seconds:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 import ebmbench
 from ebmbench.leaderboard import PROVENANCE_FILE, check_leaderboards
 from ebmbench.store import read_results
@@ -15,7 +17,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "publish_results.p
 
 def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_path):
     store = tmp_path / "sweep" / "results.sqlite"
-    ebmbench.run(methods=["dsm", "exact_sm"], samplers=["ula"], architectures=["mlp"],
+    ebmbench.run(methods=["dsm", "exact_sm"], samplers=["ula"], architectures=["mlp", "quadratic"],
                  datasets=["eight_gaussians"], metrics=["fisher", "density_figure"],
                  seeds=[0, 1], budget="smoke", results=store)
     out = tmp_path / "published"
@@ -28,7 +30,13 @@ def test_publish_copies_results_figures_and_provenance_and_passes_the_check(tmp_
     published, original = read_results(out / "results.csv"), read_results(store)
     assert sorted(published["run_id"]) == sorted(original["run_id"])
     assert "traceback" not in published.columns
-    assert list(published["metric.fisher_divergence"]) == list(original["metric.fisher_divergence"])
+    published, original = (f.sort_values("run_id").reset_index(drop=True) for f in (published, original))
+    pd.testing.assert_series_equal(published["metric.fisher_divergence"],
+                                   original["metric.fisher_divergence"])
+    ok = original["status"] == "ok"
+    assert list(published.loc[ok, "hyperparams"]) == list(original.loc[ok, "hyperparams"])
+    assert (~ok).sum() == 4  # the quadratic energy is skipped on a non-Gaussian dataset
+    assert all(h == {} for h in published.loc[~ok, "hyperparams"])
     assert not (out / "artifacts" / "stale").exists()
     figures = sorted(out.glob("artifacts/*/density.png"))
     assert len(figures) == 2  # the linked ones: each combination's first seed, of 4 runs
