@@ -129,8 +129,10 @@ def run(
 
 
 def load_results(path: str | os.PathLike[str] = DEFAULT_RESULTS) -> pd.DataFrame:
-    """Every stored run as a DataFrame, one column per metric (``metric.<name>``)."""
-    from .store import ResultStore
+    """Every run in a results store (``.sqlite``) or an export (``.csv``, ``.json``,
+    ``.parquet``, such as the published ``leaderboards/results.csv``) as a DataFrame, one
+    column per metric (``metric.<name>``); nested columns are decoded, so every source gives
+    the same frame."""
+    from .store import read_results
 
-    with ResultStore.open_existing(Path(path)) as store:
-        return store.to_frame()
+    return read_results(Path(path))

@@ -95,6 +95,20 @@ def test_export_formats_hold_every_run_and_metric(tmp_path, fmt):
     assert (hyper if isinstance(hyper, dict) else json.loads(hyper)) == {"method": {"lr": 0.1}}
 
 
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_load_results_reads_a_store_and_its_exports_alike(tmp_path, fmt):
+    import ebmbench
+
+    with ResultStore.open(tmp_path / "r.sqlite") as store:
+        store.write(_row("a", value=1.5))
+        store.write(_row("b", value=3.0))
+        out = store.export(fmt, tmp_path / f"out.{fmt}")
+    stored, exported = ebmbench.load_results(tmp_path / "r.sqlite"), ebmbench.load_results(out)
+    assert sorted(exported["run_id"]) == ["a", "b"]
+    for column in ("run_id", "metric.fisher_divergence", "hyperparams", "status"):
+        assert list(exported[column]) == list(stored[column]), column
+
+
 def test_unknown_export_format(tmp_path):
     with ResultStore.open(tmp_path / "r.sqlite") as store, pytest.raises(
         UserError, match="unknown export format 'xls'. Valid formats: csv, json, parquet"
