@@ -53,7 +53,11 @@ def standardised_maf(flat: Tensor, transforms: int, hidden: int) -> zuko.flows.F
 def flow_rsample(
     flow: zuko.flows.Flow, n: int, generator: torch.Generator | None, like: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """``n`` reparameterised samples of the flow, flattened, and their log-density."""
+    """``n`` reparameterised samples of the flow and their log-density.
+
+    The flow models flattened rows of ``like`` (the data); the samples come back in the
+    data's shape, ``(n, *like.shape[1:])``, ready for the energy.
+    """
     # zuko draws the base noise from the global RNG; draw it from the given generator
     # (on its own device, then moved) so that runs are reproducible.
     dist = flow()
@@ -62,4 +66,4 @@ def flow_rsample(
         (n, *dist.base.event_shape), generator=generator, device=device, dtype=like.dtype
     ).to(like.device)
     x, ladj = dist.transform.inv.call_and_ladj(z)
-    return x, dist.base.log_prob(z) - ladj
+    return x.view(n, *like.shape[1:]), dist.base.log_prob(z) - ladj

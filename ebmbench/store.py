@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import UserError
 
-__all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "read_results"]
+__all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "read_results", "write_export"]
 
 SCHEMA_VERSION = 1
 EXPORT_FORMATS = ("csv", "json", "parquet")
@@ -169,25 +169,7 @@ class ResultStore:
 
     def export(self, fmt: str, out: str | Path) -> Path:
         """Write every run to ``out`` as CSV, JSON (records) or Parquet."""
-        if fmt not in EXPORT_FORMATS:
-            raise UserError(f"unknown export format {fmt!r}. Valid formats: {', '.join(EXPORT_FORMATS)}")
-        frame = self.to_frame()
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "json":
-            frame.to_json(out, orient="records", indent=1)
-            return out
-        for c in _JSON:  # nested values as JSON text in flat formats
-            if c in frame.columns and c != "metrics":
-                frame[c] = frame[c].map(lambda v: json.dumps(v, sort_keys=True))
-        if fmt == "csv":
-            frame.to_csv(out, index=False)
-        else:
-            try:
-                frame.to_parquet(out, index=False)
-            except ImportError:
-                raise UserError("parquet export needs pyarrow: pip install 'ebmbench[parquet]'") from None
-        return out
+        return write_export(self.to_frame(), fmt, out)
 
     # --------------------------------------------------------------- lifecycle
 
@@ -201,6 +183,30 @@ class ResultStore:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def write_export(frame: pd.DataFrame, fmt: str, out: str | Path) -> Path:
+    """Write runs (a frame as :meth:`ResultStore.to_frame` or :func:`read_results` gives)
+    to ``out`` as CSV, JSON (records) or Parquet; :func:`read_results` reads it back."""
+    if fmt not in EXPORT_FORMATS:
+        raise UserError(f"unknown export format {fmt!r}. Valid formats: {', '.join(EXPORT_FORMATS)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "json":
+        frame.to_json(out, orient="records", indent=1)
+        return out
+    frame = frame.copy()
+    for c in _JSON:  # nested values as JSON text in flat formats
+        if c in frame.columns and c != "metrics":
+            frame[c] = frame[c].map(lambda v: json.dumps(v, sort_keys=True))
+    if fmt == "csv":
+        frame.to_csv(out, index=False)
+    else:
+        try:
+            frame.to_parquet(out, index=False)
+        except ImportError:
+            raise UserError("parquet export needs pyarrow: pip install 'ebmbench[parquet]'") from None
+    return out
 
 
 def read_results(path: str | Path) -> pd.DataFrame:

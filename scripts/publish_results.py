@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -32,7 +31,7 @@ import torch
 from PIL import Image
 
 from ebmbench.leaderboard import PROVENANCE_FILE, aggregate, write_leaderboards
-from ebmbench.store import read_results
+from ebmbench.store import read_results, write_export
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("torch", "torchvision", "torch-fidelity", "pluggy", "numpy", "pandas",
@@ -64,17 +63,15 @@ def main() -> None:
     shutil.rmtree(out / "artifacts", ignore_errors=True)
 
     copied = copy_linked_figures(frame, args.results.parent, out)
-    csv = out / "results.csv"
     # Tracebacks name the publisher's paths and add megabytes; status and reason stay.
     export = frame.drop(columns=["traceback"], errors="ignore")
-    for column in export.columns:
-        if export[column].map(lambda v: isinstance(v, (dict, list))).any():
-            export[column] = export[column].map(lambda v: json.dumps(v, sort_keys=True))
     # A skipped run never ran: its identity, status and reason say all there is. Its full
     # hyper-parameters would be most of the file (skips outnumber runs three to one).
     skipped = export["status"] == "skipped"
-    export.loc[skipped, [c for c in ("hyperparams", "versions") if c in export]] = "{}"
-    export.to_csv(csv, index=False)
+    for column in ("hyperparams", "versions"):
+        if column in export:
+            export[column] = [{} if s else v for v, s in zip(export[column], skipped, strict=True)]
+    csv = write_export(export, "csv", out / "results.csv")
     write_leaderboards(csv, out)
     (out / PROVENANCE_FILE).write_text(provenance(frame, args), encoding="utf-8")
     print(f"published {len(frame)} runs ({copied} figures) to {out}")

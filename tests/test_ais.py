@@ -18,15 +18,6 @@ from ebmbench import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many small steps: a second intra-op thread only adds synchronisation here."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

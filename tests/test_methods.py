@@ -46,16 +46,6 @@ from ebmbench import (
 DOUBLE = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These tensors are tiny: a second thread only adds synchronisation (badly so on a
-    busy machine), so run on one and restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------------- test plugins
 
 

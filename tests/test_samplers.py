@@ -23,16 +23,6 @@ from ebmbench import (
 EXACT = ("mh", "mala", "hmc")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests run many steps on small tensors, where a second intra-op thread only
-    adds synchronisation (and stalls badly on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 

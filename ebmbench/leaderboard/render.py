@@ -127,7 +127,7 @@ def render_index(boards: list[Board], frame: pd.DataFrame, summary: pd.DataFrame
     """The leaderboards' front page: what ran, then one line per dataset, with run counts."""
     lines = ["# ebmbench leaderboards", ""]
     ran = frame[frame["status"] != "skipped"]
-    facts = [(label, sorted({str(v) for v in ran[column].dropna()}, key=_natural))
+    facts = [(label, [str(v) for v in sorted(set(ran[column].dropna()))])
              for label, column in (("budget", "budget"), ("seeds", "seed"), ("device", "device"))
              if column in ran.columns]
     if any(values for _, values in facts):
@@ -148,14 +148,6 @@ def render_index(boards: list[Board], frame: pd.DataFrame, summary: pd.DataFrame
     if summary is not None:
         lines += ["", render_summary(summary)]
     return "\n".join(lines) + "\n"
-
-
-def _natural(text: str) -> tuple[int, float, str]:
-    """Numbers in numeric order, then text: seeds 2 < 10."""
-    try:
-        return (0, float(text), "")
-    except ValueError:
-        return (1, 0.0, text)
 
 
 def relative_link(results_dir: Path, out_dir: Path) -> str:

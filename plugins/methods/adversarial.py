@@ -89,7 +89,7 @@ class AdversarialFlow(Method):
         """(L_φ, H estimate) on ``n`` reparameterised q-samples; see :func:`adversarial_losses`."""
         like = self.ctx.train_data
         x, log_q = flow_rsample(self.flow, n, self.ctx.generator, like)
-        f_q = self.energy(x.view(n, *like.shape[1:]))
+        f_q = self.energy(x)
         _, loss = adversarial_losses(f_q.new_zeros(1), f_q, log_q)
         return loss, -log_q.detach().mean()
 
@@ -98,7 +98,7 @@ class AdversarialFlow(Method):
         n = batch.shape[0]
         with torch.no_grad():
             x_q, _ = flow_rsample(self.flow, n, self.ctx.generator, batch)
-        f = self.energy(torch.cat([batch, x_q.view(n, *batch.shape[1:])]))
+        f = self.energy(torch.cat([batch, x_q]))
         f_data, f_q = f[:n], f[n:]
         loss, _ = adversarial_losses(f_data, f_q, f_q.detach())
         alpha = self.hparams["alpha"]
@@ -124,7 +124,7 @@ class AdversarialFlow(Method):
         like = self.ctx.train_data
         with torch.no_grad():
             x, log_q = flow_rsample(self.flow, n, self.ctx.generator, like)
-            terms = self.energy(x.view(n, *like.shape[1:])) - log_q
+            terms = self.energy(x) - log_q
         return float(terms.mean()), float(terms.std() / n**0.5)
 
     def log_partition(self) -> float:
@@ -136,7 +136,7 @@ class AdversarialFlow(Method):
         like = self.ctx.train_data
         with torch.no_grad():
             x, _ = flow_rsample(self.flow, n, generator, like)
-        return x.view(n, *like.shape[1:])
+        return x
 
     def state_dict(self) -> dict[str, Any]:
         return {"flow": self.flow.state_dict()}

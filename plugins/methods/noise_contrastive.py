@@ -209,7 +209,7 @@ class FlowContrastiveEstimation(Method):
         n = self.hparams["init_samples"]
         with torch.no_grad():
             y, log_q = flow_rsample(self.flow, n, ctx.generator, data)
-            w = ctx.energy(y.view(n, *data.shape[1:])) - log_q
+            w = ctx.energy(y) - log_q
             self.log_z = nn.Parameter(torch.logsumexp(w, 0) - math.log(n))
         super().setup(ctx)
 
@@ -230,7 +230,7 @@ class FlowContrastiveEstimation(Method):
     def _neg_value(
         self, batch: Tensor, noise: Tensor, log_q_noise: Tensor, log_q_data: Tensor
     ) -> Tensor:
-        f = self.energy(torch.cat([batch, noise.view(-1, *batch.shape[1:])]))
+        f = self.energy(torch.cat([batch, noise]))
         n = batch.shape[0]
         return nce_loss(
             f[:n], f[n:], log_q_data, log_q_noise, self.log_z, self.hparams["noise_ratio"]
@@ -275,7 +275,7 @@ class FlowContrastiveEstimation(Method):
         like = self.ctx.train_data
         with torch.no_grad():
             x, _ = flow_rsample(self.flow, n, generator, like)
-        return x.view(n, *like.shape[1:])
+        return x
 
     def state_dict(self) -> dict[str, Any]:
         return {"log_z": self.log_z.detach().clone(), "flow": self.flow.state_dict()}
