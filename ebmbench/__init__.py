@@ -65,6 +65,7 @@ from .schedules import (
     schedule_factors,
     step_size_params,
 )
+from .search_space import Search, choice, int_range, log_uniform, uniform
 
 try:
     __version__ = version("ebmbench")
@@ -78,6 +79,11 @@ __all__ = [
     "Plugin",
     "Param",
     "BUDGETS",
+    "Search",
+    "log_uniform",
+    "uniform",
+    "int_range",
+    "choice",
     "Combination",
     "Architecture",
     "Dataset",

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .params import Param, check_budget, resolve_params
+from .search_space import log_uniform
 
 __all__ = [
     "Plugin",
@@ -317,9 +318,9 @@ class Method(Plugin, ABC):
     uses_sampler: ClassVar[bool] = False
     required_features: ClassVar[frozenset[str]] = frozenset()
     params: ClassVar[dict[str, Param]] = {
-        "steps": Param(1000, "training steps", smoke=30, full=20_000),
-        "batch_size": Param(256, "data examples per step", smoke=128),
-        "lr": Param(1e-3, "Adam learning rate"),
+        "steps": Param(1000, "training steps", smoke=30, full=20_000, low=1),
+        "batch_size": Param(256, "data examples per step", smoke=128, low=1),
+        "lr": Param(1e-3, "Adam learning rate", low=0, search=log_uniform(1e-4, 3e-2)),
     }
 
     def setup(self, ctx: TrainContext) -> None:

@@ -87,7 +87,12 @@ def _describe_params(params: dict[str, Any]) -> str:
     lines = []
     for name, p in params.items():
         extra = "/".join(str(p.for_budget(b)) for b in ("smoke", "full"))
-        lines.append(f"{name}={p.default!r} [{extra}]: {p.help}")
+        line = f"{name}={p.default!r} [{extra}]: {p.help}"
+        if p.low is not None or p.high is not None or p.positive:
+            line += f" ({p.allowed()})"
+        if p.search is not None:
+            line += f"; tuned: {p.search.describe()}"
+        lines.append(line)
     return "\n".join(lines)
 
 

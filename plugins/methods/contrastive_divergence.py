@@ -17,7 +17,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ebmbench import Method, Param, ReplayBuffer, TrainContext, UserError, frozen_parameters
+from ebmbench import (
+    Method,
+    Param,
+    ReplayBuffer,
+    TrainContext,
+    UserError,
+    choice,
+    frozen_parameters,
+    int_range,
+)
 
 __all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "cd_loss"]
 
@@ -60,10 +69,12 @@ class ContrastiveDivergence(Method):
     params = Method.params | {
         # K sampler steps per update make CD the costliest method per step: fewer updates
         # keep the quick budget near the others' (1-3 s on a 2-D toy).
-        "steps": Param(400, "training steps", smoke=30, full=20_000),
-        "mcmc_steps": Param(20, "sampler steps K per update", smoke=5, full=100),
+        "steps": Param(400, "training steps", smoke=30, full=20_000, low=1),
+        "mcmc_steps": Param(20, "sampler steps K per update", smoke=5, full=100, low=1,
+                           search=int_range(1, 50, log=True)),
         "alpha": Param(
-            0.0, "weight α of the energy-magnitude regulariser α(E_data f² + E_sample f²)"
+            0.0, "weight α of the energy-magnitude regulariser α(E_data f² + E_sample f²)",
+            low=0, search=choice(0.0, 0.001, 0.01, 0.1),
         ),
     }
 
@@ -123,10 +134,12 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
     name = "pcd"
     description = "Persistent CD: chains kept in a replay buffer, 5% restarted from noise"
     params = ContrastiveDivergence.params | {
-        "steps": Param(600, "training steps", smoke=30, full=20_000),
-        "mcmc_steps": Param(10, "sampler steps K per update", smoke=5, full=60),
-        "buffer_size": Param(10_000, "replay-buffer capacity", smoke=1_000),
-        "reinit_prob": Param(0.05, "probability that a chain restarts from noise"),
+        "steps": Param(600, "training steps", smoke=30, full=20_000, low=1),
+        "mcmc_steps": Param(10, "sampler steps K per update", smoke=5, full=60, low=1,
+                           search=int_range(1, 50, log=True)),
+        "buffer_size": Param(10_000, "replay-buffer capacity", smoke=1_000, low=1),
+        "reinit_prob": Param(0.05, "probability that a chain restarts from noise", low=0, high=1,
+                            search=choice(0.0, 0.01, 0.05, 0.2)),
     }
 
     def setup(self, ctx: TrainContext) -> None:

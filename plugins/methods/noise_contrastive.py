@@ -16,7 +16,16 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import MultivariateNormal
 
-from ebmbench import Method, Param, TrainContext, flow_rsample, frozen_parameters, standardised_maf
+from ebmbench import (
+    Method,
+    Param,
+    TrainContext,
+    flow_rsample,
+    frozen_parameters,
+    int_range,
+    log_uniform,
+    standardised_maf,
+)
 
 __all__ = ["NoiseContrastiveEstimation", "FlowContrastiveEstimation", "nce_loss"]
 
@@ -80,10 +89,13 @@ class NoiseContrastiveEstimation(Method):
     name = "nce"
     description = "Noise-contrastive estimation with learned log Z and fitted Gaussian noise"
     params = Method.params | {
-        "noise_ratio": Param(1.0, "ν: noise samples per data example"),
+        "noise_ratio": Param(1.0, "ν: noise samples per data example", positive=True,
+                             search=log_uniform(0.25, 8.0)),
         "noise": Param("full", "Gaussian noise covariance", choices=("full", "diagonal")),
-        "noise_scale": Param(1.0, "s: noise standard deviation over the data's"),
-        "init_samples": Param(4096, "noise samples for the initial log Z estimate", smoke=512),
+        "noise_scale": Param(1.0, "s: noise standard deviation over the data's", positive=True,
+                             search=log_uniform(0.5, 3.0)),
+        "init_samples": Param(4096, "noise samples for the initial log Z estimate", smoke=512,
+                              low=1),
     }
 
     def setup(self, ctx: TrainContext) -> None:
@@ -186,15 +198,20 @@ class FlowContrastiveEstimation(Method):
     description = "Flow contrastive estimation (Gao et al. 2020): NCE against an adversarial flow"
     params = Method.params | {
         # Each update also trains the flow (about 4 flow passes): fewer updates at quick.
-        "steps": Param(300, "training steps", smoke=30, full=20_000),
-        "noise_ratio": Param(1.0, "ν: flow samples per data example"),
-        "flow_transforms": Param(3, "MAF transforms", smoke=2, full=5),
-        "flow_hidden": Param(32, "hidden width of each MAF conditioner", smoke=16, full=128),
-        "flow_lr": Param(1e-3, "Adam learning rate of the flow"),
-        "flow_steps": Param(1, "flow updates per energy update"),
+        "steps": Param(300, "training steps", smoke=30, full=20_000, low=1),
+        "noise_ratio": Param(1.0, "ν: flow samples per data example", positive=True,
+                             search=log_uniform(0.25, 8.0)),
+        "flow_transforms": Param(3, "MAF transforms", smoke=2, full=5, low=1,
+                                 search=int_range(1, 5)),
+        "flow_hidden": Param(32, "hidden width of each MAF conditioner", smoke=16, full=128, low=1,
+                             search=int_range(16, 128, log=True)),
+        "flow_lr": Param(1e-3, "Adam learning rate of the flow", positive=True,
+                         search=log_uniform(1e-4, 1e-2)),
+        "flow_steps": Param(1, "flow updates per energy update", low=1),
         "pretrain_steps": Param(50, "maximum-likelihood warm-up steps of the flow",
-                                smoke=10, full=1000),
-        "init_samples": Param(4096, "flow samples for the initial log Z estimate", smoke=512),
+                                smoke=10, full=1000, low=0),
+        "init_samples": Param(4096, "flow samples for the initial log Z estimate", smoke=512,
+                              low=1),
     }
 
     def setup(self, ctx: TrainContext) -> None:

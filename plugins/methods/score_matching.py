@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from ebmbench import EnergyFn, Method, Param, energy_and_score
+from ebmbench import EnergyFn, Method, Param, energy_and_score, log_uniform
 
 __all__ = [
     "DenoisingScoreMatching",
@@ -141,7 +141,8 @@ class DenoisingScoreMatching(Method):
     name = "dsm"
     description = "Denoising score matching (Vincent 2011) with Gaussian noise σ"
     params = Method.params | {
-        "sigma": Param(0.1, "noise scale σ of the Gaussian corruption"),
+        "sigma": Param(0.1, "noise scale σ of the Gaussian corruption", positive=True,
+                       search=log_uniform(0.01, 1.0)),
     }
 
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
@@ -165,7 +166,8 @@ class ExactScoreMatching(Method):
     params = Method.params | {
         # d backward passes per step: at d = 8 a CPU step already costs ~4x DSM's.
         "max_dim": Param(
-            8, "refuse data with more coordinates (d backward passes per step)", full=1024
+            8, "refuse data with more coordinates (d backward passes per step)", full=1024,
+            low=1,
         ),
         "trace_impl": Param(
             "auto", "Hessian trace: loop of d grads, torch.func vmap, or auto (func on CUDA)",

@@ -111,7 +111,7 @@ class SlicedScoreMatching(Method):
     required_features = frozenset({"nonzero_hessian"})
     variance_reduction = False
     params = Method.params | {
-        "n_projections": Param(1, "random projections M per example"),
+        "n_projections": Param(1, "random projections M per example", low=1),
         "projection": Param(
             "gaussian", "distribution of the projections v", choices=PROJECTIONS
         ),
