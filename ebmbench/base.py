@@ -318,7 +318,8 @@ class Method(Plugin, ABC):
     uses_sampler: ClassVar[bool] = False
     required_features: ClassVar[frozenset[str]] = frozenset()
     params: ClassVar[dict[str, Param]] = {
-        "steps": Param(1000, "training steps", smoke=30, full=20_000, low=1),
+        "steps": Param(2000, "most training steps; the compute budget normally stops training first",
+                       smoke=30, full=50_000, low=1),
         "batch_size": Param(256, "data examples per step", smoke=128, low=1),
         "lr": Param(1e-3, "Adam learning rate", low=0, search=log_uniform(1e-4, 3e-2)),
     }

@@ -45,6 +45,8 @@ class Selection:
     #: ``"kind.name.param"`` → value; ``name`` may be ``*`` for every selected plugin of
     #: that kind which declares ``param``.
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: Training FLOPs per run, overriding the budget's (see :mod:`ebmbench.budgets`).
+    train_flops: float | None = None
 
 
 @dataclass
@@ -61,10 +63,25 @@ class RunSpec:
     params: dict[str, dict[str, Any]]
     uses_sampler: bool
     skip_reason: str | None = None
+    #: The tuning trial's number, or None for a run (see :mod:`ebmbench.tuning`). A trial
+    #: trains on the training split less the validation split and is scored on the latter.
+    trial: int | None = None
+    #: Training FLOPs overriding the budget's, or None.
+    train_flops: float | None = None
 
     @property
     def hyperparams(self) -> dict[str, dict[str, Any]]:
         return self.params
+
+    def _extra(self) -> tuple[Any, ...]:
+        # Only what differs from a plain run enters the digest, so a run's id does not
+        # depend on features it does not use.
+        extra: dict[str, Any] = {}
+        if self.trial is not None:
+            extra["trial"] = self.trial
+        if self.train_flops is not None:
+            extra["train_flops"] = self.train_flops
+        return (extra,) if extra else ()
 
     @property
     def train_key(self) -> str:
@@ -72,12 +89,12 @@ class RunSpec:
         parts = {k: [getattr(self, k), self.params[k]] for k in ("method", "architecture", "dataset")}
         if self.uses_sampler:
             parts["sampler"] = [self.sampler, self.params["sampler"]]
-        return _digest(parts, self.seed, self.budget)
+        return _digest(parts, self.seed, self.budget, *self._extra())
 
     @property
     def run_id(self) -> str:
         parts = {k: [getattr(self, k), self.params[k]] for k in _GRID_KINDS}
-        return _digest(parts, self.seed, self.budget)
+        return _digest(parts, self.seed, self.budget, *self._extra())
 
 
 @dataclass
@@ -91,6 +108,11 @@ class Task:
     results_dir: str
     #: ``--plugins-dir`` folders, so that a worker process loads the same plugins.
     plugins_dirs: list[str]
+
+    @property
+    def train_flops(self) -> float | None:
+        """Training FLOPs overriding the budget's (the same for every spec of a task)."""
+        return self.specs[0].train_flops if self.specs else None
 
 
 def hard_time_limit(task: Any, grace: float) -> float | None:
@@ -258,6 +280,7 @@ def expand(
                                 },
                                 uses_sampler=type(method).uses_sampler,
                                 skip_reason=reason,
+                                train_flops=selection.train_flops,
                             )
                         )
     return specs, metrics

@@ -26,12 +26,16 @@ import torch
 from torch import nn
 
 from .base import Combination, EvalContext, Method, Metric, TrainContext, is_finite
+from .budgets import MAX_VALIDATION, VALIDATION_FRACTION, dataset_train_flops
+from .compute import ComputeMeter, TrainingCompute
 from .device import derive_seed, resolve_device, seed_everything
 from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
+from .learning_curve import LearningCurveProbe, curve_checkpoints
 from .plugins import PluginManager, get_plugin_manager
 
-__all__ = ["execute_task", "unfinished_rows", "EVAL_SAMPLES", "STATUSES", "checkpoint_path"]
+__all__ = ["execute_task", "unfinished_rows", "EVAL_SAMPLES", "STATUSES", "checkpoint_path",
+           "validation_split"]
 
 #: Every status a result row can carry.
 STATUSES = ("ok", "diverged", "failed", "timeout", "skipped")
@@ -49,6 +53,10 @@ class _Trained:
     method: Method
     train_seconds: float
     logs: dict[str, float]
+    #: What the training spent (``TrainingCompute`` fields), the budget and why it stopped.
+    compute: dict[str, Any]
+    #: Learning-curve points (see :mod:`ebmbench.learning_curve`).
+    curve: list[dict[str, float]]
 
 
 def checkpoint_path(results_dir: str | Path, train_key: str) -> Path:
@@ -112,6 +120,9 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         "metric_errors": {},
         "sample_stats": {},
         "train_logs": {},
+        "compute": {},
+        "curve": [],
+        "trial": spec.trial,
         "host": platform.node(),
         "finished_at": "",
     }
@@ -133,7 +144,7 @@ def _status_of(exc: BaseException) -> str:
 
 def _train(
     pm: PluginManager, spec: RunSpec, task: Task, device: torch.device,
-    dataset: Any, train_data: torch.Tensor,
+    dataset: Any, train_data: torch.Tensor, validation: torch.Tensor,
 ) -> _Trained:
     method: Method = _build(pm, "method", spec)
     architecture = _build(pm, "architecture", spec)
@@ -150,24 +161,53 @@ def _train(
         state = torch.load(ckpt, map_location=device, weights_only=True)
         energy.load_state_dict(state["energy"])
         method.load_state_dict(state["method"])
-        return _Trained(energy, method, float(state["train_seconds"]), dict(state["logs"]))
+        return _Trained(energy, method, float(state["train_seconds"]), dict(state["logs"]),
+                        dict(state.get("compute", {})), list(state.get("curve", [])))
 
-    steps, batch_size = method.hparams["steps"], method.hparams["batch_size"]
+    budget_flops = task.train_flops or dataset_train_flops(dataset, spec.budget)
+    max_steps, batch_size = method.hparams["steps"], method.hparams["batch_size"]
     batch_gen = torch.Generator().manual_seed(derive_seed("batches", spec.train_key))
+    points = curve_checkpoints(budget_flops)
+    probe = LearningCurveProbe(dataset, validation, device, spec.budget, method)
     logs: dict[str, float] = {}
     energy.train()
-    start = time.perf_counter()
     # The clock starts here, not before setup: one-off imports (the first optimiser pulls
     # in torch._dynamo, seconds) must not count against the run.
+    start = time.perf_counter()
     deadline = None if task.timeout is None else start + task.timeout
-    for step in range(steps):
-        idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=batch_gen)
-        logs = method.train_step(data[idx.to(device)])
-        if not is_finite(logs["loss"]):
-            raise RunDiverged(f"loss became {logs['loss']} at step {step}")
-        if deadline is not None and time.perf_counter() > deadline:
-            raise RunTimedOut(f"training passed the {task.timeout:g} s limit at step {step}/{steps}")
-    train_seconds = time.perf_counter() - start
+    meter = ComputeMeter(energy)
+    compute = meter.compute
+    try:
+        # Train until the compute budget is spent: the step count is what it buys.
+        while compute.steps < max_steps and compute.flops < budget_flops:
+            if points and compute.flops + (meter.flops_per_step or 0.0) >= points[0]:
+                meter.probe_next()  # count exactly the step that reaches a curve point
+            idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=batch_gen)
+            with meter.step():
+                logs = method.train_step(data[idx.to(device)])
+            if not is_finite(logs["loss"]):
+                raise RunDiverged(f"loss became {logs['loss']} at step {compute.steps}")
+            if points and compute.flops >= points[0]:
+                while points and compute.flops >= points[0]:
+                    points.pop(0)
+                with meter.paused():
+                    probe(energy, compute, logs)
+            if deadline is not None and time.perf_counter() > deadline:
+                raise RunTimedOut(
+                    f"training passed the {task.timeout:g} s limit at step {compute.steps} "
+                    f"({compute.flops / budget_flops:.0%} of the compute budget)"
+                )
+        if not probe.points or probe.points[-1]["step"] != compute.steps:
+            with meter.paused():
+                probe(energy, compute, logs)  # the final model is always a point
+    finally:
+        meter.detach()
+    spent = compute.as_dict() | {
+        "budget_flops": budget_flops,
+        "budget_fraction": compute.flops / budget_flops,
+        "stopped_by": "budget" if compute.flops >= budget_flops else "max_steps",
+    }
+    train_seconds = compute.wall_seconds
     energy.eval()
     with torch.no_grad():
         check = energy(data[:_CHECK_BATCH])
@@ -179,11 +219,29 @@ def _train(
         tmp = ckpt.with_name(f"{ckpt.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
         torch.save(
             {"energy": energy.state_dict(), "method": method.state_dict(),
-             "train_seconds": train_seconds, "logs": logs},
+             "train_seconds": train_seconds, "logs": logs, "compute": spent,
+             "curve": probe.points},
             tmp,
         )
         tmp.replace(ckpt)  # atomic: a killed run never leaves a half-written checkpoint
-    return _Trained(energy, method, train_seconds, logs)
+    return _Trained(energy, method, train_seconds, logs, spent, probe.points)
+
+
+def validation_split(train: torch.Tensor, spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit, validation): the validation split held out from the training set.
+
+    :data:`~ebmbench.budgets.VALIDATION_FRACTION` of the examples (at most
+    :data:`~ebmbench.budgets.MAX_VALIDATION`), chosen by a permutation seeded from the
+    dataset and the seed only, so every method and every tuning trial holds out the same
+    examples. No run trains on them; tuning trials are scored on them.
+    """
+    n_val = min(MAX_VALIDATION, max(1, round(VALIDATION_FRACTION * len(train))))
+    if len(train) < 2 * n_val:
+        raise UserError(f"dataset {spec.dataset} has only {len(train)} training examples: "
+                        f"too few to hold out a validation split")
+    seed = derive_seed("validation", spec.dataset, spec.params["dataset"], spec.seed)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    return train[order[n_val:]], train[order[:n_val]]
 
 
 class _DataUnavailable(Exception):
@@ -212,11 +270,12 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
                 row["notes"][key] = str(value)
 
 
-def _load_data(dataset: Any, spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_data(dataset: Any, spec: RunSpec, read_test: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(train, test); a tuning trial never reads the test split (``read_test`` False)."""
     data_seed = derive_seed("data", spec.dataset, spec.params["dataset"], spec.seed)
     try:
         train = dataset.train_data(torch.Generator().manual_seed(data_seed))
-        test = dataset.test_data(torch.Generator().manual_seed(data_seed + 1))
+        test = dataset.test_data(torch.Generator().manual_seed(data_seed + 1)) if read_test else None
     except UserError as exc:  # e.g. an image set that is not on disk while offline
         raise _DataUnavailable(str(exc)) from None
     return train, test
@@ -233,10 +292,14 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
         for spec in task.specs:
             rows[spec.run_id]["versions"] = _versions(pm, spec, task.metrics)
         dataset = _build(pm, "dataset", first)
-        train_data, test_data = _load_data(dataset, first)
+        trial = first.trial is not None
+        all_train, test_data = _load_data(dataset, first, read_test=not trial)
+        train_data, validation = validation_split(all_train, first)
+        if trial:
+            test_data = validation  # trials are scored on the validation split, never the test
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        trained = _train(pm, first, task, device, dataset, train_data)
+        trained = _train(pm, first, task, device, dataset, train_data, validation)
         metric_objs = {
             n: pm.info("metric", n).cls(budget=first.budget, **p) for n, p in task.metrics.items()
         }
@@ -244,7 +307,8 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
         while pending:
             spec = pending[0]
             row = rows[spec.run_id]
-            row.update(train_seconds=trained.train_seconds, train_logs=trained.logs)
+            row.update(train_seconds=trained.train_seconds, train_logs=trained.logs,
+                       compute=trained.compute, curve=trained.curve)
             sampler = _build(pm, "sampler", spec)
             combo = Combination(trained.method, sampler, _build(pm, "architecture", spec), dataset)
             applicable = {n: m for n, m in metric_objs.items() if m.applies_to(combo)}
@@ -252,7 +316,9 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
                 energy=trained.energy, method=trained.method, dataset=dataset, sampler=sampler,
                 samples=None, sample_stats={}, train_data=train_data, test_data=test_data,
                 device=device, seed=spec.seed, budget=spec.budget,
-                costs={"train_seconds": trained.train_seconds},
+                costs={"train_seconds": trained.train_seconds,
+                       **{f"train_{k}": v for k, v in trained.compute.items()
+                          if k in ("flops", "energy_rows", "grad_rows", "cpu_seconds", "steps")}},
                 artifact_dir=Path(task.results_dir) / "artifacts" / spec.run_id,
             )
             # Metrics that ignore samples depend only on the trained model: computed once,

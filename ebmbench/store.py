@@ -22,23 +22,31 @@ from .errors import UserError
 
 __all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "read_results", "write_export"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EXPORT_FORMATS = ("csv", "json", "parquet")
 
 _SCALARS = (
     "run_id", "train_key", "method", "sampler", "architecture", "dataset", "seed", "budget",
     "status", "reason", "traceback", "train_seconds", "sample_seconds", "peak_memory_mb",
-    "device", "host", "finished_at",
+    "device", "host", "finished_at", "trial",
 )
 _JSON = (
     "metrics", "directions", "cost_values", "reference_values", "hyperparams", "versions",
-    "artifacts", "notes", "metric_errors", "sample_stats", "train_logs",
+    "artifacts", "notes", "metric_errors", "sample_stats", "train_logs", "compute", "curve",
 )
 
-_LISTS = ("cost_values", "reference_values")
+_LISTS = ("cost_values", "reference_values", "curve")
+
+#: What each schema version adds to the one before (run in order on open).
+_MIGRATIONS = {
+    2: "ALTER TABLE runs ADD COLUMN trial INTEGER; "
+       "ALTER TABLE runs ADD COLUMN compute TEXT NOT NULL DEFAULT '{}'; "
+       "ALTER TABLE runs ADD COLUMN curve TEXT NOT NULL DEFAULT '[]';",
+}
+
 
 def _sql_type(column: str) -> str:
-    if column == "seed":
+    if column in ("seed", "trial"):
         return "INTEGER"
     return "REAL" if column.endswith(("_seconds", "_mb")) else "TEXT"
 
@@ -47,7 +55,7 @@ _CREATE = f"""
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     {", ".join(f"{c} {_sql_type(c)}" for c in _SCALARS[1:])},
-    {", ".join(f"{c} TEXT NOT NULL DEFAULT '{{}}'" for c in _JSON)}
+    {", ".join(f"{c} TEXT NOT NULL DEFAULT '{'[]' if c in _LISTS else '{}'}'" for c in _JSON)}
 );
 CREATE INDEX IF NOT EXISTS runs_by_dataset ON runs (dataset, status);
 """
@@ -104,11 +112,30 @@ class ResultStore:
             self._db.executescript(
                 f"BEGIN IMMEDIATE; {_CREATE} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
             )
+        elif version < SCHEMA_VERSION:
+            self._upgrade()
         elif version > SCHEMA_VERSION:
             raise UserError(
                 f"results store {str(self.path)!r} has schema {version}, newer than this "
                 f"ebmbench's {SCHEMA_VERSION}: upgrade ebmbench"
             )
+
+    def _upgrade(self) -> None:
+        """Bring an older store to :data:`SCHEMA_VERSION`, under the write lock: the
+        version is read again inside the transaction, so two processes opening the same
+        old store upgrade it once."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in filter(str.strip, _MIGRATIONS[step].split(";")):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     # --------------------------------------------------------------- writing
 

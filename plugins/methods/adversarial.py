@@ -75,8 +75,6 @@ class AdversarialFlow(Method):
     name = "adversarial"
     description = "Adversarial EBM training vs a flow q: max_θ min_q E_data f − E_q f − H(q)"
     params = Method.params | {
-        # Each update also trains the flow through f: fewer updates at quick.
-        "steps": Param(400, "training steps", smoke=30, full=20_000, low=1),
         "flow_transforms": Param(3, "MAF transforms", smoke=2, full=5, low=1,
                                  search=int_range(1, 5)),
         "flow_hidden": Param(32, "hidden width of each MAF conditioner", smoke=16, full=128, low=1,

@@ -21,11 +21,13 @@ from ebmbench import (
     Method,
     Param,
     ReplayBuffer,
+    Sampler,
     TrainContext,
     UserError,
     choice,
     frozen_parameters,
     int_range,
+    log_uniform,
 )
 
 __all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "cd_loss"]
@@ -61,33 +63,64 @@ class ContrastiveDivergence(Method):
     run's sampler; the loss is :func:`cd_loss`. With few steps this is the short-run
     "non-convergent" MCMC of Nijkamp et al. (2019): the samples, not the density, are what
     it learns well, unless the chains mix within K steps.
+
+    **Training chains belong to the method.** They run the run's sampler kernel with their
+    own step size, ``chain_step_scale`` × the sampler's step size (tuned with the method),
+    and, for a kernel with an accept step, adapt it toward the sampler's target acceptance
+    over the first ``chain_adapt_updates`` updates (``chain_adapt``). Evaluation sampling
+    uses the sampler's own settings, so a step size good for evaluation is never forced
+    on training, nor the reverse.
     """
 
     name = "cd"
     description = "Short-run contrastive divergence: K sampler steps from noise per update"
     uses_sampler = True
     params = Method.params | {
-        # K sampler steps per update make CD the costliest method per step: fewer updates
-        # keep the quick budget near the others' (1-3 s on a 2-D toy).
-        "steps": Param(400, "training steps", smoke=30, full=20_000, low=1),
         "mcmc_steps": Param(20, "sampler steps K per update", smoke=5, full=100, low=1,
                            search=int_range(1, 50, log=True)),
         "alpha": Param(
             0.0, "weight α of the energy-magnitude regulariser α(E_data f² + E_sample f²)",
             low=0, search=choice(0.0, 0.001, 0.01, 0.1),
         ),
+        "chain_step_scale": Param(
+            1.0, "training chains' step size, as a multiple of the sampler's own",
+            positive=True, search=log_uniform(0.1, 30.0),
+        ),
+        "chain_adapt": Param(
+            True, "adapt the training chains' step size toward the sampler's target "
+            "acceptance (kernels with an accept step)",
+        ),
+        "chain_adapt_updates": Param(50, "updates over which the training chains adapt",
+                                     smoke=5, low=1),
     }
 
     def setup(self, ctx: TrainContext) -> None:
         if ctx.sampler is None:
             raise UserError(f"method {self.name} trains with a sampler, and none was given")
         super().setup(ctx)
-        self.sampler = ctx.sampler
+        self.sampler = self.training_sampler(ctx.sampler)
         # init_noise takes a CPU generator; derive one from the run's generator so that
         # the chains are reproducible on any device.
         seed = torch.randint(2**62, (1,), generator=ctx.generator, device=ctx.generator.device)
         self._noise_generator = torch.Generator().manual_seed(int(seed))
         self._last_stats: dict[str, float] = {}
+
+    def training_sampler(self, sampler: Sampler) -> Sampler:
+        """The kernel of the training chains: ``sampler``'s, with the method's step size.
+
+        A new instance of the sampler's class, so the evaluation sampler is untouched. With
+        ``chain_adapt`` and a kernel that adapts (a ``target_accept``), ε adapts during the
+        first ``chain_adapt_updates`` updates, persistently across updates, then stays
+        fixed; a sampler without a ``step_size`` is used as it is.
+        """
+        values = dict(sampler.hparams)
+        if "step_size" not in values:
+            return sampler
+        values["step_size"] = values["step_size"] * self.hparams["chain_step_scale"]
+        if self.hparams["chain_adapt"] and "target_accept" in values:
+            values |= {"adapt": "global", "persistent": True,
+                       "warmup": self.hparams["mcmc_steps"] * self.hparams["chain_adapt_updates"]}
+        return type(sampler)(budget=sampler.budget, **values)
 
     def init_noise(self, n: int) -> Tensor:
         """``n`` fresh chain starts from the dataset's noise, on the training device."""
@@ -102,7 +135,8 @@ class ContrastiveDivergence(Method):
                 self.energy, x0, n_steps=self.hparams["mcmc_steps"], generator=self.ctx.generator
             )
         self._last_stats = {
-            f"sampler_{k}": float(v) for k, v in result.stats.items() if k == "acceptance_rate"
+            f"sampler_{k}": float(v) for k, v in result.stats.items()
+            if k in ("acceptance_rate", "step_size")
         }
         return result.x.detach()
 
@@ -134,7 +168,6 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
     name = "pcd"
     description = "Persistent CD: chains kept in a replay buffer, 5% restarted from noise"
     params = ContrastiveDivergence.params | {
-        "steps": Param(600, "training steps", smoke=30, full=20_000, low=1),
         "mcmc_steps": Param(10, "sampler steps K per update", smoke=5, full=60, low=1,
                            search=int_range(1, 50, log=True)),
         "buffer_size": Param(10_000, "replay-buffer capacity", smoke=1_000, low=1),

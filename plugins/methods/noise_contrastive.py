@@ -198,7 +198,6 @@ class FlowContrastiveEstimation(Method):
     description = "Flow contrastive estimation (Gao et al. 2020): NCE against an adversarial flow"
     params = Method.params | {
         # Each update also trains the flow (about 4 flow passes): fewer updates at quick.
-        "steps": Param(300, "training steps", smoke=30, full=20_000, low=1),
         "noise_ratio": Param(1.0, "ν: flow samples per data example", positive=True,
                              search=log_uniform(0.25, 8.0)),
         "flow_transforms": Param(3, "MAF transforms", smoke=2, full=5, low=1,
