@@ -27,7 +27,7 @@ from torch import nn
 
 from .base import Combination, EvalContext, Method, Metric, TrainContext, is_finite
 from .budgets import MAX_VALIDATION, VALIDATION_FRACTION, dataset_train_flops
-from .compute import ComputeMeter, TrainingCompute
+from .compute import ComputeMeter
 from .device import derive_seed, resolve_device, seed_everything
 from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
