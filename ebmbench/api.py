@@ -91,6 +91,8 @@ def run(
     results: str | os.PathLike[str] = DEFAULT_RESULTS,
     retry_failed: bool = False,
     progress: bool = False,
+    tune: int = 0,
+    train_flops: float | None = None,
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 
@@ -99,6 +101,10 @@ def run(
     ``overrides`` maps ``"kind.name.param"`` to a value, as ``--set`` does. Results are
     written to the SQLite store at ``results`` as each run ends; finished runs already in
     the store are not run again.
+
+    ``tune=N`` first runs N tuning trials per study (same N and compute for every method,
+    scored on the validation split; see :mod:`ebmbench.tuning`), then the seeds with each
+    study's chosen values. ``train_flops`` replaces the budget's training compute.
 
     Returns:
         One row per run of the selection (including earlier, resumed ones).
@@ -114,6 +120,7 @@ def run(
         seeds=tuple(seeds),
         budget=budget,
         overrides=dict(overrides or {}),
+        train_flops=train_flops,
     )
     report = run_sweep(
         selection,
@@ -124,6 +131,7 @@ def run(
         executor_params=dict(executor_params or {}),
         retry_failed=retry_failed,
         progress=progress,
+        tune=tune,
     )
     return report.frame
 

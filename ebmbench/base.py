@@ -114,6 +114,12 @@ class Dataset(Plugin, ABC):
     #: Budget → evaluation samples drawn per sampler, where the harness default
     #: (``ebmbench.runner.EVAL_SAMPLES``) does not suit the dataset.
     eval_samples: ClassVar[dict[str, int]] = {}
+    #: Budget → training FLOPs, where the budget's value for the data kind
+    #: (``ebmbench.budgets.TRAIN_FLOPS``) does not suit the dataset.
+    train_flops: ClassVar[dict[str, float]] = {}
+    #: The value ``--tune`` minimises on the validation split: the dataset's primary model
+    #: metric (``fisher_divergence`` on toy densities, ``kid`` on images).
+    tuning_objective: ClassVar[str] = ""
 
     @property
     @abstractmethod
@@ -153,6 +159,7 @@ class ToyDensity(Dataset):
     bounds: tuple[tuple[float, float], ...] | None = None
     #: True when the density is exactly Gaussian (closed-form checks use these).
     gaussian: ClassVar[bool] = False
+    tuning_objective: ClassVar[str] = "fisher_divergence"
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -198,6 +205,7 @@ class ImageDataset(Dataset):
 
     data_kind: ClassVar[str] = "image"
     image_shape: tuple[int, int, int] = (1, 8, 8)
+    tuning_objective: ClassVar[str] = "kid"
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -123,6 +123,11 @@ def _describe_params(params: dict[str, Any]) -> str:
               help="Where image datasets live (sets every dataset's data_dir).")
 @click.option("--fid-weights", type=click.Path(dir_okay=False), default=None,
               help="Inception weights file for FID on MNIST/CIFAR-10.")
+@click.option("--tune", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="First run N tuning trials per (method, architecture, dataset[, training "
+                   "sampler]) on the validation split, then the seeds with the chosen values.")
+@click.option("--train-flops", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="FLOPS", help="Training compute per run, replacing the budget's.")
 @click.option("--retry-failed", is_flag=True, help="Run failed and timed-out runs again.")
 @click.option("--leaderboard-out", type=click.Path(file_okay=False), default=None,
               help="Where to write the leaderboard [default: beside the results].")
@@ -134,8 +139,8 @@ def run_command(
     seeds: str, budget: str, device: str, timeout: float | None, overrides: tuple[str, ...],
     results: str, executor: str | None, workers: int | None, address: str | None,
     data_dir: str | None,
-    fid_weights: str | None, retry_failed: bool, leaderboard_out: str | None,
-    no_leaderboard: bool, progress: bool,
+    fid_weights: str | None, tune: int, train_flops: float | None, retry_failed: bool,
+    leaderboard_out: str | None, no_leaderboard: bool, progress: bool,
 ) -> None:
     """Train and evaluate every compatible combination of the selection.
 
@@ -179,10 +184,12 @@ def run_command(
         seeds=_seeds(seeds),
         budget=budget,
         overrides=sets,
+        train_flops=train_flops,
     )
     report = run_sweep(
         selection, results=Path(results), device=device, timeout=timeout, executor=executor,
         executor_params=executor_params, retry_failed=retry_failed, progress=progress,
+        tune=tune,
     )
     _print_summary(report)
     if not no_leaderboard and len(report.frame):
@@ -200,6 +207,8 @@ def _print_summary(report: Any) -> None:
         f"{len(report.frame)} runs: {parts} "
         f"({report.ran} run now, {report.resumed} already in {report.results})"
     )
+    if report.trials:
+        click.echo(f"tuning: {report.trials} trials in the store (not ranked; see docs/protocol.md)")
     failed = report.frame[report.frame["status"].isin(["failed", "diverged", "timeout"])] \
         if len(report.frame) else []
     for _, row in list(failed.iterrows())[:10] if len(failed) else []:

@@ -18,9 +18,9 @@ denoising-score-matching update one. The harness therefore counts, for every run
 Counting FLOPs dispatches every tensor operation through Python, which doubles the cost of
 a small step, so they are counted exactly on *probe* steps (the first two, and every step at
 which :class:`ComputeMeter` is asked to re-probe, e.g. at each learning-curve point) and the
-last probe's count stands for the steps in between. Energy rows are counted on every step;
-a step whose rows differ from the probe's triggers a new probe, so a method whose cost per
-step changes is still counted exactly.
+last probe's count stands for the steps in between. Energy rows are counted on every step:
+a step whose rows differ from the probe's is counted as the probe scaled by the rows, and
+triggers a new probe, so a method whose cost per step changes is followed.
 """
 
 from __future__ import annotations
@@ -182,9 +182,14 @@ class ComputeMeter:
             # The first two steps are probed: the first may carry one-off work (a warm
             # start, a buffer filled from noise) that later steps do not repeat.
             self._probe_next = c.steps < 2
-        elif rows != self._rows_per_step:
-            self._probe_next = True  # the step's cost changed: count the next one exactly
-        c.flops += self._flops_per_step or 0.0
+            c.flops += float(flops)
+        elif rows != self._rows_per_step and self._rows_per_step:
+            # The step's size changed: scale the last probe by the rows (a network's
+            # FLOPs grow linearly with its batch) and count the next step exactly.
+            self._probe_next = True
+            c.flops += (self._flops_per_step or 0.0) * rows / self._rows_per_step
+        else:
+            c.flops += self._flops_per_step or 0.0
         c.energy_rows = self.energy_rows
         c.grad_rows = self.grad_rows
         c.wall_seconds = time.perf_counter() - self._start

@@ -68,6 +68,10 @@ class RunSpec:
     trial: int | None = None
     #: Training FLOPs overriding the budget's, or None.
     train_flops: float | None = None
+    #: Tuning: for a trial, its study and number; for a tuned run, the study's record
+    #: (trials, objective, chosen values). Kept in the row's ``hyperparams["tuning"]``;
+    #: not part of the run's identity (the chosen values are, through ``params``).
+    tuning: dict[str, Any] | None = None
 
     @property
     def hyperparams(self) -> dict[str, dict[str, Any]]:
@@ -108,6 +112,12 @@ class Task:
     results_dir: str
     #: ``--plugins-dir`` folders, so that a worker process loads the same plugins.
     plugins_dirs: list[str]
+    #: Draw samples and evaluate the metrics after training (a tuning trial scored on its
+    #: learning curve does not).
+    sample: bool = True
+    #: For a pruned tuning trial: ``{"objective": name, "history": [...]}`` (see
+    #: :class:`ebmbench.tuning.CurvePruner`).
+    pruning: dict[str, Any] | None = None
 
     @property
     def train_flops(self) -> float | None:

@@ -37,8 +37,8 @@ from .plugins import PluginManager, get_plugin_manager
 __all__ = ["execute_task", "unfinished_rows", "EVAL_SAMPLES", "STATUSES", "checkpoint_path",
            "validation_split"]
 
-#: Every status a result row can carry.
-STATUSES = ("ok", "diverged", "failed", "timeout", "skipped")
+#: Every status a result row can carry (``pruned``: a tuning trial stopped by the pruner).
+STATUSES = ("ok", "diverged", "failed", "timeout", "skipped", "pruned")
 
 #: Evaluation samples drawn per sampler, by budget.
 EVAL_SAMPLES = {"smoke": 512, "quick": 2000, "full": 10_000}
@@ -114,7 +114,8 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         "sample_seconds": math.nan,
         "peak_memory_mb": math.nan,
         "device": device,
-        "hyperparams": spec.params | {"metrics": task.metrics},
+        "hyperparams": spec.params | {"metrics": task.metrics}
+        | ({"tuning": spec.tuning} if spec.tuning else {}),
         "versions": {},
         "artifacts": {},
         "metric_errors": {},
@@ -169,6 +170,11 @@ def _train(
     batch_gen = torch.Generator().manual_seed(derive_seed("batches", spec.train_key))
     points = curve_checkpoints(budget_flops)
     probe = LearningCurveProbe(dataset, validation, device, spec.budget, method)
+    pruner = None
+    if task.pruning is not None:
+        from .tuning import CurvePruner
+
+        pruner = CurvePruner(task.pruning["objective"], task.pruning["history"], budget_flops)
     logs: dict[str, float] = {}
     energy.train()
     # The clock starts here, not before setup: one-off imports (the first optimiser pulls
@@ -191,7 +197,16 @@ def _train(
                 while points and compute.flops >= points[0]:
                     points.pop(0)
                 with meter.paused():
-                    probe(energy, compute, logs)
+                    point = probe(energy, compute, logs)
+                if pruner is not None and pruner.should_stop(point):
+                    raise _Pruned(
+                        f"pruned by successive halving at {compute.flops / budget_flops:.1%} of "
+                        f"the compute budget ({pruner.objective} {point.get(pruner.objective):.4g})",
+                        compute.as_dict() | {"budget_flops": budget_flops,
+                                             "budget_fraction": compute.flops / budget_flops,
+                                             "stopped_by": "pruner"},
+                        probe.points,
+                    )
             if deadline is not None and time.perf_counter() > deadline:
                 raise RunTimedOut(
                     f"training passed the {task.timeout:g} s limit at step {compute.steps} "
@@ -242,6 +257,14 @@ def validation_split(train: torch.Tensor, spec: RunSpec) -> tuple[torch.Tensor, 
     seed = derive_seed("validation", spec.dataset, spec.params["dataset"], spec.seed)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     return train[order[n_val:]], train[order[:n_val]]
+
+
+class _Pruned(Exception):
+    """A tuning trial stopped by its pruner, with what it spent and its curve so far."""
+
+    def __init__(self, reason: str, compute: dict[str, Any], curve: list[dict[str, float]]):
+        super().__init__(reason)
+        self.compute, self.curve = compute, curve
 
 
 class _DataUnavailable(Exception):
@@ -309,6 +332,11 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             row = rows[spec.run_id]
             row.update(train_seconds=trained.train_seconds, train_logs=trained.logs,
                        compute=trained.compute, curve=trained.curve)
+            if not task.sample:  # a trial scored on its learning curve: nothing to sample
+                pending.pop(0)
+                row["peak_memory_mb"] = _peak_memory_mb(device)
+                yield _finish(row, "ok")
+                continue
             sampler = _build(pm, "sampler", spec)
             combo = Combination(trained.method, sampler, _build(pm, "architecture", spec), dataset)
             applicable = {n: m for n, m in metric_objs.items() if m.applies_to(combo)}
@@ -360,6 +388,13 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
     except _DataUnavailable as exc:
         for spec in pending:
             yield _finish(rows[spec.run_id], "skipped", str(exc))
+    except _Pruned as exc:
+        for spec in pending:
+            row = rows[spec.run_id]
+            row.update(compute=exc.compute, curve=exc.curve,
+                       train_seconds=exc.compute.get("wall_seconds", math.nan),
+                       peak_memory_mb=_peak_memory_mb(device))
+            yield _finish(row, "pruned", str(exc))
     except Exception as exc:
         status = _status_of(exc)
         tb = traceback.format_exc()

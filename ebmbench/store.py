@@ -169,14 +169,24 @@ class ResultStore:
             args = statuses
         return {r[0] for r in self._db.execute(query, args)}
 
+    def trial_rows(self) -> list[dict[str, Any]]:
+        """Every stored tuning trial (rows whose ``trial`` is set), JSON decoded."""
+        cursor = self._db.execute(
+            f"SELECT {', '.join(_SCALARS + _JSON)} FROM runs WHERE trial IS NOT NULL ORDER BY rowid")
+        return [self._decode(record) for record in cursor]
+
+    @staticmethod
+    def _decode(record: tuple[Any, ...]) -> dict[str, Any]:
+        row = dict(zip(_SCALARS + _JSON, record, strict=True))
+        for c in _JSON:
+            row[c] = json.loads(row[c])
+        return row
+
     def rows(self) -> Iterator[dict[str, Any]]:
         """Every stored run as a dict, JSON columns decoded."""
         cursor = self._db.execute(f"SELECT {', '.join(_SCALARS + _JSON)} FROM runs ORDER BY rowid")
         for record in cursor:
-            row = dict(zip(_SCALARS + _JSON, record, strict=True))
-            for c in _JSON:
-                row[c] = json.loads(row[c])
-            yield row
+            yield self._decode(record)
 
     def to_frame(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Runs as a DataFrame: one ``metric.<name>`` column per metric value."""

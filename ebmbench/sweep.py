@@ -7,10 +7,10 @@ does none of it again (``retry_failed`` re-runs ``failed`` and ``timeout`` rows)
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class SweepReport:
     ran: int = 0
     resumed: int = 0
     results: Path = Path()
+    #: Tuning trials of the selection's studies now in the store (0 without ``tune``).
+    trials: int = 0
 
 
 def run_sweep(
@@ -51,6 +53,7 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    tune: int = 0,
 ) -> SweepReport:
     """Run ``selection`` into the store at ``results`` and report.
 
@@ -64,6 +67,7 @@ def run_sweep(
         retry_failed: Run ``failed`` and ``timeout`` runs again.
         progress: Show a progress bar with an ETA on stderr.
         on_row: Called with every row as it is written.
+        tune: Tuning trials per study before the runs (0: none; see :mod:`ebmbench.tuning`).
     """
     if timeout is not None and timeout <= 0:
         raise UserError(f"--timeout must be positive, got {timeout}")
@@ -82,7 +86,15 @@ def run_sweep(
     results = Path(results).resolve()
     plugins_dirs = [str(Path(p).resolve()) for p in pm._plugins_dirs]
     counts: Counter[str] = Counter()
+
+    def make_task(group: list[RunSpec], task_metrics: dict[str, Any], **extra: Any) -> Task:
+        return replace(_task(group, task_metrics, device, timeout, results, plugins_dirs), **extra)
+
+    trials = 0
     with ResultStore.open(results) as store:
+        if tune:
+            specs, trials = _tune(specs, tune, selection, store, executor_obj, metrics, make_task,
+                                  progress, on_row)
         done = store.finished_ids()
         if retry_failed:
             done -= store.finished_ids(RETRYABLE)
@@ -112,7 +124,88 @@ def run_sweep(
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
         all_counts.setdefault(status, 0)
-    return SweepReport(frame, all_counts, ran=len(runnable), resumed=resumed, results=results)
+    return SweepReport(frame, all_counts, ran=len(runnable), resumed=resumed, results=results,
+                       trials=trials)
+
+
+def _fixed_params(selection: Selection) -> set[tuple[str, str]]:
+    """(method or ``*``, parameter) pairs the user set with ``--set``: never searched."""
+    return {(key.split(".")[1], key.split(".")[2]) for key in selection.overrides
+            if key.startswith("method.")}
+
+
+def _tune(
+    specs: list[RunSpec], n_trials: int, selection: Selection, store: ResultStore,
+    executor_obj: Any, metrics: dict[str, Any], make_task: Callable[..., Task],
+    progress: bool, on_row: Callable[[dict[str, Any]], None] | None,
+) -> tuple[list[RunSpec], int]:
+    """Run ``n_trials`` waves of tuning trials into ``store``; return the specs with each
+    study's chosen values (and its record), and the number of trials stored."""
+    from .tuning import choose, next_trial_params, plan_studies, pruning_history, trial_spec
+
+    pm = get_plugin_manager()
+    studies = plan_studies(specs, pm, _fixed_params(selection))
+    providers: dict[str, dict[str, Any]] = {}
+    for study in studies.values():
+        if study.from_curve or study.objective in providers:
+            continue
+        providers[study.objective] = {
+            n: p for n, p in metrics.items()
+            if study.objective in pm.info("metric", n).cls.higher_is_better
+        }
+        if not providers[study.objective]:
+            raise UserError(
+                f"tuning {study.label} minimises {study.objective!r}, which no selected metric "
+                f"reports: add the metric that does (see `ebmbench list metric -v`)"
+            )
+
+    def stored() -> dict[str, list[dict[str, Any]]]:
+        by_study: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for row in store.trial_rows():
+            by_study[(row["hyperparams"].get("tuning") or {}).get("study")].append(row)
+        return by_study
+
+    bar = _progress(progress, n_trials * len(studies))
+    with bar as live:
+        job = live.add_task("tuning", total=n_trials * len(studies)) if live else None
+        for number in range(n_trials):
+            by_study = stored()
+            tasks = []
+            for study in studies.values():
+                rows = by_study[study.key]
+                if any(r["trial"] == number for r in rows):
+                    if live:
+                        live.update(job, advance=1)
+                    continue
+                earlier = [r for r in rows if r["trial"] < number]
+                spec = trial_spec(study, number, next_trial_params(study, earlier, number), pm)
+                spec.tuning = {"study": study.key, "trial": number, "objective": study.objective}
+                if study.from_curve:
+                    tasks.append(make_task([spec], {}, sample=False, pruning={
+                        "objective": study.objective, "history": pruning_history(study, earlier)}))
+                else:
+                    tasks.append(make_task([spec], providers[study.objective]))
+            for row in executor_obj.map(execute_task, tasks):
+                store.write(row)
+                if on_row:
+                    on_row(row)
+                if live:
+                    live.update(job, advance=1, description=f"tuning {_label(row)}")
+    by_study = stored()
+    records = {key: choose(study, [r for r in by_study[key] if r["trial"] < n_trials])
+               for key, study in studies.items()}
+    study_of = {id(spec): key for key, study in studies.items() for spec in study.specs}
+    tuned = []
+    for spec in specs:
+        key = study_of.get(id(spec))
+        if key is None:
+            tuned.append(spec)
+            continue
+        chosen, record = records[key]
+        params = {k: dict(v) for k, v in spec.params.items()}
+        params["method"].update(chosen)
+        tuned.append(replace(spec, params=params, tuning=record))
+    return tuned, sum(len(v) for k, v in by_study.items() if k in studies)
 
 
 def _task(

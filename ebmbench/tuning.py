@@ -1,0 +1,329 @@
+"""Equal tuning: the same number of trials, the same compute, a validation split.
+
+``ebmbench run --tune N`` tunes every *study* before running its seeds. A study is one
+(method, architecture, dataset) — plus the training sampler for a method that trains with
+one — at a budget; its search space is the method's hyper-parameters that declare a
+``search`` (see :mod:`ebmbench.search_space`) and that the user did not fix with ``--set``.
+The rules follow AlgoPerf's tuning rulesets (Dahl et al. 2023, "Benchmarking neural network
+training algorithms", §4) — every method gets the same number of trials and each trial the
+same compute budget as a run — and are scored as benchopt scores solvers, on a curve:
+
+- **Trials** train on the training split less the validation split and are scored on the
+  validation split (the same examples for every trial and method); they never read the
+  test split. A trial is a run in the results store (``trial`` = its number), executed by
+  the same executor, so a killed tuning sweep resumes without repeating finished trials.
+- **The objective** is the dataset's ``tuning_objective``, lower is better: the Fisher
+  divergence at the end of the learning curve on toy densities, the KID of validation
+  samples on images (samples from the training sampler, else ``mala`` when selected).
+- **The search** is Optuna's TPE (Bergstra et al. 2011), seeded from the study, its first
+  ``min(4, N)`` trials random; trial 0 is the declared defaults where they lie in the
+  space, so tuning never does worse than the defaults on the validation split.
+- **Pruning** is Optuna's successive halving (Li et al. 2020, "ASHA"; Jamieson &
+  Talwalkar 2016) on the learning curve: at 1/8 of the budget, and again at 1/2 (the next
+  point at or past a factor 3 further), a trial whose validation objective is not in the
+  best third of the trials that reached the same point stops (status ``pruned``); with
+  fewer than three such trials, only the best goes on. Only curve objectives are pruned.
+- **The choice** is the trial with the lowest objective that finished training; it is
+  recorded with every run of the study (``hyperparams["tuning"]``). If no trial finished,
+  the study runs with its defaults and says so.
+
+Trials run in *waves*: wave k holds trial k of every study, so that trial k's search and its
+pruner see trials 0 … k−1, whatever the executor; within a wave all studies run in
+parallel. The Optuna studies live in memory and are rebuilt from the results store, which
+is the only record: the same store gives the same next trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .device import derive_seed
+from .errors import UserError
+from .grid import RunSpec
+from .plugins import PluginManager
+from .search_space import Search
+
+__all__ = [
+    "Study", "plan_studies", "trial_spec", "next_trial_params", "choose", "objective_of",
+    "CurvePruner", "TrialPruned", "PRUNER_MIN_RESOURCE", "PRUNER_REDUCTION", "CURVE_RESOURCE",
+]
+
+#: The pruner's resource is the compute spent, in 1/128ths of the budget (the first
+#: learning-curve point is 1, the last 128).
+CURVE_RESOURCE = 128
+#: The first rung: 1/8 of the budget. Earlier, a curve's order says little about its end
+#: (a small learning rate starts slow), and successive halving would favour fast starters.
+PRUNER_MIN_RESOURCE = 16
+#: Each rung keeps the best 1/3 and is 3× further along.
+PRUNER_REDUCTION = 3
+#: Samplers preferred, in order, for a sampler-free method's trials on sample objectives.
+_TUNING_SAMPLERS = ("mala", "hmc", "ula", "mh")
+
+
+class TrialPruned(Exception):
+    """Raised inside a trial's training when the pruner stops it."""
+
+
+@dataclass
+class Study:
+    """One tuning study: the runs it tunes and where it searches.
+
+    Attributes:
+        key: Identifies the study (a digest of the trained model's identity, without the
+            searched values).
+        base: The spec trials start from (defaults and ``--set`` values).
+        searched: Method parameter → its search space.
+        objective: The value to minimise.
+        from_curve: The objective is read from the learning curve (no sampling needed).
+        sampler: The sampler in trials (the training sampler, or one for sample objectives).
+        seed: The seed trials use.
+    """
+
+    key: str
+    base: RunSpec
+    searched: dict[str, Search]
+    objective: str
+    from_curve: bool
+    sampler: str
+    seed: int
+    specs: list[RunSpec] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        extra = f"/{self.base.sampler}" if self.base.uses_sampler else ""
+        return f"{self.base.dataset}/{self.base.method}{extra}/{self.base.architecture}"
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def plan_studies(
+    specs: Iterable[RunSpec], pm: PluginManager, fixed: set[tuple[str, str]],
+) -> dict[str, Study]:
+    """Group runnable ``specs`` into studies.
+
+    Args:
+        specs: The runs to tune (skipped ones are ignored).
+        pm: The plugin manager (for the datasets' objectives and the methods' spaces).
+        fixed: (method, parameter) pairs the user set (method ``*`` for every method):
+            they are not searched.
+    """
+    studies: dict[str, Study] = {}
+    all_specs = [s for s in specs if not s.skip_reason]
+    selected_samplers = sorted({s.sampler for s in all_specs})
+    for spec in all_specs:
+        method_cls = pm.info("method", spec.method).cls
+        dataset_cls = pm.info("dataset", spec.dataset).cls
+        searched = {
+            name: p.search for name, p in method_cls.params.items()
+            if p.search is not None and (spec.method, name) not in fixed and ("*", name) not in fixed
+        }
+        identity = {k: [getattr(spec, k), {n: v for n, v in spec.params[k].items()
+                                           if not (k == "method" and n in searched)}]
+                    for k in ("method", "architecture", "dataset")}
+        if spec.uses_sampler:
+            identity["sampler"] = [spec.sampler, spec.params["sampler"]]
+        key = _digest([identity, spec.budget, spec.train_flops])
+        if key in studies:
+            studies[key].specs.append(spec)
+            continue
+        objective = getattr(dataset_cls, "tuning_objective", "") or ""
+        if not objective:
+            raise UserError(f"dataset {spec.dataset} declares no tuning_objective: it cannot be tuned")
+        from_curve = objective in _CURVE_OBJECTIVES
+        sampler = spec.sampler if spec.uses_sampler or from_curve else next(
+            (s for s in _TUNING_SAMPLERS if s in selected_samplers), selected_samplers[0])
+        studies[key] = Study(key, spec, searched, objective, from_curve, sampler, spec.seed, [spec])
+    return studies
+
+
+#: Objectives a learning curve provides (see :mod:`ebmbench.learning_curve`).
+_CURVE_OBJECTIVES = frozenset({"fisher_divergence", "nll"})
+
+
+def trial_spec(study: Study, number: int, values: dict[str, Any], pm: PluginManager) -> RunSpec:
+    """The run spec of trial ``number`` of ``study``, with the searched ``values``."""
+    base = study.base
+    params = {k: dict(v) for k, v in base.params.items()}
+    method_cls = pm.info("method", base.method).cls
+    for name, value in values.items():
+        params["method"][name] = method_cls.params[name].coerce(value, name=f"method {base.method}.{name}")
+    if base.sampler != study.sampler:
+        sampler_spec = next((s for s in study.specs if s.sampler == study.sampler), None)
+        params["sampler"] = dict(sampler_spec.params["sampler"]) if sampler_spec else \
+            pm.info("sampler", study.sampler).cls(budget=base.budget).hparams
+    return replace(base, sampler=study.sampler, params=params, seed=study.seed, trial=number,
+                   skip_reason=None)
+
+
+# ------------------------------------------------------------------ objective and search
+
+
+def objective_of(row: dict[str, Any], study: Study) -> float | None:
+    """The trial's objective (lower is better); None when it did not finish training.
+
+    A trial that diverged scores +inf: the configuration is bad, and the search should
+    learn so.
+    """
+    if row["status"] == "diverged":
+        return math.inf
+    if row["status"] != "ok":
+        return None
+    if study.from_curve:
+        curve = row.get("curve") or []
+        value = curve[-1].get(study.objective) if curve else None
+    else:
+        value = (row.get("metrics") or {}).get(study.objective)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _distribution(space: Search) -> Any:
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    if space.kind == "choice":
+        return CategoricalDistribution(list(space.choices))
+    if space.kind == "int":
+        return IntDistribution(int(space.low), int(space.high), log=space.log)
+    return FloatDistribution(space.low, space.high, log=space.kind == "log_uniform")
+
+
+def _curve_values(row: dict[str, Any], objective: str) -> dict[int, float]:
+    out: dict[int, float] = {}
+    budget = (row.get("compute") or {}).get("budget_flops")
+    for point in row.get("curve") or []:
+        if objective in point and budget:
+            step = max(1, round(CURVE_RESOURCE * point["flops"] / budget))
+            out[step] = float(point[objective])
+    return out
+
+
+def _in_memory_study(study: Study, rows: list[dict[str, Any]], number: int) -> Any:
+    """An Optuna study holding the finished trials in ``rows`` (any order), ready to ask."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_startup = min(4, max(1, number))
+    sampler = optuna.samplers.TPESampler(
+        seed=derive_seed("tpe", study.key, number) % 2**32, n_startup_trials=n_startup,
+        multivariate=True,
+    )
+    opt = optuna.create_study(direction="minimize", sampler=sampler)
+    distributions = {n: _distribution(s) for n, s in study.searched.items()}
+    for row in sorted(rows, key=lambda r: r["trial"]):
+        params = {n: row["hyperparams"]["method"][n] for n in study.searched}
+        value = objective_of(row, study)
+        if row["status"] == "pruned":
+            curve = _curve_values(row, study.objective)
+            state, value = optuna.trial.TrialState.PRUNED, None
+            intermediate = curve
+        elif value is None:
+            state, intermediate = optuna.trial.TrialState.FAIL, {}
+        else:
+            state, intermediate = optuna.trial.TrialState.COMPLETE, _curve_values(row, study.objective)
+        try:
+            opt.add_trial(optuna.trial.create_trial(
+                state=state, value=value, params=params, distributions=distributions,
+                intermediate_values=intermediate,
+            ))
+        except ValueError:  # a stored value outside today's space: the search ignores it
+            continue
+    return opt
+
+
+def next_trial_params(study: Study, rows: list[dict[str, Any]], number: int) -> dict[str, Any]:
+    """The searched values of trial ``number``, given the study's finished trial ``rows``.
+
+    Deterministic: the same rows give the same values (the store is the only record).
+    """
+    if not study.searched:
+        return {}
+    defaults = {n: study.base.params["method"][n] for n in study.searched}
+    if number == 0 and all(s.contains(defaults[n]) for n, s in study.searched.items()):
+        return defaults
+    opt = _in_memory_study(study, rows, number)
+    trial = opt.ask()
+    return {name: space.suggest(trial, name) for name, space in study.searched.items()}
+
+
+def choose(study: Study, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chosen searched values and the record kept with every run of the study."""
+    scored = [(objective_of(r, study), r) for r in rows]
+    finished = [(v, r) for v, r in scored if v is not None and math.isfinite(v)]
+    record: dict[str, Any] = {
+        "study": study.key, "trials": len(rows), "objective": study.objective,
+        "split": "validation", "searched": {n: s.describe() for n, s in study.searched.items()},
+        "pruned": sum(r["status"] == "pruned" for r in rows),
+    }
+    if not finished:
+        record |= {"chosen_trial": None, "note": "no trial finished training: defaults kept"}
+        return {}, record
+    value, best = min(finished, key=lambda vr: (vr[0], vr[1]["trial"]))
+    chosen = {n: best["hyperparams"]["method"][n] for n in study.searched}
+    record |= {"chosen_trial": best["trial"], "score": value, "chosen": chosen}
+    return chosen, record
+
+
+# ------------------------------------------------------------------ pruning, in the worker
+
+
+def pruning_history(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a trial's pruner needs from the study's earlier trials (plain data)."""
+    history = []
+    for row in sorted(rows, key=lambda r: r["trial"]):
+        curve = _curve_values(row, study.objective)
+        if curve:
+            history.append({"curve": {str(k): v for k, v in curve.items()},
+                            "pruned": row["status"] == "pruned"})
+    return history
+
+
+class CurvePruner:
+    """Optuna's successive-halving pruner for one trial, fed by its learning curve.
+
+    The earlier trials' curves are replayed through the pruner in an in-memory study, so
+    that its rung records are Optuna's own; then :meth:`should_stop` reports each new
+    point of this trial.
+    """
+
+    def __init__(self, objective: str, history: list[dict[str, Any]], budget_flops: float) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.objective = objective
+        self.budget_flops = budget_flops
+        pruner = optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=PRUNER_MIN_RESOURCE, reduction_factor=PRUNER_REDUCTION)
+        self.study = optuna.create_study(direction="minimize", pruner=pruner)
+        for past in history:
+            trial = self.study.ask()
+            curve = sorted((int(k), v) for k, v in past["curve"].items())
+            stopped = False
+            for step, value in curve:
+                trial.report(value, step)
+                if trial.should_prune():
+                    stopped = True
+                    break
+            if stopped or past["pruned"]:
+                self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                self.study.tell(trial, curve[-1][1] if curve else math.inf)
+        self.trial = self.study.ask()
+
+    def should_stop(self, point: dict[str, float]) -> bool:
+        """Report a new curve point; True when the trial should stop here."""
+        value = point.get(self.objective)
+        if value is None:
+            return False
+        step = max(1, round(CURVE_RESOURCE * point["flops"] / self.budget_flops))
+        self.trial.report(float(value) if math.isfinite(value) else float("nan"), step)
+        return bool(self.trial.should_prune())

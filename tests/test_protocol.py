@@ -1,0 +1,300 @@
+"""The fair protocol: equal compute counted by the harness, learning curves on a validation
+split, training chains owned by the method, and equal tuning (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+
+import pytest
+import torch
+
+import ebmbench
+from ebmbench import Param, hookimpl, log_uniform
+from ebmbench.budgets import TRAIN_FLOPS, dataset_train_flops
+from ebmbench.compute import ComputeMeter, FlopCounter
+from ebmbench.learning_curve import CURVE_FRACTIONS
+from ebmbench.store import ResultStore
+
+# ------------------------------------------------------------------------ compute counting
+
+
+def test_flop_counter_counts_products_exactly_forward_and_backward():
+    a = torch.randn(5, 7, requires_grad=True)
+    w = torch.randn(7, 3, requires_grad=True)
+    with FlopCounter() as counter:
+        (a @ w).sum().backward()
+    # forward 2·5·7·3; backward: ∂a = g wᵀ (2·5·3·7) and ∂w = aᵀ g (2·7·5·3)
+    assert counter.flops == 3 * 2 * 5 * 7 * 3
+
+
+def test_flop_counter_sees_second_order_passes():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    x = torch.randn(32, 2, requires_grad=True)
+
+    def flops(second_order: bool) -> int:
+        with FlopCounter() as counter:
+            f = net(x).sum()
+            (g,) = torch.autograd.grad(f, x, create_graph=second_order)
+            if second_order:
+                g.pow(2).sum().backward()
+        return counter.flops
+
+    assert flops(True) > 2 * flops(False)
+
+
+def test_meter_counts_rows_and_reprobes_when_the_step_changes():
+    net = torch.nn.Linear(4, 1)
+    meter = ComputeMeter(net)
+    for n in (8, 8, 8, 16, 16):
+        with meter.step():
+            net(torch.ones(n, 4)).sum().backward()
+    meter.detach()
+    c = meter.compute
+    assert (c.energy_rows, c.grad_rows, c.steps) == (56, 56, 5)
+    # Exact: every step costs 2·n·4·1 forward and as much for ∂W. Step 4 (more rows) is
+    # scaled from the probe by its rows, and makes step 5 a probe.
+    assert c.flops == sum(2 * 2 * n * 4 for n in (8, 8, 8, 16, 16))
+    assert c.probes == 3  # steps 1, 2 (the start) and 5 (after the rows changed)
+
+
+def test_paused_work_is_not_training_compute():
+    net = torch.nn.Linear(4, 1)
+    meter = ComputeMeter(net)
+    with meter.paused():
+        net(torch.ones(100, 4))
+    with meter.step():
+        net(torch.ones(3, 4)).sum().backward()
+    meter.detach()
+    assert meter.compute.energy_rows == 3
+
+
+# ------------------------------------------------------------------------ equal compute
+
+
+@pytest.fixture(scope="module")
+def quick_banana(tmp_path_factory):
+    """Every built-in method at quick on banana with the MLP, one sampler: real budgets."""
+    results = tmp_path_factory.mktemp("quick") / "r.sqlite"
+    return ebmbench.run(samplers=["ula"], architectures=["mlp"], datasets=["banana"],
+                        metrics=["cost"], budget="quick", results=results, device="cpu")
+
+
+@pytest.mark.slow
+def test_every_method_spends_the_budget_within_ten_percent(quick_banana):
+    frame = quick_banana
+    assert set(frame.status) == {"ok"}, frame.reason.tolist()
+    budget = TRAIN_FLOPS["quick"]["vector"]
+    steps = {}
+    for _, row in frame.iterrows():
+        spent = row["compute"]["flops"]
+        assert 0.9 * budget <= spent <= 1.1 * budget, (row.method, spent / budget)
+        assert row["compute"]["stopped_by"] == "budget"
+        assert row["metric.train_flops"] == pytest.approx(spent)
+        steps[row.method] = row["compute"]["steps"]
+    # Costlier updates buy fewer of them: CD's K sampler steps per update against DSM's one.
+    assert steps["cd"] * 4 < steps["dsm"]
+
+
+def test_two_methods_with_different_update_costs_get_equal_compute(tmp_path):
+    flops = 2e8
+    frame = ebmbench.run(methods=["dsm", "cd"], samplers=["ula"], architectures=["mlp"],
+                         datasets=["eight_gaussians"], metrics=[], budget="smoke",
+                         overrides={"method.*.steps": 10_000, "method.cd.mcmc_steps": 20},
+                         train_flops=flops, results=tmp_path / "r.sqlite", device="cpu")
+    rows = {r.method: r for _, r in frame.iterrows()}
+    for name in ("dsm", "cd"):
+        assert rows[name].compute["flops"] == pytest.approx(flops, rel=0.1), name
+    per_step = {n: rows[n].compute["flops"] / rows[n].compute["steps"] for n in rows}
+    # K = 20 sampler steps (a forward and a gradient each) against one DSM gradient
+    assert per_step["cd"] > 5 * per_step["dsm"]
+    assert rows["cd"].compute["steps"] * 5 < rows["dsm"].compute["steps"]
+
+
+def test_a_dataset_may_declare_its_own_budget():
+    digits = ebmbench.get_dataset("digits")
+    banana = ebmbench.get_dataset("banana")
+    assert dataset_train_flops(digits, "quick") == TRAIN_FLOPS["quick"]["image"]
+    assert dataset_train_flops(banana, "quick") == TRAIN_FLOPS["quick"]["vector"]
+    special = type("Special", (type(banana),), {"train_flops": {"quick": 123.0}})
+    assert dataset_train_flops(special(), "quick") == 123.0
+
+
+# ------------------------------------------------------------------------ learning curves
+
+
+def test_learning_curve_points_sit_at_log_spaced_compute(tmp_path):
+    frame = ebmbench.run(methods=["dsm"], samplers=["ula"], architectures=["mlp"],
+                         datasets=["two_moons"], metrics=["fisher"], budget="smoke",
+                         overrides={"method.dsm.steps": 10_000}, train_flops=4e8,
+                         results=tmp_path / "r.sqlite", device="cpu")
+    row = frame.iloc[0]
+    curve = row["curve"]
+    budget = row["compute"]["budget_flops"]
+    fractions = [p["flops"] / budget for p in curve]
+    assert len(curve) == len(CURVE_FRACTIONS)
+    for got, want in zip(fractions, CURVE_FRACTIONS, strict=True):
+        assert want <= got < want + 0.05
+    assert [p["step"] for p in curve] == sorted(p["step"] for p in curve)
+    # Fisher divergence on the validation split, log Z by quadrature and the NLL, each finite.
+    for point in curve:
+        for key in ("fisher_divergence", "log_z", "nll"):
+            assert math.isfinite(point[key]), (key, point)
+    # Training moves the model: the last point's Fisher divergence is below the first's.
+    assert curve[-1]["fisher_divergence"] < curve[0]["fisher_divergence"]
+
+
+def test_the_last_curve_point_is_the_trained_models_validation_fisher(tmp_path):
+    frame = ebmbench.run(methods=["exact_sm"], samplers=["ula"], architectures=["quadratic"],
+                         datasets=["correlated_gaussian"], metrics=[], budget="smoke",
+                         results=tmp_path / "r.sqlite", device="cpu")
+    row = frame.iloc[0]
+    run_id = row.run_id
+    with ResultStore.open(tmp_path / "r.sqlite") as store:
+        stored = next(r for r in store.rows() if r["run_id"] == run_id)
+    # Recompute on the validation split of the same seed from the checkpointed model.
+    from ebmbench.grid import Selection, expand
+    from ebmbench.runner import checkpoint_path, validation_split
+
+    spec = next(s for s in expand(Selection(methods=["exact_sm"], samplers=["ula"],
+                                            architectures=["quadratic"],
+                                            datasets=["correlated_gaussian"], budget="smoke"))[0]
+                if s.run_id == run_id)
+    dataset = ebmbench.get_dataset("correlated_gaussian", budget="smoke")
+    from ebmbench.device import derive_seed
+
+    seed = derive_seed("data", spec.dataset, spec.params["dataset"], spec.seed)
+    train = dataset.train_data(torch.Generator().manual_seed(seed))
+    fit, validation = validation_split(train, spec)
+    assert len(fit) + len(validation) == len(train)
+    assert not (fit[:, None, :] == validation[None, :, :]).all(-1).any()
+    energy = ebmbench.get_architecture("quadratic", budget="smoke").build((2,))
+    state = torch.load(checkpoint_path(tmp_path, spec.train_key), weights_only=True)
+    energy.load_state_dict(state["energy"])
+    _, score = ebmbench.energy_and_score(energy, validation)
+    fisher = 0.5 * (dataset.score(validation) - score).pow(2).sum(1).mean()
+    assert stored["curve"][-1]["fisher_divergence"] == pytest.approx(float(fisher), rel=1e-4)
+
+
+# ------------------------------------------------------------------------ training chains
+
+
+def test_cd_training_chains_have_their_own_step_size():
+    sampler = ebmbench.get_sampler("mala", budget="smoke")
+    method = ebmbench.get_method("cd", budget="smoke", chain_step_scale=4.0)
+    dataset = ebmbench.get_dataset("banana", budget="smoke")
+    energy = ebmbench.get_architecture("mlp", budget="smoke").build((2,))
+    g = torch.Generator().manual_seed(0)
+    method.setup(ebmbench.TrainContext(energy, sampler, dataset, dataset.train_data(g),
+                                       torch.device("cpu"), g))
+    chains = method.sampler
+    assert chains is not sampler and type(chains) is type(sampler)
+    assert chains.hparams["step_size"] == pytest.approx(4 * sampler.hparams["step_size"])
+    assert chains.hparams["adapt"] == "global" and chains.hparams["persistent"]
+    assert sampler.hparams["persistent"] is False  # evaluation keeps the sampler's own
+    for _ in range(3):
+        logs = method.train_step(dataset.train_data(g)[:64])
+    assert "sampler_step_size" in logs
+    assert logs["sampler_step_size"] != pytest.approx(4 * sampler.hparams["step_size"])  # adapted
+
+
+# ------------------------------------------------------------------------ tuning
+
+
+class SlowStartDSM(ebmbench.get_method("dsm").__class__):
+    """DSM whose declared default learning rate is far too small."""
+
+    name = "slow_dsm"
+    description = "DSM with a deliberately bad default learning rate"
+    params = ebmbench.get_method("dsm").__class__.params | {
+        "lr": Param(1e-6, "Adam learning rate", low=0, search=log_uniform(1e-6, 1e-1)),
+    }
+
+
+class SplitSpy(ebmbench.get_dataset("correlated_gaussian").__class__):
+    """correlated_gaussian that counts how often its test split is read."""
+
+    name = "spy_gaussian"
+    description = "correlated_gaussian that counts test-split reads"
+    reads = {"test": 0}
+
+    def test_data(self, generator):
+        SplitSpy.reads["test"] += 1
+        return super().test_data(generator)
+
+
+@pytest.fixture
+def tuning_plugins(fresh_plugins):
+    module = types.ModuleType("tuning_test_plugins")
+
+    @hookimpl
+    def ebmbench_register_methods(register):
+        register(SlowStartDSM)
+
+    @hookimpl
+    def ebmbench_register_datasets(register):
+        register(SplitSpy)
+
+    module.ebmbench_register_methods = ebmbench_register_methods
+    module.ebmbench_register_datasets = ebmbench_register_datasets
+    sys.modules[module.__name__] = module
+    ebmbench.register_plugin(module)
+    SplitSpy.reads["test"] = 0
+    yield fresh_plugins
+    del sys.modules[module.__name__]
+
+
+TUNE = dict(methods=["slow_dsm"], samplers=["ula"], architectures=["quadratic"],
+            datasets=["spy_gaussian"], metrics=["fisher"], budget="smoke", device="cpu",
+            overrides={"method.slow_dsm.steps": 300, "method.slow_dsm.batch_size": 256},
+            train_flops=1e12)
+
+
+def test_tuning_finds_a_good_learning_rate_and_never_reads_the_test_split(tuning_plugins, tmp_path):
+    results = tmp_path / "r.sqlite"
+    frame = ebmbench.run(tune=8, results=results, **TUNE)
+    with ResultStore.open(results) as store:
+        trials = store.trial_rows()
+    assert len(trials) == 8 and sorted(r["trial"] for r in trials) == list(range(8))
+    # Trials read only the training split (less validation); the final run reads the test
+    # split once (its metrics), so the count is what the final run alone does.
+    assert SplitSpy.reads["test"] == 1
+    assert trials[0]["hyperparams"]["method"]["lr"] == 1e-6  # trial 0: the defaults
+    tuned = frame.iloc[0]
+    record = tuned["hyperparams"]["tuning"]
+    assert record["trials"] == 8 and record["objective"] == "fisher_divergence"
+    assert tuned["hyperparams"]["method"]["lr"] > 1e-4
+    untuned = ebmbench.run(results=tmp_path / "plain.sqlite", **TUNE).iloc[0]
+    assert tuned["metric.fisher_divergence"] < 0.1 * untuned["metric.fisher_divergence"]
+
+
+def test_a_killed_tuning_sweep_resumes_without_repeating_trials(tuning_plugins, tmp_path):
+    results = tmp_path / "r.sqlite"
+    seen: list[str] = []
+
+    def die_after_three(row):
+        seen.append(row["run_id"])
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    from ebmbench.grid import Selection
+    from ebmbench.sweep import run_sweep
+
+    selection = Selection(methods=TUNE["methods"], samplers=TUNE["samplers"],
+                          architectures=TUNE["architectures"], datasets=TUNE["datasets"],
+                          metrics=TUNE["metrics"], budget="smoke", overrides=TUNE["overrides"],
+                          train_flops=TUNE["train_flops"])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(selection, results=results, device="cpu", tune=5, on_row=die_after_three)
+    first = list(seen)
+    seen.clear()
+    report = run_sweep(selection, results=results, device="cpu", tune=5,
+                       on_row=lambda row: seen.append(row["run_id"]))
+    assert not set(first) & set(seen), "a finished trial ran again"
+    assert report.trials == 5 and len(seen) == 5 - 3 + 1  # two trials left, and the run
+    # Deterministic: a fresh store makes the same trials.
+    fresh: list[str] = []
+    run_sweep(selection, results=tmp_path / "again.sqlite", device="cpu", tune=5,
+              on_row=lambda row: fresh.append(row["run_id"]))
+    assert fresh == first + seen
