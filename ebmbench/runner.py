@@ -124,6 +124,7 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         "compute": {},
         "curve": [],
         "trial": spec.trial,
+        "role": "run" if spec.trial is None else "trial",
         "host": platform.node(),
         "finished_at": "",
     }

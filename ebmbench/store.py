@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import UserError
 
-__all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "read_results", "write_export"]
+__all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "ROLES", "read_results", "write_export"]
 
 SCHEMA_VERSION = 2
 EXPORT_FORMATS = ("csv", "json", "parquet")
@@ -28,7 +28,7 @@ EXPORT_FORMATS = ("csv", "json", "parquet")
 _SCALARS = (
     "run_id", "train_key", "method", "sampler", "architecture", "dataset", "seed", "budget",
     "status", "reason", "traceback", "train_seconds", "sample_seconds", "peak_memory_mb",
-    "device", "host", "finished_at", "trial",
+    "device", "host", "finished_at", "trial", "role",
 )
 _JSON = (
     "metrics", "directions", "cost_values", "reference_values", "hyperparams", "versions",
@@ -40,14 +40,21 @@ _LISTS = ("cost_values", "reference_values", "curve")
 #: What each schema version adds to the one before (run in order on open).
 _MIGRATIONS = {
     2: "ALTER TABLE runs ADD COLUMN trial INTEGER; "
+       "ALTER TABLE runs ADD COLUMN role TEXT NOT NULL DEFAULT 'run'; "
        "ALTER TABLE runs ADD COLUMN compute TEXT NOT NULL DEFAULT '{}'; "
        "ALTER TABLE runs ADD COLUMN curve TEXT NOT NULL DEFAULT '[]';",
 }
 
 
+#: What a row is: a ``run`` (ranked), a tuning ``trial``, or a ``sampler`` benchmark run.
+ROLES = ("run", "trial", "sampler")
+
+
 def _sql_type(column: str) -> str:
     if column in ("seed", "trial"):
         return "INTEGER"
+    if column == "role":
+        return "TEXT NOT NULL DEFAULT 'run'"
     return "REAL" if column.endswith(("_seconds", "_mb")) else "TEXT"
 
 
@@ -149,6 +156,7 @@ class ResultStore:
             Whether the row was written.
         """
         values = [_nan_to_none(row.get(c)) for c in _SCALARS]
+        values[_SCALARS.index("role")] = row.get("role") or "run"
         values += [json.dumps(row.get(c) or ([] if c in _LISTS else {}), sort_keys=True)
                    for c in _JSON]
         columns = ", ".join(_SCALARS + _JSON)

@@ -34,6 +34,8 @@ def write_leaderboards(
         The markdown files written, the index last.
     """
     frame = read_results(results)
+    if "role" in frame.columns:  # tuning trials and sampler-benchmark rows are not ranked here
+        frame = frame[frame["role"].fillna("run") == "run"]
     boards = aggregate(frame)
     out.mkdir(parents=True, exist_ok=True)
     link_base = relative_link(Path(results).parent, links_from or out)
