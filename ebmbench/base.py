@@ -248,11 +248,14 @@ class SampleResult:
     """What a sampler returns: the final points and its diagnostics.
 
     ``stats`` holds at least ``energy_evals`` and ``grad_evals`` (per chain), and
-    ``acceptance_rate`` for samplers with an accept step.
+    ``acceptance_rate`` for samplers with an accept step. ``notes`` are short texts the
+    harness keeps in the run's ``notes`` (e.g. that a fast step implementation fell back to
+    eager execution, and why).
     """
 
     x: Tensor
     stats: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class Sampler(Plugin, ABC):
