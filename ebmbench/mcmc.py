@@ -220,6 +220,21 @@ class EnergyCounter:
         return _like(value.detach(), x), score
 
 
+class _UncountedEnergy(EnergyCounter):
+    """An :class:`EnergyCounter` that does not count: inside a compiled step a Python
+    counter would be a guard (one recompilation per value); steps are counted apart."""
+
+    __slots__ = ()
+
+    def value(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return _like(self.energy(x), x)
+
+    def value_and_score(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            return self._value_and_score(x)
+
+
 def _like(value: Tensor, x: Tensor) -> Tensor:
     """``value`` in ``x``'s floating dtype (a no-op when it already is)."""
     return value if value.dtype == x.dtype else value.to(x.dtype)
@@ -625,7 +640,7 @@ class MarkovChainSampler(Sampler):
         cached = self._compiled_step
         if cached is not None and cached[0]() is energy:
             return cached[1]
-        counter = EnergyCounter(energy)  # its counts are not read: steps are counted apart
+        counter = _UncountedEnergy(energy)
 
         def step(x: Tensor, f: Tensor | None, score: Tensor | None, eps: Tensor,
                  draws: list[Tensor]) -> tuple:
@@ -654,7 +669,7 @@ class MarkovChainSampler(Sampler):
         per_step = fn.energy_evals - evals[0], fn.grad_evals - evals[1]
         eps_steps = _step_sizes(eps, factors, chains.x)
         step: Callable[..., tuple] = self._step_function(energy)
-        eager = functools.partial(self._tape_step, EnergyCounter(energy))
+        eager = functools.partial(self._tape_step, _UncountedEnergy(energy))
         with _trace_autograd():
             for t in range(1, len(factors)):
                 args = (chains.x, chains.f, chains.score, eps_steps[t], recorder.replay())
@@ -663,8 +678,7 @@ class MarkovChainSampler(Sampler):
                 except Exception as exc:  # an energy torch.compile cannot trace
                     if step is eager:
                         raise
-                    notes["step_impl"] = (f"compile failed, the steps ran eagerly: "
-                                          f"{type(exc).__name__}: {_first_line(exc)}")
+                    notes["step_impl"] = f"compile failed, the steps ran eagerly: {_why(exc)}"
                     self._compiled_step = None
                     step = eager
                     out = step(*args)
@@ -692,7 +706,7 @@ class MarkovChainSampler(Sampler):
             try:
                 graphed = _GraphedSteps(self, fn.energy, chains, eps, len(factors), factory, key)
             except Exception as exc:  # something in the step cannot be captured
-                graphed = _GraphedSteps.failed(key, f"{type(exc).__name__}: {_first_line(exc)}")
+                graphed = _GraphedSteps.failed(key, _why(exc))
             self._graphed = graphed
         if graphed.error:
             notes["step_impl"] = f"CUDA graph capture failed, the steps ran eagerly: {graphed.error}"
@@ -720,9 +734,13 @@ def _step_sizes(eps: float | Tensor, factors: Sequence[float], like: Tensor) -> 
     return scale.view(-1, *([1] * base.dim())) * base
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
+def _why(exc: BaseException) -> str:
+    """``Type: first line`` of an exception, of the one inside for a compiler's wrapper."""
+    inner = getattr(exc, "inner_exception", None)  # torch._dynamo's BackendCompilerFailed
+    if isinstance(inner, BaseException):
+        exc = inner
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
 @contextlib.contextmanager
