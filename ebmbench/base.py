@@ -80,6 +80,16 @@ class Plugin:
         """Why this plugin cannot run in ``combo``, or ``None`` when it can."""
         return None
 
+    def fetch(self, download: bool = True) -> str | None:
+        """Make the files this plugin needs (data, weights) available; ``ebmbench data``.
+
+        Returns ``None`` when the plugin needs no files (the default), else one line saying
+        what is there and where. When the files are missing and cannot be had (offline, or
+        ``download`` false), raises :class:`~ebmbench.UserError` naming exactly which files
+        to put where. Only ``ebmbench data`` calls it: runs never download.
+        """
+        return None
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
         return f"{type(self).__name__}({args})"
