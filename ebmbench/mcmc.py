@@ -796,12 +796,17 @@ def _graph_key(energy: EnergyFn, chains: Chains, eps: float | Tensor, n_steps: i
     x = chains.x
     modes = tuple(m.training for m in energy.modules()) if isinstance(energy, torch.nn.Module) \
         else ()
-    autocast = (torch.is_autocast_enabled(x.device.type),
-                torch.get_autocast_dtype(x.device.type) if x.device.type in ("cuda", "cpu")
-                else None)
     return (id(energy), tuple(x.shape), x.dtype, x.device, chains.f is not None,
             chains.score is not None, tuple(eps.shape) if isinstance(eps, Tensor) else None,
-            n_steps, modes, autocast)
+            n_steps, modes, _autocast_state(x.device.type))
+
+
+def _autocast_state(device_type: str) -> tuple:
+    """Whether autocast is on for ``device_type``, and its dtype (across torch versions)."""
+    try:
+        return (torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type))
+    except (TypeError, AttributeError, RuntimeError):  # torch < 2.4
+        return (torch.is_autocast_enabled(),)
 
 
 class _GraphedSteps:
@@ -836,7 +841,8 @@ class _GraphedSteps:
         self.graph = factory()
         warm_up = getattr(self.graph, "warm_up", None)
         if warm_up is not None:
-            warm_up(self._step, 2)
+            warm_up(self._first_step, 2)
+        self.t.zero_()  # (a capture that also runs the step stays within the schedule)
         before = self.counter.energy_evals, self.counter.grad_evals
         self.graph.capture(self._step, self.generator)
         self.evals_per_step = (self.counter.energy_evals - before[0],
@@ -848,6 +854,11 @@ class _GraphedSteps:
         out = cls.__new__(cls)
         out.key, out.error = key, error
         return out
+
+    def _first_step(self) -> None:
+        """A step at t = 0 (warm-up runs may exceed the schedule's length)."""
+        self.t.zero_()
+        self._step()
 
     def _step(self) -> None:
         eps = self.base_eps * torch.index_select(self.factors, 0, self.t).view(())

@@ -130,6 +130,26 @@ def test_mnist_like_loads_local_files_lazily_and_once(tmp_path, monkeypatch, cls
     assert torch.equal(cls(data_dir=str(tmp_path), download=False, n_train=10).load()[0], sub_train)
 
 
+def test_mnist_runs_at_the_full_budget_when_its_files_are_present(tmp_path, fresh_plugins):
+    """All the images (n_train = n_test = 0 at full), 10 000 evaluation chains from noise; the
+    training itself cut to two steps."""
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n in (("train", 30), ("t10k", 12)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    frame = ebmbench.run(
+        methods=["dsm"], samplers=["ula"], architectures=["mlp"], datasets=["mnist"],
+        metrics=["cost"], budget="full", results=tmp_path / "r.sqlite",
+        overrides={"dataset.mnist.data_dir": str(tmp_path), "dataset.mnist.download": False,
+                   "method.dsm.steps": 2, "method.dsm.batch_size": 8, "sampler.ula.steps": 1},
+    )
+    row = frame.iloc[0]
+    assert row.status == "ok", row.reason
+    assert row.hyperparams["dataset"]["n_train"] == 0 and row.hyperparams["eval_samples"] == 10_000
+
+
 def test_mnist_offline_error_is_clear_and_the_network_is_tried_once(tmp_path, monkeypatch):
     import torchvision
 

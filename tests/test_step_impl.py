@@ -49,6 +49,10 @@ class ReplayingGraph:
 
     captures = 0
 
+    def warm_up(self, fn, times: int) -> None:
+        for _ in range(times):
+            fn()
+
     def capture(self, fn, generator) -> None:
         type(self).captures += 1
         self.fn = fn
@@ -186,6 +190,20 @@ def test_captured_step_replays_the_eager_kernel_from_the_graph_seed(name, schedu
     # ULA's eager step multiplies by a Python float, the captured one by a tensor: rounding.
     torch.testing.assert_close(result.x, reference.x, rtol=1e-6, atol=1e-6)
     assert result.stats == reference.stats and result.notes == {}
+
+
+@pytest.mark.parametrize("n_steps", [1, 2])
+def test_a_captured_step_of_a_short_call_stays_within_its_schedule(n_steps, energy):
+    """Warm-up runs the step twice before capture: with one or two steps per call the
+    device-side step counter must not run past the schedule."""
+    params = dict(schedule="linear", final_ratio=0.5)
+    x0 = torch.randn(8, 2, generator=gen(0))
+    reference = sampler("mala", **params).sample(energy, x0, n_steps, generator=gen(graph_seed(4)))
+    graphed = sampler("mala", step_impl="cuda_graph", **params)
+    graphed.graph_factory = ReplayingGraph
+    result = graphed.sample(energy, x0, n_steps, generator=gen(4))
+    torch.testing.assert_close(result.x, reference.x, rtol=1e-6, atol=1e-6)
+    assert result.stats == reference.stats
 
 
 def test_a_captured_step_is_reused_across_calls_and_captured_again_when_it_must_be(energy):
