@@ -88,22 +88,25 @@ class MixedPrecisionEnergy(nn.Module):
             raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         self.body = body
         self.head = head
-        self.precision = precision
+        self.numeric_precision = precision
 
     def forward(self, x: Tensor) -> Tensor:
-        with autocast_for(self.precision, x):
+        with autocast_for(self.numeric_precision, x):
             h = self.body(x)
         h = h if h.dtype == x.dtype else h.to(x.dtype)
         return h if self.head is None else self.head(h)
 
 
 def energy_precision(energy: Any) -> str:
-    """The precision an energy module declares (its ``precision`` attribute), else ``fp32``.
+    """The precision an energy module declares, else ``fp32``.
+
+    Modules declare it as their ``numeric_precision`` attribute (not ``precision``, which
+    in an EBM is as likely to be a precision matrix: the quadratic energy's is).
 
     >>> energy_precision(MixedPrecisionEnergy(nn.Identity(), precision="bf16"))
     'bf16'
     >>> energy_precision(nn.Linear(2, 1))
     'fp32'
     """
-    value = getattr(energy, "precision", "fp32")
+    value = getattr(energy, "numeric_precision", "fp32")
     return value if isinstance(value, str) and value in PRECISIONS else "fp32"

@@ -30,16 +30,16 @@ class MLP(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
-        self.precision = precision
+        self.numeric_precision = precision
         # The body and the head of ``net``, in a tuple so that they are not registered twice.
         self._parts = (tuple(layers[:-1]), layers[-1])
 
     def forward(self, x: Tensor) -> Tensor:
         h = x.flatten(1)
-        if self.precision == "fp32":
+        if self.numeric_precision == "fp32":
             return self.net(h).squeeze(-1)
         body, head = self._parts
-        with autocast_for(self.precision, h):
+        with autocast_for(self.numeric_precision, h):
             for layer in body:
                 h = layer(h)
         return head(h.to(x.dtype)).squeeze(-1)

@@ -39,7 +39,7 @@ class Quadratic(nn.Module):
         super().__init__()
         self.dim = dim
         self.min_diag = min_diag
-        self.precision = precision
+        self.numeric_precision = precision
         self.mean = nn.Parameter(torch.zeros(dim))
         # The diagonal of L starts at 1, so P starts at the identity.
         self.raw_diag = nn.Parameter(
@@ -79,7 +79,7 @@ class Quadratic(nn.Module):
         # (x − μ)ᵀ L Lᵀ (x − μ) = ‖(x − μ)ᵀ L‖²: one matmul, no explicit P. Under bf16 only
         # the matmul is autocast; the squared norm, f itself, is summed in x's dtype.
         centred = x.flatten(1) - self.mean
-        with autocast_for(self.precision, centred):
+        with autocast_for(self.numeric_precision, centred):
             z = centred @ self.cholesky()
         return -0.5 * z.to(x.dtype).pow(2).sum(dim=1)
 

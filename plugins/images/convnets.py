@@ -65,12 +65,12 @@ class ImageEnergy(nn.Module):
             for layer in weight_layers(net):
                 nn.utils.parametrizations.spectral_norm(layer)
         self.net = net
-        self.precision = precision
+        self.numeric_precision = precision
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4:
             raise ValueError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}")
-        with autocast_for(self.precision, x):
+        with autocast_for(self.numeric_precision, x):
             h = self.net.embed(x)
         return self.net.head(h.to(x.dtype)).squeeze(-1)
 
