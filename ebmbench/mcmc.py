@@ -268,7 +268,7 @@ class NoiseTape:
     next tensor from the tape instead of drawing. The compiled step (``step_impl="compile"``)
     runs on tapes: ``torch.compile`` cannot trace a ``torch.Generator``, and drawing the
     numbers outside the compiled region from the caller's generator, in the order the eager
-    step draws them, keeps the chains exactly those of the eager sampler.
+    step draws them, gives the compiled chains the eager sampler's random numbers.
     """
 
     __slots__ = ("draws", "position")
@@ -284,6 +284,11 @@ class NoiseTape:
                 f"({len(self.draws)}): a fast step_impl needs the same draws at every step"
             )
         out = self.draws[self.position]
+        if tuple(out.shape) != tuple(shape):
+            raise RuntimeError(
+                f"the transition asked for a {kind} draw of shape {tuple(shape)} where its first "
+                f"step drew {tuple(out.shape)}: a fast step_impl needs the same draws at every step"
+            )
         self.position += 1
         return out
 
