@@ -41,8 +41,26 @@ from .flows import flow_rsample, standardised_maf
 from .functional import energy_and_score, frozen_parameters
 from .grid import RunSpec, Task, hard_time_limit, portable_task
 from .hookspecs import hookimpl
+from .mcmc import (
+    ADAPT_MODES,
+    STEP_IMPLS,
+    Chains,
+    ChainState,
+    EnergyCounter,
+    MarkovChainSampler,
+    NoiseTape,
+    StepSizeAdapter,
+    step_size_params,
+)
 from .params import BUDGETS, Param
 from .plugins import add_plugins_dir, register_plugin
+from .precision import (
+    PRECISIONS,
+    MixedPrecisionEnergy,
+    autocast_for,
+    energy_precision,
+    precision_param,
+)
 from .quadrature import (
     box_rule_2d,
     gauss_legendre,
@@ -52,19 +70,7 @@ from .quadrature import (
 )
 from .replay import ReplayBuffer
 from .runner import execute_task, unfinished_rows
-from .schedules import (
-    ADAPT_MODES,
-    ANNEALING_SCHEDULES,
-    SCHEDULES,
-    Chains,
-    ChainState,
-    EnergyCounter,
-    MarkovChainSampler,
-    StepSizeAdapter,
-    annealing_schedule,
-    schedule_factors,
-    step_size_params,
-)
+from .schedules import ANNEALING_SCHEDULES, SCHEDULES, annealing_schedule, schedule_factors
 from .search_space import Search, choice, int_range, log_uniform, uniform
 
 try:
@@ -114,11 +120,19 @@ __all__ = [
     "SCHEDULES",
     "ANNEALING_SCHEDULES",
     "ADAPT_MODES",
+    "STEP_IMPLS",
+    "NoiseTape",
     "annealed_importance_sampling",
     "AISResult",
     "AnnealedEnergy",
     "log_mean_exp_with_se",
     "ReplayBuffer",
+    # mixed precision (bf16 autocast with a float32 output)
+    "PRECISIONS",
+    "MixedPrecisionEnergy",
+    "autocast_for",
+    "energy_precision",
+    "precision_param",
     # quadrature (log-space, composite Gauss–Legendre)
     "gauss_legendre",
     "gauss_legendre_panels",

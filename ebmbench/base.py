@@ -81,6 +81,16 @@ class Plugin:
         """Why this plugin cannot run in ``combo``, or ``None`` when it can."""
         return None
 
+    def fetch(self, download: bool = True) -> str | None:
+        """Make the files this plugin needs (data, weights) available; ``ebmbench data``.
+
+        Returns ``None`` when the plugin needs no files (the default), else one line saying
+        what is there and where. When the files are missing and cannot be had (offline, or
+        ``download`` false), raises :class:`~ebmbench.UserError` naming exactly which files
+        to put where. Only ``ebmbench data`` calls it: runs never download.
+        """
+        return None
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
         return f"{type(self).__name__}({args})"
@@ -257,11 +267,14 @@ class SampleResult:
     """What a sampler returns: the final points and its diagnostics.
 
     ``stats`` holds at least ``energy_evals`` and ``grad_evals`` (per chain), and
-    ``acceptance_rate`` for samplers with an accept step.
+    ``acceptance_rate`` for samplers with an accept step. ``notes`` are short texts the
+    harness keeps in the run's ``notes`` (e.g. that a fast step implementation fell back to
+    eager execution, and why).
     """
 
     x: Tensor
     stats: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 class Sampler(Plugin, ABC):

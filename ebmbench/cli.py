@@ -1,4 +1,4 @@
-"""The ``ebmbench`` command line: list, run, leaderboard, export.
+"""The ``ebmbench`` command line: list, run, leaderboard, export, data, new-plugin.
 
 User errors (unknown names, bad values, missing files) print one short message naming the
 bad value and the valid choices, and exit with code 2, never with a traceback.
@@ -14,7 +14,7 @@ import click
 
 from .api import DEFAULT_RESULTS
 from .device import DEVICES, default_workers
-from .errors import UserError
+from .errors import UserError, unknown_choice
 from .params import BUDGETS
 from .plugins import add_plugins_dir, get_plugin_manager
 
@@ -240,6 +240,43 @@ def leaderboard_command(results: str, out: str, check: bool) -> None:
     written = write_leaderboards(Path(results), Path(out))
     for path in written:
         click.echo(str(path))
+
+
+@cli.command("data")
+@click.argument("names", nargs=-1)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where image datasets live (sets every dataset's data_dir).")
+@click.option("--download/--no-download", default=True, show_default=True,
+              help="Download what is missing (needs the network), or only check.")
+def data_command(names: tuple[str, ...], data_dir: str | None, download: bool) -> None:
+    """Fetch the files datasets and metrics need (image sets, Inception weights).
+
+    NAMES are datasets or metrics (default: every plugin that needs files). Where there is
+    no network, says exactly which files to put where, and exits 1.
+    """
+    pm = get_plugin_manager()
+    plugins = {info.name: info for kind in ("dataset", "metric") for info in pm.registry(kind)}
+    for name in names:
+        if name not in plugins:
+            raise unknown_choice("dataset or metric name", name, plugins)
+    missing = 0
+    for name, info in plugins.items():
+        if names and name not in names:
+            continue
+        params = {"data_dir": data_dir} if data_dir and "data_dir" in info.cls.params else {}
+        try:
+            found = info.cls(budget="full", **params).fetch(download=download)
+        except UserError as exc:
+            missing += 1
+            click.echo(f"missing: {exc}")
+            continue
+        if found is not None:
+            click.echo(f"ok: {found}")
+        elif names:
+            click.echo(f"ok: {name} needs no files (generated, or shipped with a package)")
+    if missing:
+        click.echo(f"{missing} missing; runs that need them are recorded as skipped", err=True)
+        sys.exit(1)
 
 
 @cli.command("new-plugin")

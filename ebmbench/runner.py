@@ -114,8 +114,11 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         "sample_seconds": math.nan,
         "peak_memory_mb": math.nan,
         "device": device,
-        "hyperparams": spec.params | {"metrics": task.metrics}
-        | ({"tuning": spec.tuning} if spec.tuning else {}),
+        # The energy's precision (its architecture's ``precision``; fp32 when it has none).
+        "hyperparams": spec.params | {
+            "metrics": task.metrics,
+            "precision": spec.params["architecture"].get("precision", "fp32"),
+        } | ({"tuning": spec.tuning} if spec.tuning else {}),
         "versions": {},
         "artifacts": {},
         "metric_errors": {},
@@ -371,6 +374,8 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             sample_seconds = time.perf_counter() - start
             row.update(sample_seconds=sample_seconds,
                        sample_stats={k: float(v) for k, v in result.stats.items()})
+            row["notes"].update({f"sampler_{k}": str(v)
+                                 for k, v in getattr(result, "notes", {}).items()})
             pending.pop(0)
             if not is_finite(result.x):
                 row["peak_memory_mb"] = _peak_memory_mb(device)

@@ -23,3 +23,13 @@ def fresh_plugins():
     pm = reset_plugin_manager()
     yield pm
     reset_plugin_manager()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` skip cleanly where there is no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

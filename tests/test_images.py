@@ -18,6 +18,7 @@ from ebmbench_plugins.images import (
     FrechetDistance,
     ResNetEnergy,
     SampleGrid,
+    WideResNetEnergy,
 )
 from ebmbench_plugins.images import fid as fid_module
 from ebmbench_plugins.images.convnets import weight_layers
@@ -54,7 +55,7 @@ def digits():
 
 def test_plugins_are_registered():
     assert {"digits", "mnist", "fashion_mnist", "cifar10"} <= set(ebmbench.list_plugins("dataset"))
-    assert {"convnet", "resnet"} <= set(ebmbench.list_plugins("architecture"))
+    assert {"convnet", "resnet", "wide_resnet"} <= set(ebmbench.list_plugins("architecture"))
     assert {"fid", "sample_grid"} <= set(ebmbench.list_plugins("metric"))
 
 
@@ -129,6 +130,26 @@ def test_mnist_like_loads_local_files_lazily_and_once(tmp_path, monkeypatch, cls
     assert torch.equal(cls(data_dir=str(tmp_path), download=False, n_train=10).load()[0], sub_train)
 
 
+def test_mnist_runs_at_the_full_budget_when_its_files_are_present(tmp_path, fresh_plugins):
+    """All the images (n_train = n_test = 0 at full), 10 000 evaluation chains from noise; the
+    training itself cut to two steps."""
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, n in (("train", 30), ("t10k", 12)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n))
+    frame = ebmbench.run(
+        methods=["dsm"], samplers=["ula"], architectures=["mlp"], datasets=["mnist"],
+        metrics=["cost"], budget="full", results=tmp_path / "r.sqlite",
+        overrides={"dataset.mnist.data_dir": str(tmp_path), "dataset.mnist.download": False,
+                   "method.dsm.steps": 2, "method.dsm.batch_size": 8, "sampler.ula.steps": 1},
+    )
+    row = frame.iloc[0]
+    assert row.status == "ok", row.reason
+    assert row.hyperparams["dataset"]["n_train"] == 0 and row.hyperparams["eval_samples"] == 10_000
+
+
 def test_mnist_offline_error_is_clear_and_the_network_is_tried_once(tmp_path, monkeypatch):
     import torchvision
 
@@ -164,11 +185,11 @@ def test_data_dir_defaults_to_environment(tmp_path, monkeypatch):
 # -------------------------------------------------------------------------- architectures
 
 
-@pytest.mark.parametrize("cls", [ConvNetEnergy, ResNetEnergy])
+@pytest.mark.parametrize("cls", [ConvNetEnergy, ResNetEnergy, WideResNetEnergy])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)])
 def test_conv_energy_maps_images_to_scalars_with_finite_gradients(cls, shape):
     torch.manual_seed(0)
-    net = cls(budget="smoke").build(shape)
+    net = cls(budget="smoke").build(shape).eval()  # eval: no spectral-norm power iteration
     x = torch.randn(5, *shape)
     value, score = ebmbench.energy_and_score(net, x)
     assert value.shape == (5,) and value.dtype == torch.float32
@@ -183,7 +204,7 @@ def test_conv_energy_maps_images_to_scalars_with_finite_gradients(cls, shape):
     torch.testing.assert_close(fd, (score[:1] * v).sum().view(1), rtol=2e-2, atol=2e-3)
 
 
-@pytest.mark.parametrize("cls", [ConvNetEnergy, ResNetEnergy])
+@pytest.mark.parametrize("cls", [ConvNetEnergy, ResNetEnergy, WideResNetEnergy])
 def test_conv_energy_has_nonzero_hessian_and_supports_double_backward(cls):
     assert "nonzero_hessian" in cls.features and cls.data_kinds == {"image"}
     torch.manual_seed(0)
@@ -202,10 +223,10 @@ def test_conv_energy_has_nonzero_hessian_and_supports_double_backward(cls):
     assert grads and all(torch.isfinite(g).all() for g in grads)
 
 
-@pytest.mark.parametrize("cls", [ConvNetEnergy, ResNetEnergy])
+@pytest.mark.parametrize("cls", [ConvNetEnergy, ResNetEnergy, WideResNetEnergy])
 def test_spectral_norm_bounds_every_layer(cls):
     torch.manual_seed(0)
-    plain = cls(budget="smoke").build((1, 8, 8))
+    plain = cls(budget="smoke", spectral_norm=False).build((1, 8, 8))
     normed = cls(budget="smoke", spectral_norm=True).build((1, 8, 8))
     x = torch.randn(8, 1, 8, 8)
     normed.train()
@@ -224,24 +245,28 @@ def test_spectral_norm_bounds_every_layer(cls):
     assert all(torch.isfinite(p.grad).all() for p in normed.parameters() if p.grad is not None)
 
 
-def test_mixed_precision_is_ignored_on_cpu():
-    torch.manual_seed(0)
-    net = ConvNetEnergy(budget="smoke", mixed_precision=True).build((1, 8, 8))
-    x = torch.randn(3, 1, 8, 8)
-    out = net(x)
-    net.mixed_precision = False
-    assert out.dtype == torch.float32 and torch.equal(out, net(x))
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_mixed_precision_on_cuda_returns_float32_close_to_full_precision():
-    torch.manual_seed(0)
-    net = ResNetEnergy(budget="smoke", mixed_precision=True).build((3, 32, 32)).cuda()
-    x = torch.randn(4, 3, 32, 32, device="cuda")
-    low = net(x)
-    net.mixed_precision = False
-    assert low.dtype == torch.float32
-    torch.testing.assert_close(low, net(x), rtol=0.05, atol=0.05)
+def test_wide_resnet_is_igebm_at_full_and_leaky_relu_drops_the_hessian_feature():
+    # IGEBM's CIFAR-10 network: conv 128; 3 stages of 2 blocks (128, 256, 256), the first of
+    # each halving 32 → 16 → 8 → 4; one linear unit on the pooled 256 features.
+    net = WideResNetEnergy(budget="full").build((3, 32, 32)).net
+    blocks = list(net.blocks)
+    assert net.stem.out_channels == 128 and len(blocks) == 6
+    assert [b.conv2.out_channels for b in blocks] == [128, 128, 256, 256, 256, 256]
+    assert [b.down for b in blocks] == [True, False] * 3 and net.head.in_features == 256
+    assert WideResNetEnergy(budget="full").hparams["spectral_norm"] is True
+    assert "nonzero_hessian" in WideResNetEnergy().features
+    leaky = WideResNetEnergy(budget="smoke", activation="leaky_relu")
+    assert "nonzero_hessian" not in leaky.features
+    reason = ebmbench.get_method("exact_sm").incompatibility(
+        ebmbench.Combination(ebmbench.get_method("exact_sm"), ebmbench.get_sampler("ula"), leaky,
+                             Digits()))
+    assert reason and "nonzero_hessian" in reason
+    # The Hessian in x really vanishes: a ReLU-like network is piecewise linear.
+    f = leaky.build((1, 8, 8))
+    x = torch.randn(3, 1, 8, 8, requires_grad=True)
+    (s,) = torch.autograd.grad(f(x).sum(), x, create_graph=True)
+    (hvp,) = torch.autograd.grad((s * torch.randn_like(x)).sum(), x, allow_unused=True)
+    assert hvp is None or hvp.abs().max() == 0
 
 
 # ------------------------------------------------------------------------ feature extractor

@@ -202,12 +202,12 @@ def test_cd_training_chains_have_their_own_step_size():
 # ------------------------------------------------------------------------ tuning
 
 
-class SlowStartDSM(ebmbench.get_method("dsm").__class__):
-    """DSM whose declared default learning rate is far too small."""
+class SlowStartSM(ebmbench.get_method("exact_sm").__class__):
+    """Exact score matching whose declared default learning rate is far too small."""
 
-    name = "slow_dsm"
-    description = "DSM with a deliberately bad default learning rate"
-    params = ebmbench.get_method("dsm").__class__.params | {
+    name = "slow_sm"
+    description = "exact score matching with a deliberately bad default learning rate"
+    params = ebmbench.get_method("exact_sm").__class__.params | {
         "lr": Param(1e-6, "Adam learning rate", low=0, search=log_uniform(1e-6, 1e-1)),
     }
 
@@ -230,7 +230,7 @@ def tuning_plugins(fresh_plugins):
 
     @hookimpl
     def ebmbench_register_methods(register):
-        register(SlowStartDSM)
+        register(SlowStartSM)
 
     @hookimpl
     def ebmbench_register_datasets(register):
@@ -245,9 +245,9 @@ def tuning_plugins(fresh_plugins):
     del sys.modules[module.__name__]
 
 
-TUNE = dict(methods=["slow_dsm"], samplers=["ula"], architectures=["quadratic"],
+TUNE = dict(methods=["slow_sm"], samplers=["ula"], architectures=["quadratic"],
             datasets=["spy_gaussian"], metrics=["fisher"], budget="smoke", device="cpu",
-            overrides={"method.slow_dsm.steps": 300, "method.slow_dsm.batch_size": 256},
+            overrides={"method.slow_sm.steps": 400, "method.slow_sm.batch_size": 256},
             train_flops=1e12)
 
 
@@ -264,8 +264,9 @@ def test_tuning_finds_a_good_learning_rate_and_never_reads_the_test_split(tuning
     tuned = frame.iloc[0]
     record = tuned["hyperparams"]["tuning"]
     assert record["trials"] == 8 and record["objective"] == "fisher_divergence"
-    assert tuned["hyperparams"]["method"]["lr"] > 1e-4
+    assert tuned["hyperparams"]["method"]["lr"] > 1e-3
     untuned = ebmbench.run(results=tmp_path / "plain.sqlite", **TUNE).iloc[0]
+    # At lr = 1e-6 the Gaussian energy barely moves from its start; tuned, it fits.
     assert tuned["metric.fisher_divergence"] < 0.1 * untuned["metric.fisher_divergence"]
 
 

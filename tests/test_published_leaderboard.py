@@ -33,11 +33,20 @@ def test_committed_tables_are_what_the_committed_results_render():
     assert check_leaderboards(RESULTS, PUBLISHED) == []
 
 
+#: Built-ins added since the last publish, by kind: exactly these may lack a published run
+#: until the next republish, which must empty this (the test then fails until it is).
+AWAITING_REPUBLISH: dict[str, list[str]] = {"architecture": ["wide_resnet"]}
+
+
 @pytest.mark.parametrize("kind", ["method", "sampler", "architecture"])
 def test_every_builtin_plugin_has_a_finished_run(results, kind):
     ok = results[results["status"] == "ok"]
     missing = sorted(i.name for i in builtins(kind) if i.name not in set(ok[kind]))
-    assert missing == [], f"built-in {kind}s with no ok run in the published results: {missing}"
+    awaiting = AWAITING_REPUBLISH.get(kind, [])
+    assert missing == awaiting, (
+        f"built-in {kind}s with no ok run in the published results: {missing} "
+        f"(expected only those awaiting a republish: {awaiting})"
+    )
 
 
 def test_every_builtin_dataset_is_ranked_or_skipped_for_want_of_its_download(results):

@@ -6,7 +6,7 @@ import math
 
 from torch import Tensor, nn
 
-from ebmbench import Architecture, Param
+from ebmbench import Architecture, Param, autocast_for, precision_param
 
 __all__ = ["MLPEnergy", "MLP"]
 
@@ -14,9 +14,14 @@ _ACTIVATIONS = {"silu": nn.SiLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu"
 
 
 class MLP(nn.Module):
-    """f(x) = wᵀ σ(... σ(W₁ vec(x) + b₁) ...) + b, one scalar per example."""
+    """f(x) = wᵀ σ(... σ(W₁ vec(x) + b₁) ...) + b, one scalar per example.
 
-    def __init__(self, in_features: int, hidden: int, depth: int, activation: str) -> None:
+    With ``precision="bf16"`` the hidden layers run under bf16 autocast and the last
+    linear layer, which gives f, in x's dtype (see :mod:`ebmbench.precision`).
+    """
+
+    def __init__(self, in_features: int, hidden: int, depth: int, activation: str,
+                 precision: str = "fp32") -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = in_features
@@ -25,9 +30,19 @@ class MLP(nn.Module):
             width = hidden
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.numeric_precision = precision
+        # The body and the head of ``net``, in a tuple so that they are not registered twice.
+        self._parts = (tuple(layers[:-1]), layers[-1])
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x.flatten(1)).squeeze(-1)
+        h = x.flatten(1)
+        if self.numeric_precision == "fp32":
+            return self.net(h).squeeze(-1)
+        body, head = self._parts
+        with autocast_for(self.numeric_precision, h):
+            for layer in body:
+                h = layer(h)
+        return head(h.to(x.dtype)).squeeze(-1)
 
 
 class MLPEnergy(Architecture):
@@ -45,8 +60,9 @@ class MLPEnergy(Architecture):
         "hidden": Param(128, "hidden width", smoke=32),
         "depth": Param(2, "number of hidden layers"),
         "activation": Param("silu", "activation function", choices=tuple(_ACTIVATIONS)),
+        "precision": precision_param(),
     }
 
     def build(self, shape: tuple[int, ...]) -> nn.Module:
         return MLP(math.prod(shape), self.hparams["hidden"], self.hparams["depth"],
-                   self.hparams["activation"])
+                   self.hparams["activation"], self.hparams["precision"])

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ebmbench import Architecture, Param
+from ebmbench import Architecture, Param, autocast_for, precision_param
 
 __all__ = ["QuadraticEnergy", "Quadratic"]
 
@@ -35,10 +35,11 @@ class Quadratic(nn.Module):
     True
     """
 
-    def __init__(self, dim: int, min_diag: float = 1e-3) -> None:
+    def __init__(self, dim: int, min_diag: float = 1e-3, precision: str = "fp32") -> None:
         super().__init__()
         self.dim = dim
         self.min_diag = min_diag
+        self.numeric_precision = precision
         self.mean = nn.Parameter(torch.zeros(dim))
         # The diagonal of L starts at 1, so P starts at the identity.
         self.raw_diag = nn.Parameter(
@@ -75,9 +76,12 @@ class Quadratic(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> Tensor:
-        # (x − μ)ᵀ L Lᵀ (x − μ) = ‖(x − μ)ᵀ L‖²: one matmul, no explicit P.
-        z = (x.flatten(1) - self.mean) @ self.cholesky()
-        return -0.5 * z.pow(2).sum(dim=1)
+        # (x − μ)ᵀ L Lᵀ (x − μ) = ‖(x − μ)ᵀ L‖²: one matmul, no explicit P. Under bf16 only
+        # the matmul is autocast; the squared norm, f itself, is summed in x's dtype.
+        centred = x.flatten(1) - self.mean
+        with autocast_for(self.numeric_precision, centred):
+            z = centred @ self.cholesky()
+        return -0.5 * z.to(x.dtype).pow(2).sum(dim=1)
 
 
 class QuadraticEnergy(Architecture):
@@ -96,10 +100,11 @@ class QuadraticEnergy(Architecture):
     features = frozenset({"nonzero_hessian"})
     params = {
         "min_diag": Param(1e-3, "floor on the diagonal of the Cholesky factor of P"),
+        "precision": precision_param(),
     }
 
     def build(self, shape: tuple[int, ...]) -> nn.Module:
-        return Quadratic(math.prod(shape), self.hparams["min_diag"])
+        return Quadratic(math.prod(shape), self.hparams["min_diag"], self.hparams["precision"])
 
     def incompatibility(self, combo) -> str | None:
         reason = super().incompatibility(combo)

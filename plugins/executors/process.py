@@ -20,6 +20,7 @@ a ``--plugins-dir`` folder (or a package with an entry point) to run them in a p
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing as mp
 import os
 import signal
@@ -35,13 +36,14 @@ from ebmbench import (
     Executor,
     Param,
     Task,
+    UserError,
     hard_time_limit,
     portable_task,
     unfinished_rows,
     usable_cpu_cores,
 )
 
-__all__ = ["ProcessPoolExecutor", "describe_exit"]
+__all__ = ["ProcessPoolExecutor", "describe_exit", "gpu_slots"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -160,7 +162,9 @@ class ProcessPoolExecutor(Executor):
         "threads": Param(0, "torch threads per worker (0: CPU cores / workers, at least 1)"),
         "start_method": Param("spawn", "how workers start (never fork: torch is not fork-safe)",
                               choices=("spawn", "forkserver")),
-        "spread_gpus": Param(True, "with several GPUs visible, give each worker one in turn"),
+        "spread_gpus": Param(True, "pin each worker to one visible GPU (tasks on CUDA)"),
+        "gpu_fraction": Param(1.0, "share of a GPU each run may use: 1 = one run per GPU, "
+                              "0.5 = two, 0.25 = four (caps the workers on GPUs)"),
     }
 
     def map(self, fn: Callable[[T], Iterable[R]], tasks: Sequence[T]) -> Iterator[R]:
@@ -168,11 +172,10 @@ class ProcessPoolExecutor(Executor):
         if not tasks:
             return
         cores = usable_cpu_cores()
-        workers = self.hparams["workers"] or cores
-        workers = max(1, min(workers, len(tasks)))
+        gpus = self.placement(tasks)
+        workers = len(gpus)
         threads = self.hparams["threads"] or max(1, cores // workers)
         plugins_dirs = sorted({d for t in tasks if isinstance(t, Task) for d in t.plugins_dirs})
-        gpus = _gpu_ids(tasks) if self.hparams["spread_gpus"] else []
         context = mp.get_context(self.hparams["start_method"])
         queue: deque[Any] = deque(tasks)
         slots: list[Any] = []  # a _Slot, or None for a worker lost and not replaced
@@ -180,7 +183,7 @@ class ProcessPoolExecutor(Executor):
 
         def spawn(index: int) -> _Slot:
             ours, theirs = context.Pipe()
-            cuda = gpus[index % len(gpus)] if gpus else None
+            cuda = gpus[index]
             process = context.Process(
                 target=_worker_main, name=f"ebmbench-worker-{index}",
                 args=(theirs, plugins_dirs, threads, cuda), daemon=True,
@@ -241,6 +244,22 @@ class ProcessPoolExecutor(Executor):
             for slot in slots:
                 _stop(slot)
 
+    def placement(self, tasks: Sequence[Any]) -> list[str | None]:
+        """One entry per worker to start: the GPU id it is pinned to, or None.
+
+        Tasks on the CPU (or ``spread_gpus`` off, or no GPU): ``workers`` workers (0: one
+        per core), unpinned. Tasks that may use CUDA, with GPUs visible: each GPU
+        ⌊1/``gpu_fraction``⌋ times (:func:`gpu_slots`), at most ``workers`` of them: the
+        declared fraction, not the cores, caps how many runs share a GPU. Never more
+        workers than tasks.
+        """
+        gpus = gpu_slots(_gpu_ids(tasks), self.hparams["gpu_fraction"]) \
+            if self.hparams["spread_gpus"] else []
+        wanted = self.hparams["workers"] or len(gpus) or usable_cpu_cores()
+        if gpus:
+            return list(gpus[: max(1, min(wanted, len(tasks)))])
+        return [None] * max(1, min(wanted, len(tasks)))
+
     @staticmethod
     def _drain(slot: _Slot) -> Iterator[Any]:
         """Yield the rows ``slot``'s worker has sent; update its state from its messages."""
@@ -300,15 +319,33 @@ def _stop(slot: _Slot) -> None:
     slot.conn.close()
 
 
-def _gpu_ids(tasks: Sequence[Any]) -> list[str]:
-    """The visible GPU ids to hand out, when there are several and tasks may use CUDA."""
-    if all(isinstance(t, Task) and t.device == "cpu" for t in tasks):
-        return []
+def gpu_slots(gpu_ids: Sequence[str], fraction: float) -> list[str]:
+    """The GPU of each worker: every GPU ⌊1/fraction⌋ times, in turn (one run per GPU at
+    ``fraction`` 1, two at 0.5, ...), so that fewer workers still spread over every GPU.
+
+    >>> gpu_slots(["0", "1"], 0.5)
+    ['0', '1', '0', '1']
+    >>> gpu_slots(["3"], 1.0)
+    ['3']
+    """
+    if not 0 < fraction <= 1:
+        raise UserError(f"gpu_fraction must be in (0, 1], got {fraction!r}")
+    per_gpu = max(1, math.floor(1 / fraction + 1e-9))
+    return [gpu for _ in range(per_gpu) for gpu in gpu_ids]
+
+
+def _visible_gpus() -> list[str]:
+    """The ids of the GPUs this process sees (as CUDA_VISIBLE_DEVICES names them)."""
     import torch
 
     count = torch.cuda.device_count()
-    if count < 2:
-        return []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
     return ids[:count] if ids else [str(i) for i in range(count)]
+
+
+def _gpu_ids(tasks: Sequence[Any]) -> list[str]:
+    """The visible GPU ids to hand out, unless every task runs on the CPU."""
+    if all(isinstance(t, Task) and t.device == "cpu" for t in tasks):
+        return []
+    return _visible_gpus()

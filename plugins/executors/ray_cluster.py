@@ -73,7 +73,10 @@ class RayExecutor(Executor):
         "num_cpus": Param(0, "CPUs of a local Ray (0: every core)"),
         "connect_timeout": Param(10.0, "seconds to wait for the head node's port to answer"),
         "cpus_per_task": Param(1.0, "CPUs each task asks for"),
-        "num_gpus": Param(-1.0, "GPUs each task asks for (-1: 1 when it runs on CUDA, else 0)"),
+        "num_gpus": Param(-1.0, "GPUs each task asks for (-1: gpu_fraction when it runs on "
+                          "CUDA, else 0)"),
+        "gpu_fraction": Param(1.0, "share of a GPU each run on CUDA asks for: 1 = one run per "
+                              "GPU, 0.5 = two, 0.25 = four"),
         "grace": Param(
             60.0,
             "seconds added to a task's hard limit, timeout × (runs + 1), for setup and metrics",
@@ -150,11 +153,15 @@ class RayExecutor(Executor):
                     pass
 
     def _gpus(self, task: Any, has_gpus: bool) -> float:
+        """The GPUs a task asks Ray for; Ray then sets its CUDA_VISIBLE_DEVICES."""
         wanted = self.hparams["num_gpus"]
         if wanted >= 0:
             return wanted
+        fraction = self.hparams["gpu_fraction"]
+        if not 0 < fraction <= 1:
+            raise UserError(f"gpu_fraction must be in (0, 1], got {fraction!r}")
         device = getattr(task, "device", "cpu")
-        return 1.0 if device.startswith("cuda") or (device == "auto" and has_gpus) else 0.0
+        return fraction if device.startswith("cuda") or (device == "auto" and has_gpus) else 0.0
 
     @staticmethod
     def _advance(ray: Any, generator: Any, flights: dict[Any, _Flight]) -> Iterator[Any]:

@@ -6,7 +6,7 @@ the metrics import torch-fidelity when they compute, so ``ebmbench list`` stays 
 
 from ebmbench import hookimpl
 
-from .convnets import ConvNetEnergy, ResNetEnergy
+from .convnets import ConvNetEnergy, ResNetEnergy, WideResNetEnergy
 from .datasets import CIFAR10, MNIST, Digits, FashionMNIST
 from .fid import FrechetDistance
 from .figures import SampleGrid
@@ -18,6 +18,7 @@ __all__ = [
     "CIFAR10",
     "ConvNetEnergy",
     "ResNetEnergy",
+    "WideResNetEnergy",
     "FrechetDistance",
     "SampleGrid",
 ]
@@ -33,6 +34,7 @@ def ebmbench_register_datasets(register):
 def ebmbench_register_architectures(register):
     register(ConvNetEnergy)
     register(ResNetEnergy)
+    register(WideResNetEnergy)
 
 
 @hookimpl

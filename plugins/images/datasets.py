@@ -203,24 +203,31 @@ class TorchvisionImages(LevelImages):
         test = _subset(self._raw(root, False), self.hparams["n_test"], _SUBSET_SEED + 1)
         return train, test
 
-    def _raw(self, root: Path, train: bool) -> Tensor:
+    def fetch(self, download: bool = True) -> str:
+        """Download the training and test files where there is a network (``ebmbench
+        data``), or raise a :class:`~ebmbench.UserError` saying which files to put where."""
+        root = data_dir(self.hparams["data_dir"])
+        train, test = (self._raw(root, split, download=download) for split in (True, False))
+        return (f"{self.name}: {len(train)} training and {len(test)} test images "
+                f"{tuple(train.shape[1:])} in {root / self.layout}")
+
+    def _raw(self, root: Path, train: bool, download: bool | None = None) -> Tensor:
         key = (self.tv_name, str(root), train)
-        download = self.hparams["download"]
+        download = self.hparams["download"] if download is None else download
         if download and key in _UNAVAILABLE:
             raise UserError(_UNAVAILABLE[key])
         if key not in _RAW_CACHE:
             try:
-                _RAW_CACHE[key] = self._read(root, train)
+                _RAW_CACHE[key] = self._read(root, train, download)
             except UserError as exc:
                 if download:
                     _UNAVAILABLE[key] = str(exc)
                 raise
         return _RAW_CACHE[key]
 
-    def _read(self, root: Path, train: bool) -> Tensor:
+    def _read(self, root: Path, train: bool, download: bool) -> Tensor:
         import torchvision
 
-        download = self.hparams["download"]
         folder = root / self.layout
         existed = {p: p.exists() for p in (root, folder, *folder.parents)}
         try:

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ebmbench import EvalContext, Metric, Param
+from ebmbench import EvalContext, Metric, Param, UserError
 
 from .digits_net import DIGITS_EXTRACTOR, to_uint8
 from .paths import fidelity_cache_dir
@@ -120,6 +120,29 @@ class FrechetDistance(Metric):
 
     def applies_to(self, combo) -> bool:
         return combo.dataset.data_kind == "image"
+
+    def fetch(self, download: bool = True) -> str:
+        """The Inception-v3 weights for FID on MNIST, Fashion-MNIST and CIFAR-10
+        (``ebmbench data``): found, downloaded to torch-fidelity's own location where
+        there is a network, or a :class:`~ebmbench.UserError` saying where to put them."""
+        given = self.hparams["inception_weights"]
+        path, why = inception_weights(given)
+        if path is None and download and not given:
+            target = Path(torch.hub.get_dir()) / "checkpoints" / _INCEPTION_FILE
+            made = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                torch.hub.download_url_to_file(_INCEPTION_URL, str(target), progress=False)
+            except OSError as exc:  # URLError is an OSError
+                why = f"{why} (the download failed: {exc})"
+                for folder in made:  # leave no empty folders behind
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
+            else:
+                path = target
+        if path is None:
+            raise UserError(f"metric fid: {why}")
+        return f"fid: Inception-v3 weights at {path} (digits use the bundled extractor)"
 
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         chosen = self.hparams["extractor"]

@@ -78,6 +78,8 @@ CASES = {
 
 
 # ------------------------------------------------------------- the bare loops (baselines)
+# They draw on the chains' device with a generator there (scripts/device_check.py runs them
+# on a GPU); on the CPU that is exactly the default.
 
 
 def _value_and_score(energy: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -92,7 +94,7 @@ def _sq(t: Tensor) -> Tensor:
 
 
 def _accept(x, f, s, x1, f1, s1, log_alpha, g):
-    acc = torch.rand(x.shape[0], generator=g).log() < log_alpha
+    acc = torch.rand(x.shape[0], generator=g, device=x.device).log() < log_alpha
     m = acc.view(-1, *([1] * (x.dim() - 1)))
     x = torch.where(m, x1, x)
     f = torch.where(acc, f1, f)
@@ -104,7 +106,7 @@ def bare_mh(energy, x, n, eps, g):
     with torch.no_grad():
         f = energy(x)
         for _ in range(n):
-            x1 = x + eps * torch.randn(x.shape, generator=g)
+            x1 = x + eps * torch.randn(x.shape, generator=g, device=x.device)
             f1 = energy(x1)
             x, f, _ = _accept(x, f, None, x1, f1, None, f1 - f, g)
     return x
@@ -113,14 +115,14 @@ def bare_mh(energy, x, n, eps, g):
 def bare_ula(energy, x, n, eps, g):
     for _ in range(n):
         _, s = _value_and_score(energy, x)
-        x = x + eps * s + math.sqrt(2 * eps) * torch.randn(x.shape, generator=g)
+        x = x + eps * s + math.sqrt(2 * eps) * torch.randn(x.shape, generator=g, device=x.device)
     return x
 
 
 def bare_mala(energy, x, n, eps, g):
     f, s = _value_and_score(energy, x)
     for _ in range(n):
-        z = torch.randn(x.shape, generator=g)
+        z = torch.randn(x.shape, generator=g, device=x.device)
         x1 = x + eps * s + math.sqrt(2 * eps) * z
         f1, s1 = _value_and_score(energy, x1)
         log_alpha = f1 - f - _sq(x - x1 - eps * s1) / (4 * eps) + 0.5 * _sq(z)
@@ -131,7 +133,7 @@ def bare_mala(energy, x, n, eps, g):
 def bare_hmc(energy, x, n, eps, g):
     f, s = _value_and_score(energy, x)
     for _ in range(n):
-        p = torch.randn(x.shape, generator=g)
+        p = torch.randn(x.shape, generator=g, device=x.device)
         h0 = 0.5 * _sq(p) - f
         p = p + 0.5 * eps * s
         x1 = x
