@@ -337,17 +337,19 @@ def step_size_params(
     if full is not None:
         budget_eps["full"] = full
     params = {
-        "step_size": Param(step_size, "base step size ε", **budget_eps),
+        "step_size": Param(step_size, "base step size ε", positive=True, **budget_eps),
         "schedule": Param("constant", "step-size decay over the sampling steps",
                           choices=SCHEDULES),
-        "final_ratio": Param(0.1, "last step's ε as a fraction of the first (decaying schedules)"),
+        "final_ratio": Param(0.1, "last step's ε as a fraction of the first (decaying schedules)",
+                             positive=True, high=1),
     }
     if target_accept is not None:
         params |= {
             "adapt": Param("global", "warm-up adaptation of ε: none, global or per_chain",
                            choices=ADAPT_MODES),
-            "target_accept": Param(target_accept, "target acceptance rate for adaptation"),
-            "warmup": Param(0, "steps that adapt ε (then it is frozen); 0 = no adaptation"),
+            "target_accept": Param(target_accept, "target acceptance rate for adaptation",
+                                   positive=True, high=1),
+            "warmup": Param(0, "steps that adapt ε (then it is frozen); 0 = no adaptation", low=0),
         }
     return params | {
         "persistent": Param(False, "keep the adapted ε and warm-up count across calls"),

@@ -26,9 +26,9 @@ class HamiltonianMonteCarlo(MarkovChainSampler):
     name = "hmc"
     description = "Hamiltonian Monte Carlo: L leapfrog steps, per-chain accept (Neal 2011)"
     params = {
-        "steps": Param(100, "HMC iterations per chain (each L leapfrog steps)", smoke=10,
+        "steps": Param(100, "HMC iterations per chain (each L leapfrog steps)", smoke=10, low=1,
                        full=1000),
-        "leapfrog_steps": Param(3, "leapfrog steps L per iteration", smoke=2, full=10),
+        "leapfrog_steps": Param(3, "leapfrog steps L per iteration", smoke=2, full=10, low=1),
     } | step_size_params(0.1, target_accept=0.65, full=0.05)
 
     def __init__(self, **kwargs) -> None:

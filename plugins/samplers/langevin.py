@@ -28,7 +28,7 @@ class UnadjustedLangevin(MarkovChainSampler):
     description = "Unadjusted Langevin: x + ε∇f(x) + √(2ε)z, no accept step"
     has_accept = False
     params = {
-        "steps": Param(100, "Langevin steps per chain", smoke=10, full=1000),
+        "steps": Param(100, "Langevin steps per chain", smoke=10, full=1000, low=1),
     } | step_size_params(5e-3, target_accept=None, smoke=1e-2, full=1e-3)
 
     def init_chains(self, fn: EnergyCounter, x: Tensor) -> Chains:
@@ -64,7 +64,7 @@ class MetropolisAdjustedLangevin(MarkovChainSampler):
     name = "mala"
     description = "Metropolis-adjusted Langevin (MALA), per-chain accept, optional ε adaptation"
     params = {
-        "steps": Param(100, "MALA steps per chain", smoke=10, full=1000),
+        "steps": Param(100, "MALA steps per chain", smoke=10, full=1000, low=1),
     } | step_size_params(2e-2, target_accept=0.574, full=1e-2)
 
     def init_chains(self, fn: EnergyCounter, x: Tensor) -> Chains:

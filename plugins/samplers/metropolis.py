@@ -24,7 +24,7 @@ class RandomWalkMetropolis(MarkovChainSampler):
     name = "mh"
     description = "Random-walk Metropolis-Hastings with a Gaussian proposal, per-chain accept"
     params = {
-        "steps": Param(200, "Metropolis-Hastings steps per chain", smoke=10, full=2000),
+        "steps": Param(200, "Metropolis-Hastings steps per chain", smoke=10, full=2000, low=1),
     } | step_size_params(0.3, target_accept=0.234, smoke=0.3)
 
     def init_chains(self, fn: EnergyCounter, x: Tensor) -> Chains:
