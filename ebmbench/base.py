@@ -143,8 +143,8 @@ class ToyDensity(Dataset):
 
     data_kind: ClassVar[str] = "vector"
     params: ClassVar[dict[str, Param]] = {
-        "n_train": Param(10_000, "training-set size", smoke=1_000),
-        "n_test": Param(5_000, "held-out set size", smoke=1_000),
+        "n_train": Param(10_000, "training-set size", smoke=1_000, low=1),
+        "n_test": Param(5_000, "held-out set size", smoke=1_000, low=1),
     }
 
     #: Dimension of x.

@@ -151,13 +151,13 @@ class ProcessPoolExecutor(Executor):
     name = "process"
     description = "A local pool of worker processes: hard time limits, crashes isolated"
     params = {
-        "workers": Param(0, "worker processes (0: one per CPU core)"),
+        "workers": Param(0, "worker processes (0: one per CPU core)", low=0),
         "grace": Param(
             60.0,
             "seconds added to a task's hard limit, timeout × (runs + 1), for setup and metrics",
-            smoke=20.0, full=600.0,
+            smoke=20.0, full=600.0, low=0,
         ),
-        "threads": Param(0, "torch threads per worker (0: CPU cores / workers, at least 1)"),
+        "threads": Param(0, "torch threads per worker (0: CPU cores / workers, at least 1)", low=0),
         "start_method": Param("spawn", "how workers start (never fork: torch is not fork-safe)",
                               choices=("spawn", "forkserver")),
         "spread_gpus": Param(True, "with several GPUs visible, give each worker one in turn"),
