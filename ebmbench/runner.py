@@ -302,7 +302,8 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
 
 
 def unfinished_rows(
-    task: Task, done_run_ids: Iterable[str], status: str, reason: str, tb: str = ""
+    task: Task, done_run_ids: Iterable[str], status: str, reason: str, tb: str = "",
+    *, peak_memory_mb: float = math.nan,
 ) -> list[dict[str, Any]]:
     """Result rows for the specs of ``task`` that a worker could not finish.
 
@@ -317,6 +318,8 @@ def unfinished_rows(
         status: One of :data:`STATUSES`, normally ``failed`` or ``timeout``.
         reason: Why, in one line (e.g. the worker's exit code).
         tb: A traceback or log excerpt, if there is one.
+        peak_memory_mb: The worker's memory high-water mark as last seen by the executor
+            (a lower bound of its peak), when it could watch it.
 
     Returns:
         One finished row per unfinished spec, in the task's order.
@@ -332,6 +335,7 @@ def unfinished_rows(
         if spec.run_id in done:
             continue
         row = _base_row(spec, task, task.device)
+        row["peak_memory_mb"] = peak_memory_mb
         try:
             row["versions"] = _versions(pm, spec, task.metrics)
         except Exception:  # a plugin this process does not have: the row is still final

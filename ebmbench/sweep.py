@@ -3,10 +3,17 @@
 The driver process is the only writer of the store; executors only stream rows back. A
 sweep started again with the same selection finds every finished run in the store and
 does none of it again (``retry_failed`` re-runs ``failed`` and ``timeout`` rows).
+
+Nothing computed is lost: a busy store is waited for (:mod:`ebmbench.store`); a row the
+store cannot take (a full disk) goes to the pending-rows journal beside it
+(:mod:`ebmbench.journal`) and the sweep stops cleanly; the next sweep merges the journal
+first. Overlapping sweeps on one store claim each task before running it
+(:mod:`ebmbench.leases`), so they split the runs instead of repeating them.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -17,11 +24,14 @@ from typing import Any
 import pandas as pd
 
 from .device import resolve_device
-from .errors import UserError
-from .grid import RunSpec, Selection, Task, expand, group_tasks
+from .errors import EnvironmentFailure, UserError, shown
+from .grid import RunSpec, Selection, Task, check_overrides_reach, expand, group_tasks
+from .inputs import check_timeout
+from .journal import PendingRows
+from .leases import Claimant, ClaimingTasks, Heartbeat, Leases
 from .plugins import get_plugin_manager
 from .runner import STATUSES, _base_row, _finish, execute_task
-from .store import ResultStore
+from .store import ResultStore, notice
 
 __all__ = ["run_sweep", "SweepReport", "RETRYABLE"]
 
@@ -38,6 +48,10 @@ class SweepReport:
     ran: int = 0
     resumed: int = 0
     results: Path = Path()
+    #: Runs of the selection that an overlapping sweep ran and stored meanwhile.
+    by_others: int = 0
+    #: Rows merged from the pending-rows journal when the sweep started.
+    merged: int = 0
 
 
 def run_sweep(
@@ -51,6 +65,7 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    notify: Callable[[str], None] = notice,
 ) -> SweepReport:
     """Run ``selection`` into the store at ``results`` and report.
 
@@ -64,17 +79,31 @@ def run_sweep(
         retry_failed: Run ``failed`` and ``timeout`` runs again.
         progress: Show a progress bar with an ETA on stderr.
         on_row: Called with every row as it is written.
+        notify: Told, in one line each, what the sweep waits for and what it merged
+            (default: printed on stderr).
+
+    Raises:
+        UserError: A bad selection or value, before any run starts and before the store
+            is touched.
+        EnvironmentFailure: The store could not take a computed row (a full disk): the
+            sweep stopped; the row is in the pending-rows journal when the journal could
+            take it, and the same command resumes.
     """
-    if timeout is not None and timeout <= 0:
-        raise UserError(f"--timeout must be positive, got {timeout}")
+    timeout = check_timeout(timeout)
+    if not isinstance(retry_failed, bool):
+        raise UserError(f"bad retry_failed {shown(retry_failed)}: give True or False")
+    if not isinstance(device, str):
+        raise UserError(f"bad device {shown(device)}: give 'auto', 'cpu' or 'cuda'")
     resolve_device(device)  # fail early on a bad device, before any work
     pm = get_plugin_manager()
     specs, metrics = expand(selection, pm)
+    if not isinstance(executor, str):
+        raise UserError(f"bad executor {shown(executor)}: give an executor's name")
     executor_cls = pm.info("executor", executor).cls
+    check_overrides_reach(pm, selection.overrides, "executor", [executor])
     given = {
         key.split(".", 2)[2]: value for key, value in selection.overrides.items()
         if key.startswith((f"executor.{executor}.", "executor.*."))
-        and key.split(".", 2)[2] in executor_cls.params
     }
     given.update(executor_params or {})
     executor_obj = executor_cls(budget=selection.budget, **given)
@@ -82,7 +111,12 @@ def run_sweep(
     results = Path(results).resolve()
     plugins_dirs = [str(Path(p).resolve()) for p in pm._plugins_dirs]
     counts: Counter[str] = Counter()
-    with ResultStore.open(results) as store:
+    journal = PendingRows(results)
+    claimant = Claimant.here()
+    with ResultStore.open(results, on_wait=notify) as store:
+        merged = journal.merge_into(store.write_many)
+        if merged:
+            notify(f"added {merged} computed run(s) from {journal.path.name} to the store")
         done = store.finished_ids()
         if retry_failed:
             done -= store.finished_ids(RETRYABLE)
@@ -92,27 +126,84 @@ def run_sweep(
         runnable = [s for s in todo if not s.skip_reason]
         for spec in skipped:
             row = _base_row(spec, _task([spec], metrics, device, timeout, results, plugins_dirs), device)
-            store.write(_finish(row, "skipped", spec.skip_reason or ""), replace=retry_failed)
+            _commit(store, journal, _finish(row, "skipped", spec.skip_reason or ""), retry_failed, None)
             counts["skipped"] += 1
-        tasks = [
-            _task(group, metrics, device, timeout, results, plugins_dirs)
-            for group in group_tasks(runnable)
-        ]
-        bar = _progress(progress, len(runnable))
-        with bar as live:
-            job = live.add_task("runs", total=len(runnable)) if live else None
-            for row in executor_obj.map(execute_task, tasks):
-                store.write(row, replace=retry_failed)
-                counts[row["status"]] += 1
-                if on_row:
-                    on_row(row)
-                if live:
-                    live.update(job, advance=1, description=_label(row))
+        leases = Leases(store, claimant, redo=RETRYABLE if retry_failed else ())
+        heartbeat = Heartbeat(results, claimant)
+        if runnable:
+            journal.reserve()  # room for a row the store cannot take, should the disk fill
+            heartbeat.start()
+        by_others = 0
+        ran = 0
+        try:
+            bar = _progress(progress, len(runnable))
+            with bar as live:
+                job = live.add_task("runs", total=len(runnable)) if live else None
+                groups = group_tasks(runnable)
+                while groups:
+                    tasks = ClaimingTasks(
+                        groups, lambda group: _task(group, metrics, device, timeout, results,
+                                                    plugins_dirs), leases)
+                    # closing(): a sweep that stops (a full disk, Ctrl-C) stops its workers now.
+                    with _closing(executor_obj.map(execute_task, tasks)) as rows:
+                        for row in rows:
+                            _commit(store, journal, row, retry_failed, claimant.id)
+                            ran += 1
+                            counts[row["status"]] += 1
+                            if on_row:
+                                on_row(row)
+                            if live:
+                                live.update(job, advance=1, description=_label(row))
+                    by_others += tasks.stored
+                    if live:
+                        live.update(job, advance=tasks.stored)
+                    # Runs another sweep holds: wait until it stores them, or take them
+                    # over when it stops renewing its claim.
+                    free, stored = leases.wait_for_others(tasks.deferred, notify)
+                    by_others += stored
+                    if live:
+                        live.update(job, advance=stored)
+                    groups = group_tasks(free)
+        finally:
+            if runnable:
+                heartbeat.stop()
+            with contextlib.suppress(UserError, EnvironmentFailure):
+                leases.release()
+            journal.discard_if_empty()
         frame = store.to_frame({s.run_id for s in specs})
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
         all_counts.setdefault(status, 0)
-    return SweepReport(frame, all_counts, ran=len(runnable), resumed=resumed, results=results)
+    return SweepReport(frame, all_counts, ran=ran, resumed=resumed, results=results,
+                       by_others=by_others, merged=merged)
+
+
+@contextlib.contextmanager
+def _closing(rows: Any) -> Any:
+    """``rows``, closed on the way out when it can be (a generator's ``finally`` runs)."""
+    try:
+        yield rows
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+def _commit(store: ResultStore, journal: PendingRows, row: dict[str, Any], replace: bool,
+            claimant: str | None) -> None:
+    """Commit ``row``; when the store cannot take it, keep it in the journal and stop."""
+    try:
+        store.write(row, replace=replace, claimant=claimant)
+    except (UserError, EnvironmentFailure) as exc:
+        try:
+            journal.append(row, replace=replace)
+        except OSError as journal_exc:
+            kept = (f"this run's result could not be kept in {journal.path.name} either "
+                    f"({journal_exc.strerror or journal_exc}); it runs again on resume")
+        else:
+            kept = (f"this run's result is kept in {journal.path.name} and added by the next "
+                    "run on this store")
+        raise type(exc)(f"{exc}. The sweep stopped; {kept}") from None
 
 
 def _task(
