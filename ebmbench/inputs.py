@@ -216,7 +216,8 @@ def check_overrides(overrides: Any) -> dict[str, Any]:
 
 def name_list(kind: str, names: Any) -> list[str] | None:
     """Plugin names from Python: ``None`` (all), one name (``"dsm"``), a comma list
-    (``"dsm,nce"``, as on the command line) or a list of names.
+    (``"dsm,nce"``, as on the command line) or a list of names (empty: none, which only
+    metrics may be).
 
     >>> name_list("method", "dsm"), name_list("method", "dsm, nce"), name_list("method", ["ula"])
     (['dsm'], ['dsm', 'nce'], ['ula'])
@@ -232,7 +233,4 @@ def name_list(kind: str, names: Any) -> list[str] | None:
     for item in items:
         if not isinstance(item, str) or not item.strip():
             raise UserError(f"bad {kind}s {shown(names)}: {shown(item)} is not a {kind} name")
-    if not items:
-        raise UserError(f"no {kind} selected in {shown(names)}: give at least one name, "
-                        f"or None for all")
     return items

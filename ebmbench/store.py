@@ -75,8 +75,6 @@ _LISTS = ("cost_values", "reference_values")
 #: The columns a results file must have to be read as one (a store, or an export).
 REQUIRED_COLUMNS = ("run_id", "method", "sampler", "architecture", "dataset", "seed", "status")
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
 T = TypeVar("T")
 
 
@@ -154,42 +152,44 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def _failure(path: Path, exc: sqlite3.Error, doing: str) -> Exception:
-    """The one-line error for ``exc``, raised while ``doing`` something to the store."""
+    """The one-line error for ``exc``, raised while ``doing`` something to the store.
+
+    The error's ``problem`` and ``advice`` attributes hold its two halves, so that a caller
+    can say what it did in between (the sweep: "the sweep stopped; the row is kept").
+    """
     code, where = _code(exc), repr(str(path))
+    error: Exception
     if code == _FULL:
-        return EnvironmentFailure(
-            f"cannot {doing} the results store {where}: the disk is full ({exc}). Everything "
-            "committed before is intact; free some space, then run the same command again"
-        )
-    if code == _IOERR:
-        return EnvironmentFailure(
-            f"cannot {doing} the results store {where}: {exc}. Check the disk, then run the "
-            "same command again"
-        )
-    if code == _READONLY:
-        return UserError(
-            f"cannot {doing} the results store {where}: it is read-only ({exc}). Give a "
-            "writable --results, or copy the store somewhere writable"
-        )
-    if code in (_CORRUPT, _NOTADB):
-        return UserError(
-            f"the results store {where} is damaged ({exc}): nothing was written to it. Keep a "
-            f"copy; `sqlite3 {path.name} .recover` may save its rows; or pass another --results"
-        )
-    if code == _CANTOPEN:
-        return UserError(f"cannot open the results store {where}: {exc}")
-    return EnvironmentFailure(f"cannot {doing} the results store {where}: {exc}")
+        error = EnvironmentFailure()
+        problem = f"cannot {doing} the results store {where}: the disk is full ({exc})"
+        advice = "Free some space, then run the same command again"
+    elif code == _IOERR:
+        error = EnvironmentFailure()
+        problem = f"cannot {doing} the results store {where}: {exc}"
+        advice = "Check the disk, then run the same command again"
+    elif code == _READONLY:
+        error = UserError()
+        problem = f"cannot {doing} the results store {where}: it is read-only ({exc})"
+        advice = "Give a writable --results, or copy the store somewhere writable"
+    elif code in (_CORRUPT, _NOTADB):
+        error = UserError()
+        problem = f"the results store {where} is damaged ({exc})"
+        advice = (f"Keep a copy; `sqlite3 {path.name} .recover` may save its rows; or pass "
+                  "another --results")
+    elif code == _CANTOPEN:
+        error = UserError()
+        problem = f"cannot open the results store {where}: {exc}"
+        advice = "Check the path and its permissions"
+    else:
+        error = EnvironmentFailure()
+        problem = f"cannot {doing} the results store {where}: {exc}"
+        advice = "Run the same command again; what was committed is intact"
+    error.args = (f"{problem}; nothing was changed by this attempt. {advice}",)
+    error.problem, error.advice = problem, advice  # type: ignore[attr-defined]
+    return error
 
 
 # ------------------------------------------------------------------- opening
-
-
-def _header(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            return f.read(100)
-    except OSError as exc:
-        raise UserError(f"cannot read the results store {str(path)!r}: {exc.strerror}") from None
 
 
 def _uri(path: Path, **query: str | int) -> str:
@@ -197,33 +197,41 @@ def _uri(path: Path, **query: str | int) -> str:
     return f"file:{quote(str(path.resolve()))}?{args}"
 
 
-def _connect_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection that creates no file beside ``path``.
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
 
-    A WAL database whose ``-wal`` file is absent has every committed page in the main
-    file and no live connection: ``immutable=1`` then reads it without the ``-shm`` file
-    ``mode=ro`` would create (and could not, on read-only media). Otherwise (a sweep is
-    writing) ``mode=ro`` shares the writer's WAL index and sees its newest rows.
+
+def _connect_read_only(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """A read-only connection that creates no file beside ``path``, and whether it is
+    ``immutable``.
+
+    Without a ``-wal`` file beside it, no connection has the store open and its main file
+    holds every committed row: ``immutable=1`` reads it without creating the ``-wal`` and
+    ``-shm`` files that ``mode=ro`` would (and could not, on read-only media). With one,
+    a sweep is writing (or was killed): ``mode=ro`` shares its WAL and sees its newest rows.
+
+    The file is only ever opened through SQLite: closing a descriptor of it opened any other
+    way would drop the POSIX locks this process's other connections hold on it (SQLite's
+    "How To Corrupt An SQLite Database File", 2.2).
     """
-    wal = path.with_name(path.name + "-wal")
-    header = _header(path)
-    uses_wal = len(header) >= 20 and header[18] == 2
-    if uses_wal and not wal.exists():
-        return sqlite3.connect(_uri(path, mode="ro", immutable=1), uri=True,
-                               timeout=BUSY_TIMEOUT, isolation_level=None)
+    if not _wal(path).exists():
+        db = sqlite3.connect(_uri(path, mode="ro", immutable=1), uri=True,
+                             timeout=BUSY_TIMEOUT, isolation_level=None)
+        return db, True
     try:
         db = sqlite3.connect(_uri(path, mode="ro"), uri=True, timeout=BUSY_TIMEOUT,
                              isolation_level=None)
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return db
+        return db, False
     except sqlite3.OperationalError as exc:
         if _code(exc) not in (_CANTOPEN, _READONLY):
             raise
-        # Read-only media holding a WAL left by a writer: read the main file alone.
-        notice(f"note: {wal.name} cannot be read on this read-only medium; rows it holds are "
-               "not shown")
-        return sqlite3.connect(_uri(path, mode="ro", immutable=1), uri=True,
-                               timeout=BUSY_TIMEOUT, isolation_level=None)
+        # Read-only media holding the WAL of a killed writer: read the main file alone.
+        notice(f"note: {_wal(path).name} cannot be read on this read-only medium; the rows it "
+               "holds are not shown")
+        db = sqlite3.connect(_uri(path, mode="ro", immutable=1), uri=True,
+                             timeout=BUSY_TIMEOUT, isolation_level=None)
+        return db, True
 
 
 def _not_a_store(path: Path, why: str) -> UserError:
@@ -263,20 +271,19 @@ def _inspect(path: Path, *, allow_new: bool) -> int:
     """Check, read-only, that ``path`` is an ebmbench store (or may become one)."""
     if path.is_dir():
         raise UserError(f"the results store {str(path)!r} is a folder; give a file path")
-    size = path.stat().st_size
-    if size == 0:
+    if path.stat().st_size == 0:
         if allow_new:
             return 0
         raise _not_a_store(path, "an empty file")
-    if not _header(path).startswith(_SQLITE_MAGIC):
-        raise _not_a_store(path, "not an SQLite database")
     try:
-        db = _connect_read_only(path)
+        db, _ = _connect_read_only(path)
     except sqlite3.Error as exc:
         raise _failure(path, exc, "open") from None
     try:
         return _check_schema(path, db, allow_new=allow_new)
-    except sqlite3.Error as exc:
+    except sqlite3.DatabaseError as exc:
+        if _code(exc) == _NOTADB:
+            raise _not_a_store(path, "not an SQLite database") from None
         raise _failure(path, exc, "read") from None
     finally:
         db.close()
@@ -299,6 +306,7 @@ class ResultStore:
         self.read_only = read_only
         self._db = connection
         self._on_wait = notice if on_wait is None else on_wait
+        self._immutable = False
 
     @classmethod
     def open(
@@ -349,10 +357,11 @@ class ResultStore:
             )
         _inspect(path, allow_new=False)
         try:
-            db = _connect_read_only(path)
+            db, immutable = _connect_read_only(path)
         except sqlite3.Error as exc:
             raise _failure(path, exc, "open") from None
         store = cls(path, db, read_only=True, on_wait=on_wait)
+        store._immutable = immutable
         from .journal import PendingRows
 
         pending = PendingRows(path).count()
@@ -489,12 +498,12 @@ class ResultStore:
             statuses = tuple(statuses)
             query = f"SELECT run_id FROM runs WHERE status IN ({','.join('?' * len(statuses))})"
             args = statuses
-        return self._call(lambda: {r[0] for r in self._db.execute(query, args)}, "read")
+        return {r[0] for r in self._fetch(query, args)}
 
     def rows(self) -> Iterator[dict[str, Any]]:
         """Every stored run as a dict, JSON columns decoded."""
         query = f"SELECT {', '.join(_SCALARS + _JSON)} FROM runs ORDER BY rowid"
-        records = self._call(lambda: self._db.execute(query).fetchall(), "read")
+        records = self._fetch(query)
         for record in records:
             row = dict(zip(_SCALARS + _JSON, record, strict=True))
             for c in _JSON:
@@ -503,6 +512,30 @@ class ResultStore:
                 except (TypeError, ValueError):
                     raise _not_a_store(self.path, f"run {row['run_id']!r} has a bad {c}") from None
             yield row
+
+    def _fetch(self, query: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """``query``'s rows. An ``immutable`` read is checked afterwards: had a sweep started
+        writing meanwhile (the file changed, a ``-wal`` appeared), it is read again through
+        ``mode=ro``, which sees the sweep's commits consistently."""
+        if not self._immutable:
+            return self._call(lambda: self._db.execute(query, args).fetchall(), "read")
+
+        def state() -> tuple[int, int, bool]:
+            info = self.path.stat()
+            return info.st_mtime_ns, info.st_size, _wal(self.path).exists()
+
+        before = state()
+        records = None
+        try:
+            records = self._db.execute(query, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            if state() == before:  # not a race with a writer: the file itself is bad
+                raise _failure(self.path, exc, "read") from None
+        if records is not None and state() == before:
+            return records
+        self._db.close()
+        self._db, self._immutable = _connect_read_only(self.path)
+        return self._fetch(query, args)
 
     def to_frame(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Runs as a DataFrame: one ``metric.<name>`` column per metric value."""
@@ -545,8 +578,10 @@ def _write_failure(out: Path, exc: OSError) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
         return EnvironmentFailure(f"cannot write {str(out)!r}: {reason}. Free some space or "
                                   "choose another file, then try again")
-    if exc.errno in (errno.EEXIST, errno.ENOTDIR) and exc.filename:
+    if exc.errno == errno.EEXIST and exc.filename:
         reason = f"{str(exc.filename)!r} is a file, not a folder"
+    elif exc.errno == errno.ENOTDIR:
+        reason = "a part of its folder path is a file, not a folder"
     return UserError(f"cannot write {str(out)!r}: {reason}. Choose another output file")
 
 

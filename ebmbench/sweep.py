@@ -30,7 +30,7 @@ from .inputs import check_timeout
 from .journal import PendingRows
 from .leases import Claimant, ClaimingTasks, Heartbeat, Leases
 from .plugins import get_plugin_manager
-from .runner import STATUSES, _base_row, _finish, execute_task
+from .runner import ENVIRONMENT_FAILURE, STATUSES, _base_row, _finish, execute_task
 from .store import ResultStore, notice
 
 __all__ = ["run_sweep", "SweepReport", "RETRYABLE"]
@@ -192,6 +192,13 @@ def _closing(rows: Any) -> Any:
 def _commit(store: ResultStore, journal: PendingRows, row: dict[str, Any], replace: bool,
             claimant: str | None) -> None:
     """Commit ``row``; when the store cannot take it, keep it in the journal and stop."""
+    if row.get(ENVIRONMENT_FAILURE):
+        raise EnvironmentFailure(
+            f"run {row['method']}/{row['sampler']}/{row['architecture']}/{row['dataset']} seed "
+            f"{row['seed']} could not write its files beside the store: "
+            f"{row[ENVIRONMENT_FAILURE]}. Everything committed is intact; free some space, "
+            "then run the same command again"
+        )
     try:
         store.write(row, replace=replace, claimant=claimant)
     except (UserError, EnvironmentFailure) as exc:
@@ -199,11 +206,14 @@ def _commit(store: ResultStore, journal: PendingRows, row: dict[str, Any], repla
             journal.append(row, replace=replace)
         except OSError as journal_exc:
             kept = (f"this run's result could not be kept in {journal.path.name} either "
-                    f"({journal_exc.strerror or journal_exc}); it runs again on resume")
+                    f"({journal_exc.strerror or journal_exc}), so it runs again on resume")
         else:
-            kept = (f"this run's result is kept in {journal.path.name} and added by the next "
-                    "run on this store")
-        raise type(exc)(f"{exc}. The sweep stopped; {kept}") from None
+            kept = (f"this run's result is kept in {journal.path.name}, added by the next run "
+                    "on this store")
+        problem = getattr(exc, "problem", str(exc))
+        advice = getattr(exc, "advice", "Then run the same command again")
+        raise type(exc)(f"{problem}. The sweep stopped: every run committed before is intact "
+                        f"and {kept}. {advice}") from None
 
 
 def _task(

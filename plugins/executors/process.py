@@ -229,6 +229,9 @@ class ProcessPoolExecutor(Executor):
                             pass
                 if not slots:
                     break
+                for slot in slots:  # before waiting: a worker may die before the next look
+                    if slot.busy:
+                        slot.peak_mb = _peak_rss_mb(slot.process.pid, slot.peak_mb)
                 waitables = [s.conn for s in slots] + [s.process.sentinel for s in slots]
                 wait(waitables, timeout=_next_wakeup(slots))
                 for index, slot in enumerate(slots):
