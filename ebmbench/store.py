@@ -280,7 +280,15 @@ def _inspect(path: Path, *, allow_new: bool) -> int:
     except sqlite3.Error as exc:
         raise _failure(path, exc, "open") from None
     try:
-        return _check_schema(path, db, allow_new=allow_new)
+        version = _check_schema(path, db, allow_new=allow_new)
+        if allow_new and version:
+            # Before a sweep adds to it: a damaged page found only when a row is written
+            # would stop the sweep after work was done. quick_check reads every page once.
+            problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if problem != "ok":
+                problem = " ".join(problem.replace("*** in database main ***", "").split())
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {problem}")
+        return version
     except sqlite3.DatabaseError as exc:
         if _code(exc) == _NOTADB:
             raise _not_a_store(path, "not an SQLite database") from None

@@ -105,7 +105,13 @@ def run_sweep(
         key.split(".", 2)[2]: value for key, value in selection.overrides.items()
         if key.startswith((f"executor.{executor}.", "executor.*."))
     }
-    given.update(executor_params or {})
+    for name, value in (executor_params or {}).items():
+        if name in given and given[name] != value:
+            raise UserError(
+                f"executor {executor!r} parameter {name!r} is given twice, {shown(given[name])} by "
+                f"--set and {shown(value)} by an option (--workers, --address): give it once"
+            )
+        given[name] = value
     executor_obj = executor_cls(budget=selection.budget, **given)
     # Workers may run elsewhere (another process, a cluster node): give them an absolute path.
     results = Path(results).resolve()
