@@ -88,6 +88,7 @@ def check_seeds(seeds: Any, *, what: str = "seeds") -> tuple[int, ...]:
     if not isinstance(seeds, Iterable) or isinstance(seeds, Mapping):
         raise UserError(f"bad {what} {shown(seeds)}: give a list of integer seeds, e.g. [0, 1, 2]")
     out: list[int] = []
+    seen: set[int] = set()
     for seed in seeds:
         if isinstance(seed, bool):
             raise UserError(f"bad {what}: {seed!r} is not a seed; seeds are integers ≥ 0")
@@ -97,8 +98,9 @@ def check_seeds(seeds: Any, *, what: str = "seeds") -> tuple[int, ...]:
             raise UserError(f"bad {what}: {shown(seed)} is not a seed; seeds are integers ≥ 0") from None
         if not 0 <= value <= MAX_SEED:
             raise UserError(f"bad {what}: seed {value} is outside [0, {MAX_SEED}]")
-        if value in out:
+        if value in seen:
             raise UserError(f"bad {what}: seed {value} is given twice (each seed runs once)")
+        seen.add(value)
         out.append(value)
     if not out:
         raise UserError(f"bad {what}: no seeds selected; give at least one, e.g. --seeds 0")
