@@ -333,6 +333,14 @@ class ResultStore:
         path = Path(path)
         if path.exists():
             _inspect(path, allow_new=True)
+            # SQLite would open it read-only and fail later, or fail to make its -wal file.
+            for needed in (path, path.parent):
+                if not os.access(needed, os.W_OK):
+                    raise UserError(
+                        f"cannot write the results store {str(path)!r}: {str(needed)!r} is "
+                        "read-only. Give a writable --results, or copy the store somewhere "
+                        "writable (reading it works: export, leaderboard)"
+                    )
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
