@@ -75,10 +75,10 @@ def check_seeds(seeds: Any, *, what: str = "seeds") -> tuple[int, ...]:
 
     >>> check_seeds([2, 0])
     (2, 0)
-    >>> check_seeds(5)
+    >>> check_seeds(5)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ebmbench.errors.UserError: bad seeds 5: give a list of seeds, e.g. [5] for seed 5 or range(5) for seeds 0-4
+    ebmbench.errors.UserError: bad seeds 5: give a list of seeds, e.g. [5] for seed 5 or ...
     """
     if isinstance(seeds, str):
         return parse_seeds(seeds, option="seeds")

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 import ebmbench
-from ebmbench import EnvironmentFailure, UserError, store as store_module
+from ebmbench import EnvironmentFailure, UserError
+from ebmbench import store as store_module
 from ebmbench.cli import main
 from ebmbench.grid import RunSpec
 from ebmbench.journal import RESERVE_BYTES, PendingRows
