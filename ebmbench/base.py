@@ -461,6 +461,12 @@ class Executor(Plugin, ABC):
 
     ``fn`` is a picklable top-level function returning an iterable of results; an
     executor yields every result of every task, in any order, as tasks finish.
+
+    A sweep hands ``tasks`` as a sized iterable that claims each task in the store when it
+    is taken (``ebmbench.leases.ClaimingTasks``): an executor that takes a task only when it
+    can start it lets overlapping sweeps on one store split the work. ``len(tasks)`` is an
+    upper bound (a task whose runs another sweep holds is skipped); indexing it claims
+    every task at once.
     """
 
     kind: ClassVar[str] = "executor"

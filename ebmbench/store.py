@@ -267,7 +267,7 @@ def _check_schema(path: Path, db: sqlite3.Connection, *, allow_new: bool) -> int
     return version
 
 
-def _inspect(path: Path, *, allow_new: bool) -> int:
+def _inspect(path: Path, *, allow_new: bool, verify: bool = False) -> int:
     """Check, read-only, that ``path`` is an ebmbench store (or may become one)."""
     if path.is_dir():
         raise UserError(f"the results store {str(path)!r} is a folder; give a file path")
@@ -281,7 +281,7 @@ def _inspect(path: Path, *, allow_new: bool) -> int:
         raise _failure(path, exc, "open") from None
     try:
         version = _check_schema(path, db, allow_new=allow_new)
-        if allow_new and version:
+        if verify and version:
             # Before a sweep adds to it: a damaged page found only when a row is written
             # would stop the sweep after work was done. quick_check reads every page once.
             problem = db.execute("PRAGMA quick_check(1)").fetchone()[0]
@@ -318,7 +318,8 @@ class ResultStore:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, on_wait: Callable[[str], None] | None = None
+        cls, path: str | Path, *, on_wait: Callable[[str], None] | None = None,
+        verify: bool = True,
     ) -> ResultStore:
         """Open ``path`` for writing, creating it (and its folder) if needed.
 
@@ -329,10 +330,12 @@ class ResultStore:
             path: The store.
             on_wait: Told once, in one line, when the store is busy and the store starts
                 waiting for it (default: printed on stderr).
+            verify: Check every page of an existing store first (``PRAGMA quick_check``),
+                so that a damaged store is refused before a sweep does any work.
         """
         path = Path(path)
         if path.exists():
-            _inspect(path, allow_new=True)
+            _inspect(path, allow_new=True, verify=verify)
             # SQLite would open it read-only and fail later, or fail to make its -wal file.
             for needed in (path, path.parent):
                 if not os.access(needed, os.W_OK):

@@ -192,7 +192,9 @@ class ProcessPoolExecutor(Executor):
 
         cores = usable_cpu_cores()
         workers = self.hparams["workers"] or cores
-        workers = max(1, min(workers, len(tasks)))  # len: an upper bound on the tasks
+        if hasattr(tasks, "__len__"):  # an upper bound on the tasks to come
+            workers = min(workers, len(tasks))
+        workers = max(1, workers)
         threads = self.hparams["threads"] or max(1, cores // workers)
         # Every task of a sweep has the same plugin folders and device.
         plugins_dirs = sorted(set(first.plugins_dirs)) if isinstance(first, Task) else []
