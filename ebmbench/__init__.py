@@ -36,7 +36,7 @@ from .base import (
     TrainContext,
 )
 from .device import default_workers, usable_cpu_cores
-from .errors import PluginError, UserError
+from .errors import EnvironmentFailure, PluginError, UserError
 from .flows import flow_rsample, standardised_maf
 from .functional import energy_and_score, frozen_parameters
 from .grid import RunSpec, Task, hard_time_limit, portable_task
@@ -141,6 +141,7 @@ __all__ = [
     "uniform_grid_2d",
     # errors
     "UserError",
+    "EnvironmentFailure",
     "PluginError",
     # API
     "list_plugins",

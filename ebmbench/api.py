@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import pandas as pd
 
 from .base import Architecture, Dataset, Executor, Method, Metric, Sampler
+from .errors import UserError, shown
+from .inputs import check_overrides, check_seeds, check_timeout, name_list
 from .plugins import get_plugin_manager
 
 __all__ = [
@@ -35,10 +38,15 @@ def list_plugins(kind: str) -> list[str]:
     >>> "dsm" in list_plugins("method")
     True
     """
+    if not isinstance(kind, str):
+        raise UserError(f"bad plugin kind {shown(kind)}: give one of method, sampler, "
+                        "architecture, dataset, metric, executor")
     return get_plugin_manager().registry(kind).names()
 
 
 def _get(kind: str, name: str, budget: str, params: dict[str, Any]) -> Any:
+    """An instance of plugin ``name``; every value is checked against its ``Param`` (type
+    and bounds), so a bad one is a :class:`UserError` naming it."""
     cls = get_plugin_manager().info(kind, name).cls
     return cls(budget=budget, **params)
 
@@ -81,7 +89,7 @@ def run(
     architectures: Sequence[str] | None = None,
     datasets: Sequence[str] | None = None,
     metrics: Sequence[str] | None = None,
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] | str = (0,),
     budget: str = "quick",
     device: str = "auto",
     timeout: float | None = None,
@@ -96,11 +104,15 @@ def run(
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 
-    Each of ``methods``, ``samplers``, ``architectures`` and ``datasets`` is a list of
-    plugin names; ``None`` means all registered ones (``all=True`` says so explicitly).
-    ``overrides`` maps ``"kind.name.param"`` to a value, as ``--set`` does. Results are
-    written to the SQLite store at ``results`` as each run ends; finished runs already in
-    the store are not run again.
+    Each of ``methods``, ``samplers``, ``architectures``, ``datasets`` and ``metrics`` is a
+    list of plugin names, or one name as a string (``"dsm"``; ``"dsm,nce"`` is two, as on
+    the command line); ``None`` means all registered ones. ``all=True`` says so for every
+    kind not named, as ``--all`` does. ``seeds`` is a list of distinct integers ≥ 0 (or a
+    string such as ``"0-4"``); a bare integer is refused, since ``seeds=5`` could mean seed
+    5 or five seeds. ``overrides`` maps ``"kind.name.param"`` to a value, as ``--set``
+    does. Every value is checked before any run starts: a bad one is a
+    :class:`~ebmbench.UserError` naming it. Results are written to the SQLite store at
+    ``results`` as each run ends; finished runs already in the store are not run again.
 
     ``tune=N`` first runs N tuning trials per study (same N and compute for every method,
     scored on the validation split; see :mod:`ebmbench.tuning`), then the seeds with each
@@ -111,17 +123,31 @@ def run(
     """
     from .sweep import Selection, run_sweep
 
+    if not isinstance(all, bool):
+        raise UserError(f"bad all {shown(all)}: give True or False")
+    if not isinstance(results, (str, os.PathLike)):
+        raise UserError(f"bad results {shown(results)}: give the path of the results store")
+    if not isinstance(progress, bool):
+        raise UserError(f"bad progress {shown(progress)}: give True or False")
+    if executor_params is not None and not isinstance(executor_params, Mapping):
+        raise UserError(f"bad executor_params {shown(executor_params)}: give a dict")
+    if train_flops is not None and (
+        isinstance(train_flops, bool) or not isinstance(train_flops, (int, float))
+        or not math.isfinite(train_flops) or train_flops <= 0
+    ):
+        raise UserError(f"bad train_flops {shown(train_flops)}: give a finite number > 0, or None")
     selection = Selection(
-        methods=None if all else methods,
-        samplers=None if all else samplers,
-        architectures=None if all else architectures,
-        datasets=None if all else datasets,
-        metrics=metrics,
-        seeds=tuple(seeds),
+        methods=name_list("method", methods),
+        samplers=name_list("sampler", samplers),
+        architectures=name_list("architecture", architectures),
+        datasets=name_list("dataset", datasets),
+        metrics=name_list("metric", metrics),
+        seeds=check_seeds(seeds),
         budget=budget,
-        overrides=dict(overrides or {}),
+        overrides=check_overrides(overrides),
         train_flops=train_flops,
     )
+    timeout = check_timeout(timeout)
     report = run_sweep(
         selection,
         results=Path(results),
@@ -143,4 +169,6 @@ def load_results(path: str | os.PathLike[str] = DEFAULT_RESULTS) -> pd.DataFrame
     the same frame."""
     from .store import read_results
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(f"bad path {shown(path)}: give the path of a results store or export")
     return read_results(Path(path))

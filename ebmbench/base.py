@@ -159,8 +159,8 @@ class ToyDensity(Dataset):
 
     data_kind: ClassVar[str] = "vector"
     params: ClassVar[dict[str, Param]] = {
-        "n_train": Param(10_000, "training-set size", smoke=1_000),
-        "n_test": Param(5_000, "held-out set size", smoke=1_000),
+        "n_train": Param(10_000, "training-set size", smoke=1_000, low=1),
+        "n_test": Param(5_000, "held-out set size", smoke=1_000, low=1),
     }
 
     #: Dimension of x.
@@ -483,6 +483,12 @@ class Executor(Plugin, ABC):
 
     ``fn`` is a picklable top-level function returning an iterable of results; an
     executor yields every result of every task, in any order, as tasks finish.
+
+    A sweep hands ``tasks`` as a sized iterable that claims each task in the store when it
+    is taken (``ebmbench.leases.ClaimingTasks``): an executor that takes a task only when it
+    can start it lets overlapping sweeps on one store split the work. ``len(tasks)`` is an
+    upper bound (a task whose runs another sweep holds is skipped); indexing it claims
+    every task at once.
     """
 
     kind: ClassVar[str] = "executor"

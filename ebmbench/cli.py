@@ -1,7 +1,9 @@
 """The ``ebmbench`` command line: list, run, leaderboard, export, data, new-plugin.
 
 User errors (unknown names, bad values, missing files) print one short message naming the
-bad value and the valid choices, and exit with code 2, never with a traceback.
+bad value and the valid choices, and exit with code 2, never with a traceback. A failing
+environment (a full disk, an I/O error) prints one line naming the file and what to do,
+and exits with code 1.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import click
 
 from .api import DEFAULT_RESULTS
 from .device import DEVICES, default_workers
-from .errors import UserError, unknown_choice
+from .errors import EnvironmentFailure, UserError, unknown_choice
+from .inputs import parse_seeds, parse_timeout, parse_workers
 from .params import BUDGETS
 from .plugins import add_plugins_dir, get_plugin_manager
 
@@ -27,16 +30,6 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
     """``--method a,b --method c`` → ``["a", "b", "c"]``; nothing given → None (all)."""
     names = [n.strip() for v in values for n in v.split(",") if n.strip()]
     return names or None
-
-
-def _seeds(raw: str) -> tuple[int, ...]:
-    try:
-        if "-" in raw and "," not in raw:
-            lo, hi = raw.split("-")
-            return tuple(range(int(lo), int(hi) + 1))
-        return tuple(int(s) for s in raw.split(",") if s.strip())
-    except ValueError:
-        raise UserError(f"bad --seeds {raw!r}: give integers like 0,1,2 or a range 0-4") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,17 +90,19 @@ def _describe_params(params: dict[str, Any]) -> str:
 
 
 @cli.command("run")
-@click.option("--all", "run_all", is_flag=True, help="Every compatible combination of every plugin.")
+@click.option("--all", "run_all", is_flag=True,
+              help="Every plugin of every kind not named by --method/--sampler/--architecture/"
+                   "--dataset.")
 @click.option("--method", "methods", multiple=True, metavar="A,B", help="Methods to run.")
 @click.option("--sampler", "samplers", multiple=True, metavar="A,B", help="Samplers to run.")
 @click.option("--architecture", "architectures", multiple=True, metavar="A,B", help="Energies.")
 @click.option("--dataset", "datasets", multiple=True, metavar="A,B", help="Datasets.")
 @click.option("--metric", "metrics", multiple=True, metavar="A,B", help="Metrics (default: all).")
-@click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-4.")
+@click.option("--seeds", default="0", show_default=True, help="Seeds: 0,1,2 or 0-4 or 0-2,7.")
 @click.option("--budget", type=click.Choice(BUDGETS), default="quick", show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help="auto takes CUDA when present.")
-@click.option("--timeout", type=float, default=None, help="Seconds allowed per run.")
+@click.option("--timeout", default=None, help="Seconds allowed per run (a number > 0).")
 @click.option("--set", "overrides", multiple=True, metavar="KIND.NAME.PARAM=VALUE",
               help="Override a hyper-parameter; NAME may be * (repeatable).")
 @click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
@@ -115,7 +110,7 @@ def _describe_params(params: dict[str, Any]) -> str:
 @click.option("--executor", default=None,
               help="Executor plugin [default: process with several workers, local with one; "
                    "ray with --address].")
-@click.option("--workers", type=click.IntRange(min=1), default=None, envvar="EBMBENCH_WORKERS",
+@click.option("--workers", default=None, envvar="EBMBENCH_WORKERS",
               help="Worker processes [default: one per CPU core when running on the CPU, "
                    "else 1; 1 runs in this process]. Env: EBMBENCH_WORKERS.")
 @click.option("--address", default=None, help="The Ray cluster to join (executor ray).")
@@ -136,8 +131,8 @@ def _describe_params(params: dict[str, Any]) -> str:
 def run_command(
     run_all: bool, methods: tuple[str, ...], samplers: tuple[str, ...],
     architectures: tuple[str, ...], datasets: tuple[str, ...], metrics: tuple[str, ...],
-    seeds: str, budget: str, device: str, timeout: float | None, overrides: tuple[str, ...],
-    results: str, executor: str | None, workers: int | None, address: str | None,
+    seeds: str, budget: str, device: str, timeout: str | None, overrides: tuple[str, ...],
+    results: str, executor: str | None, workers: str | None, address: str | None,
     data_dir: str | None,
     fid_weights: str | None, tune: int, train_flops: float | None, retry_failed: bool,
     leaderboard_out: str | None, no_leaderboard: bool, progress: bool,
@@ -147,65 +142,105 @@ def run_command(
     Finished runs already in the results store are not run again, so the same command
     resumes an interrupted sweep.
     """
-    from .grid import Selection, parse_overrides
+    from .grid import Selection
+    from .inputs import parse_overrides
     from .sweep import run_sweep
 
     chosen = {"method": methods, "sampler": samplers, "architecture": architectures,
               "dataset": datasets}
     if not run_all and not any(chosen.values()):
         raise UserError("say what to run: --all, or some of --method/--sampler/--architecture/--dataset")
+    seed_list = parse_seeds(seeds)
+    time_limit = parse_timeout(timeout)
+    source = click.get_current_context().get_parameter_source("workers")
+    from_env = source is click.core.ParameterSource.ENVIRONMENT
+    worker_count = parse_workers(
+        workers, source="environment variable EBMBENCH_WORKERS" if from_env else "--workers")
     sets = parse_overrides(overrides)
+    implied: dict[str, Any] = {}
     if data_dir is not None:
-        sets.setdefault("dataset.*.data_dir", data_dir)
+        implied["dataset.*.data_dir"] = data_dir
     if fid_weights is not None:
         if not Path(fid_weights).is_file():
             raise UserError(f"--fid-weights {fid_weights!r}: no such file")
-        sets.setdefault("metric.*.inception_weights", fid_weights)
+        implied["metric.*.inception_weights"] = fid_weights
     if executor is not None or address is not None:
         # EBMBENCH_WORKERS only sizes the default executor, never one chosen by name.
-        source = click.get_current_context().get_parameter_source("workers")
-        if source is click.core.ParameterSource.ENVIRONMENT:
-            workers = None
-    elif workers is None:
-        workers = default_workers(device)
+        if from_env:
+            worker_count = None
+    elif worker_count is None:
+        worker_count = default_workers(device)
     if executor is None:
-        executor = "ray" if address else "process" if (workers or 1) > 1 else "local"
+        executor = "ray" if address else "process" if (worker_count or 1) > 1 else "local"
     executor_params: dict[str, Any] = {}
-    if workers is not None and not (executor == "local" and workers == 1):
-        executor_params["workers"] = workers
+    if worker_count is not None and not (executor == "local" and worker_count == 1):
+        executor_params["workers"] = worker_count
     if address is not None:
         executor_params["address"] = address
+    # --all means every plugin of the kinds not named: `--all --dataset two_moons` runs
+    # every method, sampler and architecture on two_moons (naming a kind narrows it).
     selection = Selection(
-        methods=None if run_all else _split(methods),
-        samplers=None if run_all else _split(samplers),
-        architectures=None if run_all else _split(architectures),
-        datasets=None if run_all else _split(datasets),
+        methods=_split(methods),
+        samplers=_split(samplers),
+        architectures=_split(architectures),
+        datasets=_split(datasets),
         metrics=_split(metrics),
-        seeds=_seeds(seeds),
+        seeds=seed_list,
         budget=budget,
         overrides=sets,
         train_flops=train_flops,
+        where_declared=implied,
     )
-    report = run_sweep(
-        selection, results=Path(results), device=device, timeout=timeout, executor=executor,
-        executor_params=executor_params, retry_failed=retry_failed, progress=progress,
-        tune=tune,
-    )
+    _report_broken_plugins()
+    try:
+        report = run_sweep(
+            selection, results=Path(results), device=device, timeout=time_limit,
+            executor=executor, executor_params=executor_params, retry_failed=retry_failed,
+            progress=progress, notify=lambda message: click.echo(message, err=True), tune=tune,
+        )
+    except KeyboardInterrupt:
+        click.echo(f"\nInterrupted. Every finished run is saved in {results}; run the same "
+                   "command again to resume.", err=True)
+        sys.exit(130)
     _print_summary(report)
     if not no_leaderboard and len(report.frame):
         from .leaderboard import write_leaderboards
 
         out = Path(leaderboard_out) if leaderboard_out else Path(results).parent / "leaderboards"
-        written = write_leaderboards(Path(results), out)
+        written = _writing(out, lambda: write_leaderboards(Path(results), out))
         click.echo(f"leaderboard: {out / 'README.md'} ({len(written) - 1} dataset tables)")
+
+
+def _report_broken_plugins() -> None:
+    """One line on stderr per plugin that failed to load (``ebmbench list`` shows more)."""
+    pm = get_plugin_manager()
+    pm.load()
+    for broken in pm.broken:
+        click.echo(f"warning: plugin {broken.line()}", err=True)
+
+
+def _writing(out: Path, write: Any) -> Any:
+    """Run ``write()``, which writes into ``out``; a file-system refusal is one line."""
+    import errno
+
+    try:
+        return write()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        where = exc.filename or out
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            raise EnvironmentFailure(f"cannot write {str(where)!r}: {reason}. Free some space, "
+                                     "then try again") from None
+        raise UserError(f"cannot write {str(where)!r}: {reason}. Choose another --out") from None
 
 
 def _print_summary(report: Any) -> None:
     counts = report.counts
     parts = ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed", "timeout", "skipped"))
+    others = f", {report.by_others} run by another sweep" if report.by_others else ""
     click.echo(
         f"{len(report.frame)} runs: {parts} "
-        f"({report.ran} run now, {report.resumed} already in {report.results})"
+        f"({report.ran} run now, {report.resumed} already in {report.results}{others})"
     )
     if report.trials:
         click.echo(f"tuning: {report.trials} trials in the store (not ranked; see docs/protocol.md)")
@@ -237,7 +272,7 @@ def leaderboard_command(results: str, out: str, check: bool) -> None:
             sys.exit(1)
         click.echo(f"{out} matches {results}")
         return
-    written = write_leaderboards(Path(results), Path(out))
+    written = _writing(Path(out), lambda: write_leaderboards(Path(results), Path(out)))
     for path in written:
         click.echo(str(path))
 
@@ -307,7 +342,7 @@ def export_command(results: str, fmt: str, output: str | None) -> None:
     from .store import ResultStore
 
     target = Path(output) if output else Path(results).with_suffix(f".{fmt}")
-    with ResultStore.open_existing(results) as store:
+    with ResultStore.open_existing(results) as store:  # read-only: export writes only target
         click.echo(str(store.export(fmt, target)))
 
 
@@ -318,6 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except EnvironmentFailure as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

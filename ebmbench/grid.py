@@ -18,17 +18,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import Combination, Plugin
-from .errors import UserError, unknown_choice
+from .errors import UserError, shown
+from .inputs import OVERRIDE_KINDS, check_override_key, check_seeds, name_list, parse_overrides
 from .params import check_budget
 from .plugins import PluginManager, get_plugin_manager
 
 __all__ = [
     "Selection", "RunSpec", "Task", "expand", "group_tasks", "parse_overrides",
-    "hard_time_limit", "portable_task",
+    "check_overrides_reach", "hard_time_limit", "portable_task", "OVERRIDE_KINDS",
 ]
 
 _GRID_KINDS = ("method", "sampler", "architecture", "dataset")
-_OVERRIDE_KINDS = ("method", "sampler", "architecture", "dataset", "metric", "executor")
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,14 @@ class Selection:
     seeds: tuple[int, ...] = (0,)
     budget: str = "quick"
     #: ``"kind.name.param"`` → value; ``name`` may be ``*`` for every selected plugin of
-    #: that kind which declares ``param``.
+    #: that kind which declares ``param``. Each must reach a selected plugin: one naming a
+    #: plugin that is not selected, or a ``*`` that no selected plugin declares, is an error.
     overrides: dict[str, Any] = field(default_factory=dict)
     #: Training FLOPs per run, overriding the budget's (see :mod:`ebmbench.budgets`).
     train_flops: float | None = None
+    #: ``"kind.*.param"`` → value, set on the selected plugins that declare ``param`` and
+    #: on no other, never an error (what ``--data-dir`` and ``--fid-weights`` set).
+    where_declared: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,30 +165,14 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def parse_overrides(items: Iterable[str]) -> dict[str, str]:
-    """Parse ``--set kind.name.param=value`` strings.
-
-    >>> parse_overrides(["method.dsm.sigma=0.5"])
-    {'method.dsm.sigma': '0.5'}
-    """
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key.count(".") != 2:
-            raise UserError(f"bad --set {item!r}: expected kind.name.param=value")
-        kind = key.split(".", 1)[0]
-        if kind not in _OVERRIDE_KINDS:
-            raise UserError(
-                f"bad --set {item!r}: unknown kind {kind!r}. Valid kinds: {', '.join(_OVERRIDE_KINDS)}"
-            )
-        out[key] = value
-    return out
-
-
 def _overrides_for(
     selection: Selection, kind: str, name: str, declared: dict[str, Any]
 ) -> dict[str, Any]:
     given: dict[str, Any] = {}
+    for key, value in selection.where_declared.items():
+        k, n, param = key.split(".", 2)
+        if k == kind and n in ("*", name) and param in declared:
+            given[param] = value
     for key, value in selection.overrides.items():
         k, n, param = key.split(".", 2)
         if k != kind:
@@ -194,23 +182,36 @@ def _overrides_for(
     return given
 
 
-def _names(pm: PluginManager, kind: str, chosen: Sequence[str] | None) -> list[str]:
-    registry = pm.registry(kind)
+def _names(pm: PluginManager, kind: str, chosen: Sequence[str] | str | None) -> list[str]:
     if chosen is None:
-        return registry.names()
-    names = list(dict.fromkeys(chosen))
+        return pm.registry(kind).names()
+    names = list(dict.fromkeys(name_list(kind, chosen) or []))
     for name in names:
-        registry.get(name)  # raises a "did you mean" UserError
+        pm.info(kind, name)  # a "did you mean" UserError, listing plugins that failed to load
     return names
 
 
-def _check_override_names(pm: PluginManager, selection: Selection) -> None:
-    for key in selection.overrides:
-        kind, name, _ = key.split(".", 2)
-        if name != "*":
-            registry = pm.registry(kind)
-            if name not in registry:
-                raise unknown_choice(kind, name, registry.names())
+def check_overrides_reach(
+    pm: PluginManager, overrides: dict[str, Any], kind: str, selected: Sequence[str]
+) -> None:
+    """Refuse an override of ``kind`` that would be silently ignored: one naming a plugin
+    that is not selected, or a ``*`` whose parameter no selected plugin declares."""
+    for key in overrides:
+        k, name, param = key.split(".", 2)
+        if k != kind:
+            continue
+        if name == "*":
+            if not any(param in pm.info(kind, n).cls.params for n in selected):
+                raise UserError(
+                    f"--set {shown(key)}: no selected {kind} has a parameter {shown(param)} "
+                    f"(selected {kind}s: {', '.join(selected) or 'none'})"
+                )
+        elif name not in selected:
+            pm.info(kind, name)  # an unknown name: "did you mean"
+            raise UserError(
+                f"--set {shown(key)}: {kind} {name!r} is not selected, so the value would be "
+                f"ignored. Selected {kind}s: {', '.join(selected) or 'none'}"
+            )
 
 
 def instantiate(
@@ -225,7 +226,15 @@ def instantiate(
     cls = pm.info(kind, name).cls
     given = {k: v for k, v in (defaults or {}).items() if k in cls.params}
     given.update(_overrides_for(selection, kind, name, cls.params))
-    return cls(budget=selection.budget, **given)
+    try:
+        return cls(budget=selection.budget, **given)
+    except UserError:
+        raise
+    except Exception as exc:  # a check in the plugin's constructor (a combination of values)
+        raise UserError(
+            f"{kind} {name!r} refused its hyper-parameters {shown(given, 200)}: "
+            f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        ) from None
 
 
 def expand(
@@ -238,9 +247,9 @@ def expand(
     """
     pm = pm or get_plugin_manager()
     check_budget(selection.budget)
-    _check_override_names(pm, selection)
-    if not selection.seeds:
-        raise UserError("no seeds selected: give at least one, e.g. --seeds 0")
+    seeds = check_seeds(selection.seeds)
+    for key in [*selection.overrides, *selection.where_declared]:
+        check_override_key(key)
     names = {
         "method": _names(pm, "method", selection.methods),
         "sampler": _names(pm, "sampler", selection.samplers),
@@ -250,14 +259,14 @@ def expand(
     for kind, chosen in names.items():
         if not chosen:
             raise UserError(f"no {kind} is selected or registered; see `ebmbench list {kind}`")
+    metric_names = _names(pm, "metric", selection.metrics)
+    for kind, chosen in [*names.items(), ("metric", metric_names)]:
+        check_overrides_reach(pm, selection.overrides, kind, chosen)
     plugins = {
         kind: {n: instantiate(pm, kind, n, selection) for n in chosen}
         for kind, chosen in names.items()
     }
-    metrics = {
-        n: instantiate(pm, "metric", n, selection).hparams
-        for n in _names(pm, "metric", selection.metrics)
-    }
+    metrics = {n: instantiate(pm, "metric", n, selection).hparams for n in metric_names}
     specs = []
     for dataset in plugins["dataset"].values():
         tuned = type(dataset).method_defaults.get(selection.budget)
@@ -273,7 +282,7 @@ def expand(
                          if (r := p.incompatibility(combo))),
                         None,
                     )
-                    for seed in selection.seeds:
+                    for seed in seeds:
                         specs.append(
                             RunSpec(
                                 method=method.name,

@@ -347,8 +347,9 @@ def step_size_params(
         params |= {
             "adapt": Param("global", "warm-up adaptation of ε: none, global or per_chain",
                            choices=ADAPT_MODES),
+            # Bounds are inclusive, and a target of 1 would drive ε to 0.
             "target_accept": Param(target_accept, "target acceptance rate for adaptation",
-                                   positive=True, high=1),
+                                   positive=True, high=0.99),
             "warmup": Param(0, "steps that adapt ε (then it is frozen); 0 = no adaptation", low=0),
         }
     return params | {

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, shown
 from .search_space import Search
 
 __all__ = ["Param", "BUDGETS", "check_budget", "resolve_params"]
@@ -32,12 +32,6 @@ def check_budget(budget: str) -> str:
     if not isinstance(budget, str) or budget not in BUDGETS:
         raise UserError(f"unknown budget {budget!r}. Valid budgets: {', '.join(BUDGETS)}")
     return budget
-
-
-def _shown(raw: Any, limit: int = 60) -> str:
-    """``repr(raw)``, cut short: a 100 000-character value is not echoed in full."""
-    text = repr(raw)
-    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
 @dataclass(frozen=True)
@@ -149,7 +143,7 @@ class Param:
 
     def _convert(self, raw: Any, name: str) -> Any:
         kind = self.value_type
-        bad = UserError(f"bad value {_shown(raw)} for {name}: expected {kind.__name__}")
+        bad = UserError(f"bad value {shown(raw)} for {name}: expected {kind.__name__}")
         if isinstance(raw, str) and kind is not str:
             try:
                 if kind is bool:
@@ -199,8 +193,8 @@ class Param:
         if problem is not None:
             if self.choices is not None:
                 valid = ", ".join(map(str, self.choices))
-                raise UserError(f"bad value {_shown(raw)} for {name}. Valid choices: {valid}")
-            raise UserError(f"bad value {_shown(raw)} for {name}: {problem}")
+                raise UserError(f"bad value {shown(raw)} for {name}. Valid choices: {valid}")
+            raise UserError(f"bad value {shown(raw)} for {name}: {problem}")
         return value
 
 
@@ -222,6 +216,6 @@ def resolve_params(
     for name, raw in (given or {}).items():
         if name not in declared:
             valid = ", ".join(sorted(declared)) or "(it has none)"
-            raise UserError(f"{owner} has no parameter {_shown(name)}. Its parameters: {valid}")
+            raise UserError(f"{owner} has no parameter {shown(name)}. Its parameters: {valid}")
         values[name] = declared[name].coerce(raw, name=f"{owner}.{name}")
     return values

@@ -9,8 +9,11 @@ Sources, in order:
 2. loose ``.py`` files in every ``--plugins-dir`` folder.
 3. objects passed to :func:`register_plugin` (tests, notebooks).
 
-Nothing is imported until a registry is first needed. A plugin that fails to import or
-whose hook raises is recorded in :attr:`PluginManager.broken` and never stops the host.
+Nothing is imported until a registry is first needed. A plugin that fails to import (even
+by calling ``sys.exit``) or whose hook raises is recorded in :attr:`PluginManager.broken`
+and never stops the host; ``ebmbench run`` prints one line per such plugin, and an
+unknown-name error lists them. ``EBMBENCH_LOAD_PLUGINS`` naming a distribution that has
+no ebmbench plugins is a :class:`~ebmbench.UserError`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import hashlib
 import importlib.metadata as importlib_metadata
 import importlib.util
 import os
+import re
 import sys
 import traceback
 from dataclasses import dataclass
@@ -30,8 +34,8 @@ import pluggy
 
 from . import hookspecs
 from .base import PLUGIN_KINDS, Plugin
-from .errors import UserError
-from .registry import PluginInfo, Registry
+from .errors import UserError, shown
+from .registry import NameCollision, PluginInfo, Registry
 
 __all__ = [
     "PluginManager",
@@ -47,6 +51,16 @@ __all__ = [
 ENV_LOAD_PLUGINS = "EBMBENCH_LOAD_PLUGINS"
 ENV_DISABLE_AUTOLOAD = "EBMBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
+#: What a plugin may raise while it is imported or registers, and still be only "broken":
+#: ``SystemExit`` too (a module calling ``sys.exit`` at import must not end the host);
+#: never ``KeyboardInterrupt``.
+_LOAD_FAILURES = (Exception, SystemExit)
+
+
+def _dist_key(name: str) -> str:
+    """A distribution name normalised as packaging does (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
 
 @dataclass(frozen=True)
 class BrokenPlugin:
@@ -56,6 +70,13 @@ class BrokenPlugin:
     source: str
     error: str
     traceback: str
+
+    def line(self, limit: int = 160) -> str:
+        """One line for a terminal: the plugin, where it comes from, its error cut short."""
+        error = " ".join(self.error.split())
+        if len(error) > limit:
+            error = error[: limit - 1] + "…"
+        return f"{self.name} ({self.source}): {error}"
 
 
 @dataclass(frozen=True)
@@ -107,29 +128,49 @@ class PluginManager:
         self._origins[id(plugin)] = origin
         return True
 
-    def _load_entry_points(self) -> list[object]:
+    def _entry_points(self) -> list[tuple[Any, str, str]]:
+        """The entry points to load, with their distribution's name and version.
+
+        Raises:
+            UserError: ``EBMBENCH_LOAD_PLUGINS`` names a distribution with no ebmbench
+                entry points (a typo would otherwise silently load nothing from it).
+        """
         if os.environ.get(ENV_DISABLE_AUTOLOAD):
             return []
-        wanted: set[str] | None = None
-        if ENV_LOAD_PLUGINS in os.environ:
-            raw = os.environ[ENV_LOAD_PLUGINS]
-            wanted = {d.strip().lower() for d in raw.split(",") if d.strip()}
-        loaded: list[object] = []
+        found: list[tuple[Any, str, str]] = []
         seen: set[tuple[str, str]] = set()
         for ep in importlib_metadata.entry_points(group=hookspecs.PROJECT_NAME):
             dist = ep.dist
             dist_name = dist.metadata["Name"] if dist is not None else "<unknown>"
             version = dist.version if dist is not None else "unknown"
-            key = (dist_name.lower(), ep.name)
+            key = (_dist_key(dist_name), ep.name)
             if key in seen:  # the same distribution visible twice on sys.path
                 continue
             seen.add(key)
-            if wanted is not None and dist_name.lower() not in wanted:
-                continue
+            found.append((ep, dist_name, version))
+        if ENV_LOAD_PLUGINS not in os.environ:
+            return found
+        raw = os.environ[ENV_LOAD_PLUGINS]
+        wanted = {_dist_key(d.strip()) for d in raw.split(",") if d.strip()}
+        installed = {_dist_key(name): name for _, name, _ in found}
+        unknown = sorted(wanted - set(installed))
+        if unknown:
+            valid = ", ".join(sorted(installed.values())) or "(none)"
+            raise UserError(
+                f"bad environment variable {ENV_LOAD_PLUGINS} {shown(raw)}: {shown(unknown[0])} "
+                f"is not an installed distribution with ebmbench plugins. Installed: {valid}"
+            )
+        return [item for item in found if _dist_key(item[1]) in wanted]
+
+    def _load_entry_points(
+        self, entry_points: list[tuple[Any, str, str]] | None = None
+    ) -> list[object]:
+        loaded: list[object] = []
+        for ep, dist_name, version in self._entry_points() if entry_points is None else entry_points:
             label = f"{dist_name}:{ep.name}"
             try:
                 plugin = ep.load()
-            except Exception as exc:
+            except _LOAD_FAILURES as exc:
                 self._record_broken(label, dist_name, exc)
                 continue
             if self._register(plugin, label, _Origin(dist_name, version)):
@@ -143,7 +184,7 @@ class PluginManager:
             module_name = f"ebmbench_plugins_dir_{digest}_{path.stem}"
             try:
                 module = _import_file(module_name, path)
-            except Exception as exc:
+            except _LOAD_FAILURES as exc:
                 self._record_broken(path.name, str(path), exc)
                 continue
             if self._register(module, str(path), _Origin(str(path), "local")):
@@ -156,6 +197,7 @@ class PluginManager:
         """Load every source once; later calls do nothing."""
         if self._loaded:
             return
+        self._entry_points()  # a bad EBMBENCH_LOAD_PLUGINS raises before anything loads
         self._loaded = True
         plugins = [p for p in self.pm.get_plugins() if id(p) in self._origins]
         plugins += self._load_entry_points()
@@ -175,18 +217,27 @@ class PluginManager:
                 origin = self._origins.get(id(impl.plugin), _Origin("<unknown>", "unknown"))
 
                 def register(
-                    cls: type[Plugin], _o: _Origin = origin, _r: Registry[Any] = registry
+                    cls: type[Plugin], _o: _Origin = origin, _r: Registry[Any] = registry,
+                    _name: str = impl.plugin_name,
                 ) -> None:
-                    _r.register(cls, source=_o.source, version=_o.version)
+                    try:
+                        _r.register(cls, source=_o.source, version=_o.version)
+                    except NameCollision as exc:
+                        # Recorded, and the hook goes on registering its other plugins;
+                        # the registry refuses the name when it is selected.
+                        self._record_broken(_name, _o.source, exc)
 
                 try:
                     impl.function(register=register)
-                except Exception as exc:
+                except _LOAD_FAILURES as exc:
                     self._record_broken(impl.plugin_name, origin.source, exc)
 
     def _record_broken(self, name: str, source: str, exc: BaseException) -> None:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        self.broken.append(BrokenPlugin(name, source, f"{type(exc).__name__}: {exc}", tb))
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, SystemExit):
+            error = f"SystemExit({exc.code!r}): it called sys.exit while being loaded"
+        self.broken.append(BrokenPlugin(name, source, error, tb))
 
     # ------------------------------------------------------------------ queries
 
@@ -199,7 +250,20 @@ class PluginManager:
         return self.registries[kind]
 
     def info(self, kind: str, name: str) -> PluginInfo[Any]:
-        return self.registry(kind).get(name)
+        """The plugin ``name`` of ``kind``; an unknown name's error also lists the plugins
+        that failed to load (one of them may be the one meant)."""
+        registry = self.registry(kind)
+        try:
+            return registry.get(name)
+        except UserError as exc:
+            if not self.broken or not isinstance(name, str) or name in registry:
+                raise
+            failed = "; ".join(b.line(limit=100) for b in self.broken[:3])
+            more = f" (and {len(self.broken) - 3} more)" if len(self.broken) > 3 else ""
+            raise UserError(
+                f"{exc}. {len(self.broken)} plugin(s) failed to load, which may be why: "
+                f"{failed}{more}; see `ebmbench list`"
+            ) from None
 
 
 def _import_file(module_name: str, path: Path) -> ModuleType:

@@ -12,13 +12,13 @@ import inspect
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .base import Metric, Plugin
-from .errors import PluginError, unknown_choice
+from .errors import PluginError, UserError, shown, unknown_choice
 from .params import Param
 
-__all__ = ["Registry", "PluginInfo"]
+__all__ = ["Registry", "PluginInfo", "NameCollision"]
 
 P = TypeVar("P", bound=Plugin)
 
@@ -45,6 +45,14 @@ class PluginInfo(Generic[P]):
         return self.cls.name
 
 
+class NameCollision(PluginError):
+    """Two plugins of one kind registered the same name: neither may run under it."""
+
+
+def _where(info: PluginInfo[Any]) -> str:
+    return f"{info.source} ({info.cls.__module__}.{info.cls.__qualname__})"
+
+
 class Registry(Generic[P]):
     """Plugins of one kind, by name.
 
@@ -58,19 +66,29 @@ class Registry(Generic[P]):
         self.kind = kind
         self.base = base
         self._items: dict[str, PluginInfo[P]] = {}
+        #: Names registered by more than one plugin: every claimant, the first kept in
+        #: ``_items`` (so that ``ebmbench list`` still shows it); selecting one is an error.
+        self._collisions: dict[str, list[PluginInfo[P]]] = {}
 
     def register(self, cls: type[P], *, source: str = "<api>", version: str = "local") -> None:
-        """Validate ``cls`` and add it; raise :class:`PluginError` when it is unfit."""
+        """Validate ``cls`` and add it; raise :class:`PluginError` when it is unfit.
+
+        A second class under a name already taken raises :class:`NameCollision` and marks
+        the name: :meth:`get` then refuses it, naming both sources, instead of silently
+        running whichever loaded first.
+        """
         self.validate(cls)
+        info = PluginInfo(cls, source, version)
         if cls.name in self._items:
             other = self._items[cls.name]
             if other.cls is cls:
                 return
-            raise PluginError(
-                f"{self.kind} name {cls.name!r} from {source} is already registered by "
-                f"{other.source} ({other.cls.__module__}.{other.cls.__qualname__})"
+            self._collisions.setdefault(cls.name, [other]).append(info)
+            raise NameCollision(
+                f"{self.kind} name {cls.name!r} from {_where(info)} is already registered by "
+                f"{_where(other)}"
             )
-        self._items[cls.name] = PluginInfo(cls, source, version)
+        self._items[cls.name] = info
 
     def validate(self, cls: object) -> None:
         """Raise :class:`PluginError` unless ``cls`` is a complete plugin of this kind."""
@@ -103,7 +121,18 @@ class Registry(Generic[P]):
                 )
 
     def get(self, name: str) -> PluginInfo[P]:
-        """The plugin called ``name``; unknown names raise a "did you mean" UserError."""
+        """The plugin called ``name``; unknown names raise a "did you mean" UserError, and
+        so does a name that two plugins registered."""
+        if not isinstance(name, str):
+            example = next(iter(self.names()), "name")
+            raise UserError(f"bad {self.kind} name {shown(name)}: give the name as a string, "
+                            f"e.g. {example!r}")
+        if name in self._collisions:
+            sources = " and by ".join(_where(i) for i in self._collisions[name])
+            raise UserError(
+                f"{self.kind} {name!r} is registered twice, by {sources}: uninstall one, or "
+                f"choose the distributions that load with EBMBENCH_LOAD_PLUGINS"
+            )
         try:
             return self._items[name]
         except KeyError:

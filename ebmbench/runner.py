@@ -8,6 +8,7 @@ any executor (a process pool, Ray, Slurm) can ship it.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import platform
@@ -35,7 +36,7 @@ from .learning_curve import LearningCurveProbe, curve_checkpoints
 from .plugins import PluginManager, get_plugin_manager
 
 __all__ = ["execute_task", "unfinished_rows", "EVAL_SAMPLES", "STATUSES", "checkpoint_path",
-           "validation_split"]
+           "validation_split", "ENVIRONMENT_FAILURE", "out_of_space"]
 
 #: Every status a result row can carry (``pruned``: a tuning trial stopped by the pruner).
 STATUSES = ("ok", "diverged", "failed", "timeout", "skipped", "pruned")
@@ -45,6 +46,15 @@ EVAL_SAMPLES = {"smoke": 512, "quick": 2000, "full": 10_000}
 
 #: Data batch used to check the trained energy is finite.
 _CHECK_BATCH = 1024
+
+#: The key a row carries when its run was stopped by the machine (a full disk), not by
+#: anything the run did; the sweep then stores nothing for it and stops.
+ENVIRONMENT_FAILURE = "environment_failure"
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is the disk (or the quota) being full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass
@@ -236,13 +246,19 @@ def _train(
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         # A name of its own per writer: two sweeps may train the same model at once.
         tmp = ckpt.with_name(f"{ckpt.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        torch.save(
-            {"energy": energy.state_dict(), "method": method.state_dict(),
-             "train_seconds": train_seconds, "logs": logs, "compute": spent,
-             "curve": probe.points},
-            tmp,
-        )
-        tmp.replace(ckpt)  # atomic: a killed run never leaves a half-written checkpoint
+        try:
+            # Through a Python file, so that a full disk is an OSError (ENOSPC), which the
+            # sweep recognises, not torch's opaque RuntimeError.
+            with tmp.open("wb") as f:
+                torch.save(
+                    {"energy": energy.state_dict(), "method": method.state_dict(),
+                     "train_seconds": train_seconds, "logs": logs, "compute": spent,
+                     "curve": probe.points},
+                    f,
+                )
+            tmp.replace(ckpt)  # atomic: a killed run never leaves a half-written checkpoint
+        finally:
+            tmp.unlink(missing_ok=True)
     return _Trained(energy, method, train_seconds, logs, spent, probe.points)
 
 
@@ -284,6 +300,8 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
         try:
             values = metric.compute(ctx)
         except Exception as exc:
+            if out_of_space(exc):  # the machine's failure, not the metric's: stop the sweep
+                raise
             row["metric_errors"][name] = f"{type(exc).__name__}: {exc}"
             continue
         row["metrics"].update({k: float(v) for k, v in values.items()})
@@ -405,11 +423,17 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
         status = _status_of(exc)
         tb = traceback.format_exc()
         for spec in pending:
-            yield _finish(rows[spec.run_id], status, f"{type(exc).__name__}: {exc}", tb)
+            row = _finish(rows[spec.run_id], status, f"{type(exc).__name__}: {exc}", tb)
+            if out_of_space(exc):
+                # Not the run's failure: the driver stores nothing for it and stops the
+                # sweep, so that the run is done again on resume instead of kept as failed.
+                row[ENVIRONMENT_FAILURE] = f"{type(exc).__name__}: {exc}"
+            yield row
 
 
 def unfinished_rows(
-    task: Task, done_run_ids: Iterable[str], status: str, reason: str, tb: str = ""
+    task: Task, done_run_ids: Iterable[str], status: str, reason: str, tb: str = "",
+    *, peak_memory_mb: float = math.nan,
 ) -> list[dict[str, Any]]:
     """Result rows for the specs of ``task`` that a worker could not finish.
 
@@ -424,6 +448,8 @@ def unfinished_rows(
         status: One of :data:`STATUSES`, normally ``failed`` or ``timeout``.
         reason: Why, in one line (e.g. the worker's exit code).
         tb: A traceback or log excerpt, if there is one.
+        peak_memory_mb: The worker's memory high-water mark as last seen by the executor
+            (a lower bound of its peak), when it could watch it.
 
     Returns:
         One finished row per unfinished spec, in the task's order.
@@ -439,6 +465,7 @@ def unfinished_rows(
         if spec.run_id in done:
             continue
         row = _base_row(spec, task, task.device)
+        row["peak_memory_mb"] = peak_memory_mb
         try:
             row["versions"] = _versions(pm, spec, task.metrics)
         except Exception:  # a plugin this process does not have: the row is still final

@@ -3,10 +3,17 @@
 The driver process is the only writer of the store; executors only stream rows back. A
 sweep started again with the same selection finds every finished run in the store and
 does none of it again (``retry_failed`` re-runs ``failed`` and ``timeout`` rows).
+
+Nothing computed is lost: a busy store is waited for (:mod:`ebmbench.store`); a row the
+store cannot take (a full disk) goes to the pending-rows journal beside it
+(:mod:`ebmbench.journal`) and the sweep stops cleanly; the next sweep merges the journal
+first. Overlapping sweeps on one store claim each task before running it
+(:mod:`ebmbench.leases`), so they split the runs instead of repeating them.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -17,11 +24,14 @@ from typing import Any
 import pandas as pd
 
 from .device import resolve_device
-from .errors import UserError
-from .grid import RunSpec, Selection, Task, expand, group_tasks
+from .errors import EnvironmentFailure, UserError, shown
+from .grid import RunSpec, Selection, Task, check_overrides_reach, expand, group_tasks
+from .inputs import check_timeout
+from .journal import PendingRows
+from .leases import Claimant, ClaimingTasks, Heartbeat, Leases
 from .plugins import get_plugin_manager
-from .runner import STATUSES, _base_row, _finish, execute_task
-from .store import ResultStore
+from .runner import ENVIRONMENT_FAILURE, STATUSES, _base_row, _finish, execute_task
+from .store import ResultStore, notice
 
 __all__ = ["run_sweep", "SweepReport", "RETRYABLE"]
 
@@ -38,6 +48,10 @@ class SweepReport:
     ran: int = 0
     resumed: int = 0
     results: Path = Path()
+    #: Runs of the selection that an overlapping sweep ran and stored meanwhile.
+    by_others: int = 0
+    #: Rows merged from the pending-rows journal when the sweep started.
+    merged: int = 0
     #: Tuning trials of the selection's studies now in the store (0 without ``tune``).
     trials: int = 0
 
@@ -53,6 +67,7 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    notify: Callable[[str], None] = notice,
     tune: int = 0,
 ) -> SweepReport:
     """Run ``selection`` into the store at ``results`` and report.
@@ -67,34 +82,63 @@ def run_sweep(
         retry_failed: Run ``failed`` and ``timeout`` runs again.
         progress: Show a progress bar with an ETA on stderr.
         on_row: Called with every row as it is written.
+        notify: Told, in one line each, what the sweep waits for and what it merged
+            (default: printed on stderr).
         tune: Tuning trials per study before the runs (0: none; see :mod:`ebmbench.tuning`).
+
+    Raises:
+        UserError: A bad selection or value, before any run starts and before the store
+            is touched.
+        EnvironmentFailure: The store could not take a computed row (a full disk): the
+            sweep stopped; the row is in the pending-rows journal when the journal could
+            take it, and the same command resumes.
     """
-    if timeout is not None and timeout <= 0:
-        raise UserError(f"--timeout must be positive, got {timeout}")
+    timeout = check_timeout(timeout)
+    if isinstance(tune, bool) or not isinstance(tune, int) or tune < 0:
+        raise UserError(f"bad tune {shown(tune)}: give the number of trials, an integer >= 0")
+    if not isinstance(retry_failed, bool):
+        raise UserError(f"bad retry_failed {shown(retry_failed)}: give True or False")
+    if not isinstance(device, str):
+        raise UserError(f"bad device {shown(device)}: give 'auto', 'cpu' or 'cuda'")
     resolve_device(device)  # fail early on a bad device, before any work
     pm = get_plugin_manager()
     specs, metrics = expand(selection, pm)
+    if not isinstance(executor, str):
+        raise UserError(f"bad executor {shown(executor)}: give an executor's name")
     executor_cls = pm.info("executor", executor).cls
+    check_overrides_reach(pm, selection.overrides, "executor", [executor])
     given = {
         key.split(".", 2)[2]: value for key, value in selection.overrides.items()
         if key.startswith((f"executor.{executor}.", "executor.*."))
-        and key.split(".", 2)[2] in executor_cls.params
     }
-    given.update(executor_params or {})
+    for name, value in (executor_params or {}).items():
+        if name in given and given[name] != value:
+            raise UserError(
+                f"executor {executor!r} parameter {name!r} is given twice, {shown(given[name])} by "
+                f"--set and {shown(value)} by an option (--workers, --address): give it once"
+            )
+        given[name] = value
     executor_obj = executor_cls(budget=selection.budget, **given)
     # Workers may run elsewhere (another process, a cluster node): give them an absolute path.
     results = Path(results).resolve()
     plugins_dirs = [str(Path(p).resolve()) for p in pm._plugins_dirs]
     counts: Counter[str] = Counter()
-
-    def make_task(group: list[RunSpec], task_metrics: dict[str, Any], **extra: Any) -> Task:
-        return replace(_task(group, task_metrics, device, timeout, results, plugins_dirs), **extra)
-
-    trials = 0
-    with ResultStore.open(results) as store:
+    journal = PendingRows(results)
+    claimant = Claimant.here()
+    with ResultStore.open(results, on_wait=notify) as store:
+        merged = journal.merge_into(store.write_many)
+        if merged:
+            notify(f"added {merged} computed run(s) from {journal.path.name} to the store")
+        trials = 0
         if tune:
+            def make_task(group: list[RunSpec], task_metrics: dict[str, Any], **extra: Any) -> Task:
+                return replace(_task(group, task_metrics, device, timeout, results, plugins_dirs),
+                               **extra)
+
+            journal.reserve()
             specs, trials = _tune(specs, tune, selection, store, executor_obj, metrics, make_task,
-                                  progress, on_row)
+                                  progress, on_row,
+                                  lambda row: _commit(store, journal, row, False, None))
         done = store.finished_ids()
         if retry_failed:
             done -= store.finished_ids(RETRYABLE)
@@ -104,28 +148,56 @@ def run_sweep(
         runnable = [s for s in todo if not s.skip_reason]
         for spec in skipped:
             row = _base_row(spec, _task([spec], metrics, device, timeout, results, plugins_dirs), device)
-            store.write(_finish(row, "skipped", spec.skip_reason or ""), replace=retry_failed)
+            _commit(store, journal, _finish(row, "skipped", spec.skip_reason or ""), retry_failed, None)
             counts["skipped"] += 1
-        tasks = [
-            _task(group, metrics, device, timeout, results, plugins_dirs)
-            for group in group_tasks(runnable)
-        ]
-        bar = _progress(progress, len(runnable))
-        with bar as live:
-            job = live.add_task("runs", total=len(runnable)) if live else None
-            for row in executor_obj.map(execute_task, tasks):
-                store.write(row, replace=retry_failed)
-                counts[row["status"]] += 1
-                if on_row:
-                    on_row(row)
-                if live:
-                    live.update(job, advance=1, description=_label(row))
+        leases = Leases(store, claimant, redo=RETRYABLE if retry_failed else ())
+        heartbeat = Heartbeat(results, claimant)
+        if runnable:
+            journal.reserve()  # room for a row the store cannot take, should the disk fill
+            heartbeat.start()
+        by_others = 0
+        ran = 0
+        try:
+            bar = _progress(progress, len(runnable))
+            with bar as live:
+                job = live.add_task("runs", total=len(runnable)) if live else None
+                groups = group_tasks(runnable)
+                while groups:
+                    tasks = ClaimingTasks(
+                        groups, lambda group: _task(group, metrics, device, timeout, results,
+                                                    plugins_dirs), leases)
+                    # closing(): a sweep that stops (a full disk, Ctrl-C) stops its workers now.
+                    with _closing(executor_obj.map(execute_task, tasks)) as rows:
+                        for row in rows:
+                            _commit(store, journal, row, retry_failed, claimant.id)
+                            ran += 1
+                            counts[row["status"]] += 1
+                            if on_row:
+                                on_row(row)
+                            if live:
+                                live.update(job, advance=1, description=_label(row))
+                    by_others += tasks.stored
+                    if live:
+                        live.update(job, advance=tasks.stored)
+                    # Runs another sweep holds: wait until it stores them, or take them
+                    # over when it stops renewing its claim.
+                    free, stored = leases.wait_for_others(tasks.deferred, notify)
+                    by_others += stored
+                    if live:
+                        live.update(job, advance=stored)
+                    groups = group_tasks(free)
+        finally:
+            if runnable:
+                heartbeat.stop()
+            with contextlib.suppress(UserError, EnvironmentFailure):
+                leases.release()
+            journal.discard_if_empty()
         frame = store.to_frame({s.run_id for s in specs})
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
         all_counts.setdefault(status, 0)
-    return SweepReport(frame, all_counts, ran=len(runnable), resumed=resumed, results=results,
-                       trials=trials)
+    return SweepReport(frame, all_counts, ran=ran, resumed=resumed, results=results,
+                       by_others=by_others, merged=merged, trials=trials)
 
 
 def _fixed_params(selection: Selection) -> set[tuple[str, str]]:
@@ -138,6 +210,7 @@ def _tune(
     specs: list[RunSpec], n_trials: int, selection: Selection, store: ResultStore,
     executor_obj: Any, metrics: dict[str, Any], make_task: Callable[..., Task],
     progress: bool, on_row: Callable[[dict[str, Any]], None] | None,
+    commit: Callable[[dict[str, Any]], None],
 ) -> tuple[list[RunSpec], int]:
     """Run ``n_trials`` waves of tuning trials into ``store``; return the specs with each
     study's chosen values (and its record), and the number of trials stored."""
@@ -185,12 +258,13 @@ def _tune(
                         "objective": study.objective, "history": pruning_history(study, earlier)}))
                 else:
                     tasks.append(make_task([spec], providers[study.objective]))
-            for row in executor_obj.map(execute_task, tasks):
-                store.write(row)
-                if on_row:
-                    on_row(row)
-                if live:
-                    live.update(job, advance=1, description=f"tuning {_label(row)}")
+            with _closing(executor_obj.map(execute_task, tasks)) as rows:
+                for row in rows:
+                    commit(row)
+                    if on_row:
+                        on_row(row)
+                    if live:
+                        live.update(job, advance=1, description=f"tuning {_label(row)}")
     by_study = stored()
     records = {key: choose(study, [r for r in by_study[key] if r["trial"] < n_trials])
                for key, study in studies.items()}
@@ -206,6 +280,44 @@ def _tune(
         params["method"].update(chosen)
         tuned.append(replace(spec, params=params, tuning=record))
     return tuned, sum(len(v) for k, v in by_study.items() if k in studies)
+
+
+@contextlib.contextmanager
+def _closing(rows: Any) -> Any:
+    """``rows``, closed on the way out when it can be (a generator's ``finally`` runs)."""
+    try:
+        yield rows
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+def _commit(store: ResultStore, journal: PendingRows, row: dict[str, Any], replace: bool,
+            claimant: str | None) -> None:
+    """Commit ``row``; when the store cannot take it, keep it in the journal and stop."""
+    if row.get(ENVIRONMENT_FAILURE):
+        raise EnvironmentFailure(
+            f"run {row['method']}/{row['sampler']}/{row['architecture']}/{row['dataset']} seed "
+            f"{row['seed']} could not write its files beside the store: "
+            f"{row[ENVIRONMENT_FAILURE]}. Everything committed is intact; free some space, "
+            "then run the same command again"
+        )
+    try:
+        store.write(row, replace=replace, claimant=claimant)
+    except (UserError, EnvironmentFailure) as exc:
+        try:
+            journal.append(row, replace=replace)
+        except OSError as journal_exc:
+            kept = (f"this run's result could not be kept in {journal.path.name} either "
+                    f"({journal_exc.strerror or journal_exc}), so it runs again on resume")
+        else:
+            kept = (f"this run's result is kept in {journal.path.name}, added by the next run "
+                    "on this store")
+        problem = getattr(exc, "problem", str(exc))
+        advice = getattr(exc, "advice", "Then run the same command again")
+        raise type(exc)(f"{problem}. The sweep stopped: every run committed before is intact "
+                        f"and {kept}. {advice}") from None
 
 
 def _task(

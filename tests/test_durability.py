@@ -7,6 +7,7 @@ again; two running at once on overlapping selections.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -102,10 +103,14 @@ def test_sigkill_mid_sweep_loses_nothing_and_the_same_command_completes_the_set(
 
 @pytest.mark.slow
 def test_two_sweeps_writing_one_store_at_once_run_each_run_once(tmp_path):
+    # Seeds 3-5 are in both sweeps. Each training appends a line naming its data to the
+    # log: every run must be computed exactly once, by one sweep or the other (leases).
     plugins = write_fault_plugins(tmp_path / "plugins")
     results = tmp_path / "results.sqlite"
+    log = tmp_path / "executions.log"
+    env = {**os.environ, "EBMBENCH_TEST_EXECUTIONS": str(log)}
     sweeps = [
-        subprocess.Popen(command(plugins, results, seeds), cwd=tmp_path, text=True,
+        subprocess.Popen(command(plugins, results, seeds), cwd=tmp_path, text=True, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for seeds in ("0-5", "3-8")
     ]
@@ -117,3 +122,11 @@ def test_two_sweeps_writing_one_store_at_once_run_each_run_once(tmp_path):
     assert sorted(seed for _, seed, _ in rows) == list(range(9))
     assert {status for _, _, status in rows} == {"ok"}
     assert integrity(results) == "ok"
+    executions = log.read_text().split()
+    assert len(executions) == 9 and len(set(executions)) == 9, executions
+    ran_now = [int(re.search(r"\((\d+) run now", out)[1]) for out, _ in outputs]
+    assert sum(ran_now) == 9, outputs
+    # Nothing is left claimed, and no journal was needed.
+    with sqlite3.connect(results) as db:
+        assert db.execute("SELECT count(*) FROM leases").fetchone()[0] == 0
+    assert not (tmp_path / "results.sqlite.pending.jsonl").exists()

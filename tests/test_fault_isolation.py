@@ -83,6 +83,13 @@ class Nap(Quadratic):
     description = "test: sleeps in every step"
     params = Method.params | {"seconds": Param(0.05, "sleep per step")}
 
+    def setup(self, ctx):
+        super().setup(ctx)
+        log = os.environ.get("EBMBENCH_TEST_EXECUTIONS")
+        if log:  # one line per training, naming its data: how often each run was computed
+            with open(log, "a") as f:
+                f.write(f"{float(ctx.train_data[0, 0]):.9g}\\n")
+
     def loss(self, batch):
         time.sleep(self.hparams["seconds"])
         return super().loss(batch)
@@ -164,6 +171,9 @@ def test_process_pool_records_every_fault_and_finishes_the_other_runs(fault_plug
     for sampler in ("ula", "exit_sampler"):
         killed = rows["crash_kill", sampler]
         assert killed.status == "failed" and "killed by SIGKILL (exit code -9" in killed.reason
+        # The driver watched the worker's memory: a killed run still reports a peak (the
+        # worker has imported torch, so it is well above a few MiB).
+        assert killed.peak_memory_mb > 50, killed.peak_memory_mb
         hung = rows["hang", sampler]
         limit = timeout * 3 + grace
         assert hung.status == "timeout" and f"past its {limit:g} s" in hung.reason, hung.reason

@@ -56,8 +56,13 @@ def test_duplicate_names_are_rejected_with_both_sources():
     reg = Registry("method", Method)
     reg.register(GoodMethod, source="first")
     other = type("Other", (GoodMethod,), {})
-    with pytest.raises(PluginError, match="'good' from second is already registered by first"):
+    with pytest.raises(PluginError, match=r"'good' from second \(.*Other\) is already registered "
+                                          r"by first \(tests.test_plugins.GoodMethod\)"):
         reg.register(other, source="second")
+    # Neither runs silently under the name: selecting it is an error naming both sources.
+    with pytest.raises(UserError, match=r"method 'good' is registered twice, by first .* and by "
+                                        r"second"):
+        reg.get("good")
 
 
 def test_unknown_name_suggests_the_closest():

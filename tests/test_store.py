@@ -78,7 +78,7 @@ def test_missing_and_foreign_files_are_user_errors(tmp_path):
         ResultStore.open_existing(tmp_path / "none.sqlite")
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database, just bytes" * 100)
-    with pytest.raises(UserError, match="junk.sqlite.*not a database"):
+    with pytest.raises(UserError, match="junk.sqlite.*not an SQLite database"):
         ResultStore.open(junk)
 
 

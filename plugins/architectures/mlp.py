@@ -57,8 +57,8 @@ class MLPEnergy(Architecture):
     data_kinds = frozenset({"vector", "image"})
     features = frozenset({"nonzero_hessian"})
     params = {
-        "hidden": Param(128, "hidden width", smoke=32),
-        "depth": Param(2, "number of hidden layers"),
+        "hidden": Param(128, "hidden width", smoke=32, low=1),
+        "depth": Param(2, "number of hidden layers", low=1),
         "activation": Param("silu", "activation function", choices=tuple(_ACTIVATIONS)),
         "precision": precision_param(),
     }

@@ -99,7 +99,7 @@ class QuadraticEnergy(Architecture):
     data_kinds = frozenset({"vector"})
     features = frozenset({"nonzero_hessian"})
     params = {
-        "min_diag": Param(1e-3, "floor on the diagonal of the Cholesky factor of P"),
+        "min_diag": Param(1e-3, "floor on the diagonal of the Cholesky factor of P", positive=True),
         "precision": precision_param(),
     }
 

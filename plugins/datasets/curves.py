@@ -179,7 +179,8 @@ class TwoMoons(_NoisyCurve):
 
     name = "two_moons"
     description = "Two interleaved half circles (make_moons x 2) with Gaussian noise 0.2 (2-D)"
-    params = ToyDensity.params | {"noise": Param(0.2, "standard deviation σ of the noise")}
+    params = ToyDensity.params | {"noise": Param(0.2, "standard deviation σ of the noise",
+                                                         positive=True)}
     n_components = 2
     t_range = (0.0, math.pi)
     order = 8
@@ -205,7 +206,8 @@ class SwissRoll(_NoisyCurve):
 
     name = "swiss_roll"
     description = "Swiss roll t(cos t, sin t)/5, t in [1.5pi, 4.5pi], Gaussian noise 0.2 (2-D)"
-    params = ToyDensity.params | {"noise": Param(0.2, "standard deviation σ of the noise")}
+    params = ToyDensity.params | {"noise": Param(0.2, "standard deviation σ of the noise",
+                                                         positive=True)}
     t_range = (1.5 * math.pi, 4.5 * math.pi)
 
     def curve(self, t: Tensor, k: Tensor) -> Tensor:
@@ -228,7 +230,8 @@ class TwoSpirals(_NoisyCurve):
 
     name = "two_spirals"
     description = "Two interleaved spirals (1.5 turns) with Gaussian noise 0.1 (2-D)"
-    params = ToyDensity.params | {"noise": Param(0.1, "standard deviation σ of the noise")}
+    params = ToyDensity.params | {"noise": Param(0.1, "standard deviation σ of the noise",
+                                                         positive=True)}
     n_components = 2
     t_range = (0.0, 3 * math.pi)
     panels = 28
@@ -258,10 +261,10 @@ class Pinwheel(_NoisyCurve):
     name = "pinwheel"
     description = "Five curved pinwheel arms (Johnson et al. 2016), Gaussian noise (2-D)"
     params = ToyDensity.params | {
-        "radial_std": Param(0.3, "std r of the radial coordinate a ~ N(1, r^2)"),
-        "tangential_std": Param(0.1, "half the std σ of the isotropic noise"),
+        "radial_std": Param(0.3, "std r of the radial coordinate a ~ N(1, r^2)", positive=True),
+        "tangential_std": Param(0.1, "half the std σ of the isotropic noise", positive=True),
         "rate": Param(0.25, "twist ρ: the angle grows as ρ·exp(a)"),
-        "arms": Param(5, "number of arms"),
+        "arms": Param(5, "number of arms", low=1),
     }
     panels = 28
     grading = 6
@@ -327,9 +330,10 @@ class Rings(ToyDensity):
     name = "rings"
     description = "Four concentric rings (radii 0.75-3) with Gaussian noise 0.1 (2-D)"
     params = ToyDensity.params | {
-        "n_rings": Param(4, "number of rings K, radii r_k = k * spacing"),
-        "spacing": Param(0.75, "radius of the innermost ring and gap between rings"),
-        "noise": Param(0.1, "standard deviation σ of the noise"),
+        "n_rings": Param(4, "number of rings K, radii r_k = k * spacing", low=1),
+        "spacing": Param(0.75, "radius of the innermost ring and gap between rings",
+                         positive=True),
+        "noise": Param(0.1, "standard deviation σ of the noise", positive=True),
     }
     dim = 2
 

@@ -76,8 +76,8 @@ class CorrelatedGaussian(_Gaussian):
     name = "correlated_gaussian"
     description = "Anisotropic correlated Gaussian: stds 1.5 and 0.3, rotated 30 degrees (2-D)"
     params = ToyDensity.params | {
-        "std_major": Param(1.5, "standard deviation along the major axis"),
-        "std_minor": Param(0.3, "standard deviation along the minor axis"),
+        "std_major": Param(1.5, "standard deviation along the major axis", positive=True),
+        "std_minor": Param(0.3, "standard deviation along the minor axis", positive=True),
         "angle": Param(30.0, "angle of the major axis, in degrees"),
     }
     dim = 2
@@ -118,9 +118,9 @@ class CorrelatedGaussian16D(_Gaussian):
     name = "correlated_gaussian_16d"
     description = "16-D Gaussian, random rotation, standard deviations 0.2..1 (cond. 25)"
     params = ToyDensity.params | {
-        "std_min": Param(0.2, "smallest standard deviation"),
-        "std_max": Param(1.0, "largest standard deviation"),
-        "layout_seed": Param(0, "seed of the rotation and the mean"),
+        "std_min": Param(0.2, "smallest standard deviation", positive=True),
+        "std_max": Param(1.0, "largest standard deviation", positive=True),
+        "layout_seed": Param(0, "seed of the rotation and the mean", low=0),
     }
     dim = 16
 

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-from ebmbench import Param, ToyDensity
+from ebmbench import Param, ToyDensity, UserError
 
 __all__ = ["GaussianMixtureND", "GMM8D", "GMM32D", "GMM128D"]
 
@@ -47,11 +47,11 @@ class GaussianMixtureND(ToyDensity):
     name = "gmm"
     description = "Mixture of K Gaussians on a rotated cross-polytope, dim given"
     params = ToyDensity.params | {
-        "dim": Param(8, "the dimension d"),
-        "components": Param(8, "number of components K (even, at most 2 x dim)"),
-        "radius": Param(2.5, "distance r of every mean from the origin"),
-        "scale": Param(0.5, "standard deviation s of each component"),
-        "layout_seed": Param(0, "seed of the rotation"),
+        "dim": Param(8, "the dimension d", low=1),
+        "components": Param(8, "number of components K (even, at most 2 x dim)", low=2),
+        "radius": Param(2.5, "distance r of every mean from the origin", low=0),
+        "scale": Param(0.5, "standard deviation s of each component", positive=True),
+        "layout_seed": Param(0, "seed of the rotation", low=0),
     }
 
     def __init__(self, **kwargs) -> None:
@@ -59,7 +59,8 @@ class GaussianMixtureND(ToyDensity):
         self.dim = self.hparams.get("dim", type(self).dim)
         d, k = self.dim, self.hparams["components"]
         if k < 2 or k % 2 or k > 2 * d:
-            raise ValueError(f"{self.name}: components must be even and in [2, {2 * d}], not {k}")
+            raise UserError(f"bad value {k} for dataset {self.name!r}.components: must be even "
+                            f"and in [2, {2 * d}] (twice the dimension)")
 
     @functools.cached_property
     def means(self) -> Tensor:

@@ -70,8 +70,8 @@ class EightGaussians(_IsotropicMixture):
     name = "eight_gaussians"
     description = "8 Gaussians on a circle of radius 2 (2-D)"
     params = ToyDensity.params | {
-        "radius": Param(2.0, "radius of the circle of means"),
-        "scale": Param(0.2, "standard deviation of each component"),
+        "radius": Param(2.0, "radius of the circle of means", low=0),
+        "scale": Param(0.2, "standard deviation of each component", positive=True),
     }
 
     def __init__(self, **kwargs) -> None:
@@ -98,8 +98,8 @@ class TwentyFiveGaussians(_IsotropicMixture):
     name = "twenty_five_gaussians"
     description = "25 Gaussians (std 0.1) on a 5x5 grid of spacing 1 (2-D)"
     params = ToyDensity.params | {
-        "spacing": Param(1.0, "distance between neighbouring means"),
-        "scale": Param(0.1, "standard deviation of each component"),
+        "spacing": Param(1.0, "distance between neighbouring means", low=0),
+        "scale": Param(0.1, "standard deviation of each component", positive=True),
     }
 
     def __init__(self, **kwargs) -> None:
@@ -146,8 +146,8 @@ class Checkerboard(ToyDensity):
     name = "checkerboard"
     description = "8 squares of a 4x4 checkerboard on [-4,4]^2, Gaussian-smoothed edges (2-D)"
     params = ToyDensity.params | {
-        "side": Param(2.0, "side h of each square"),
-        "smoothing": Param(0.1, "standard deviation s of the Gaussian blur"),
+        "side": Param(2.0, "side h of each square", positive=True),
+        "smoothing": Param(0.1, "standard deviation s of the Gaussian blur", positive=True),
     }
     dim = 2
 

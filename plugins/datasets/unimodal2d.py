@@ -57,7 +57,7 @@ class Banana(_CentralInit):
     description = "Banana: x1 ~ N(0,1), x2 ~ N(x1^2 - 1, 0.5^2), Rosenbrock-shaped (2-D)"
     params = ToyDensity.params | {
         "curvature": Param(1.0, "b: x2 is centred on b (x1^2 - 1)"),
-        "width": Param(0.5, "s: the standard deviation of x2 given x1"),
+        "width": Param(0.5, "s: the standard deviation of x2 given x1", positive=True),
     }
 
     def __init__(self, **kwargs) -> None:
@@ -106,7 +106,7 @@ class Funnel(_CentralInit):
     name = "funnel"
     description = "Neal's funnel: v ~ N(0,1), u ~ N(0, e^v), x = (u, v) (2-D)"
     params = ToyDensity.params | {
-        "v_scale": Param(1.0, "σ_v: standard deviation of the log-variance v"),
+        "v_scale": Param(1.0, "σ_v: standard deviation of the log-variance v", positive=True),
     }
 
     @functools.cached_property
@@ -176,8 +176,8 @@ class StudentT(_CentralInit):
     name = "student_t"
     description = "Bivariate Student-t, 5 degrees of freedom: heavy polynomial tails (2-D)"
     params = ToyDensity.params | {
-        "df": Param(5, "ν, the degrees of freedom (an integer)"),
-        "scale": Param(1.0, "s, the scale of each coordinate"),
+        "df": Param(5, "ν, the degrees of freedom (an integer)", low=1),
+        "scale": Param(1.0, "s, the scale of each coordinate", positive=True),
     }
 
     def __init__(self, **kwargs) -> None:

@@ -137,6 +137,9 @@ class _Slot:
     started: float = 0.0
     limit: float | None = None
     done: set[str] = dataclasses.field(default_factory=set)
+    #: The worker's resident-memory high-water mark, read while it runs (MiB): what a
+    #: row lost with a killed worker reports as its peak memory.
+    peak_mb: float = float("nan")
 
     @property
     def busy(self) -> bool:
@@ -153,13 +156,13 @@ class ProcessPoolExecutor(Executor):
     name = "process"
     description = "A local pool of worker processes: hard time limits, crashes isolated"
     params = {
-        "workers": Param(0, "worker processes (0: one per CPU core)"),
+        "workers": Param(0, "worker processes (0: one per CPU core)", low=0),
         "grace": Param(
             60.0,
             "seconds added to a task's hard limit, timeout × (runs + 1), for setup and metrics",
-            smoke=20.0, full=600.0,
+            smoke=20.0, full=600.0, low=0,
         ),
-        "threads": Param(0, "torch threads per worker (0: CPU cores / workers, at least 1)"),
+        "threads": Param(0, "torch threads per worker (0: CPU cores / workers, at least 1)", low=0),
         "start_method": Param("spawn", "how workers start (never fork: torch is not fork-safe)",
                               choices=("spawn", "forkserver")),
         "spread_gpus": Param(True, "pin each worker to one visible GPU (tasks on CUDA)"),
@@ -168,16 +171,37 @@ class ProcessPoolExecutor(Executor):
     }
 
     def map(self, fn: Callable[[T], Iterable[R]], tasks: Sequence[T]) -> Iterator[R]:
-        tasks = [portable_task(t) for t in tasks]
-        if not tasks:
+        # Tasks are taken one at a time, when a worker is free to start one: a sweep
+        # claims a task as it is taken, so overlapping sweeps split the work.
+        source = iter(tasks)
+        first = next(source, None)
+        if first is None:
             return
+        queue: deque[Any] = deque([portable_task(first)])
+        exhausted = False
+
+        def take() -> Any:
+            nonlocal exhausted
+            if queue:
+                return queue.popleft()
+            if not exhausted:
+                task = next(source, None)
+                if task is not None:
+                    return portable_task(task)
+                exhausted = True
+            return None
+
+        def more() -> bool:
+            return bool(queue) or not exhausted
+
         cores = usable_cpu_cores()
-        gpus = self.placement(tasks)
+        # Every task of a sweep has the same plugin folders and device: the first says.
+        n_tasks = len(tasks) if hasattr(tasks, "__len__") else None  # an upper bound
+        gpus = self.placement([first], n_tasks)
         workers = len(gpus)
         threads = self.hparams["threads"] or max(1, cores // workers)
-        plugins_dirs = sorted({d for t in tasks if isinstance(t, Task) for d in t.plugins_dirs})
+        plugins_dirs = sorted(set(first.plugins_dirs)) if isinstance(first, Task) else []
         context = mp.get_context(self.hparams["start_method"])
-        queue: deque[Any] = deque(tasks)
         slots: list[Any] = []  # a _Slot, or None for a worker lost and not replaced
         start_failures = 0
 
@@ -194,19 +218,29 @@ class ProcessPoolExecutor(Executor):
 
         try:
             slots = [spawn(i) for i in range(workers)]
-            while queue or any(s.busy for s in slots):
+            while more() or any(s.busy for s in slots):
                 for slot in slots:
-                    if slot.ready and not slot.busy and queue:
-                        task = queue.popleft()
+                    if slot.ready and not slot.busy:
+                        task = take()
+                        if task is None:
+                            break
                         slot.task, slot.done, slot.started = task, set(), time.monotonic()
                         slot.limit = hard_time_limit(task, self.hparams["grace"])
+                        slot.peak_mb = float("nan")
                         try:
                             slot.conn.send((fn, task))
                         except OSError:  # it died just now: noticed below, its task lost
                             pass
+                if not slots:
+                    break
+                for slot in slots:  # before waiting: a worker may die before the next look
+                    if slot.busy:
+                        slot.peak_mb = _peak_rss_mb(slot.process.pid, slot.peak_mb)
                 waitables = [s.conn for s in slots] + [s.process.sentinel for s in slots]
                 wait(waitables, timeout=_next_wakeup(slots))
                 for index, slot in enumerate(slots):
+                    if slot.busy:
+                        slot.peak_mb = _peak_rss_mb(slot.process.pid, slot.peak_mb)
                     yield from self._drain(slot)
                     if not slot.process.is_alive() or slot.conn.closed:
                         slot.process.join()
@@ -222,7 +256,7 @@ class ProcessPoolExecutor(Executor):
                                     f"{describe_exit(code)} (a script that runs a sweep with this "
                                     "executor needs an `if __name__ == '__main__':` guard)"
                                 )
-                        slots[index] = spawn(index) if queue else None
+                        slots[index] = spawn(index) if more() else None
                     elif slot.busy and slot.limit is not None:
                         elapsed = time.monotonic() - slot.started
                         if elapsed > slot.limit:
@@ -235,7 +269,7 @@ class ProcessPoolExecutor(Executor):
                                 f"{self.hparams['grace']:g} s); its worker was killed"
                             )
                             yield from _lost(slot, "timeout", reason)
-                            slots[index] = spawn(index) if queue else None
+                            slots[index] = spawn(index) if more() else None
                     elif slot.ready:
                         start_failures = 0
                 # A worker lost when no task is left waiting is not replaced.
@@ -244,8 +278,11 @@ class ProcessPoolExecutor(Executor):
             for slot in slots:
                 _stop(slot)
 
-    def placement(self, tasks: Sequence[Any]) -> list[str | None]:
+    def placement(self, tasks: Sequence[Any], n_tasks: int | None | Any = ...) -> list[str | None]:
         """One entry per worker to start: the GPU id it is pinned to, or None.
+
+        ``tasks`` are (some of) the tasks, all with the same device; ``n_tasks`` is how many
+        there are in all (default ``len(tasks)``; None with tasks given lazily: no cap).
 
         Tasks on the CPU (or ``spread_gpus`` off, or no GPU): ``workers`` workers (0: one
         per core), unpinned. Tasks that may use CUDA, with GPUs visible: each GPU
@@ -256,9 +293,12 @@ class ProcessPoolExecutor(Executor):
         gpus = gpu_slots(_gpu_ids(tasks), self.hparams["gpu_fraction"]) \
             if self.hparams["spread_gpus"] else []
         wanted = self.hparams["workers"] or len(gpus) or usable_cpu_cores()
+        if n_tasks is ...:
+            n_tasks = len(tasks)
+        cap = wanted if n_tasks is None else min(wanted, n_tasks)
         if gpus:
-            return list(gpus[: max(1, min(wanted, len(tasks)))])
-        return [None] * max(1, min(wanted, len(tasks)))
+            return list(gpus[: max(1, cap)])
+        return [None] * max(1, cap)
 
     @staticmethod
     def _drain(slot: _Slot) -> Iterator[Any]:
@@ -289,7 +329,20 @@ def _lost(slot: _Slot, status: str, reason: str, tb: str = "") -> Iterator[Any]:
     task, slot.task = slot.task, None
     if not isinstance(task, Task):
         raise RuntimeError(f"{reason}\n{tb}")
-    yield from unfinished_rows(task, slot.done, status, reason, tb)
+    yield from unfinished_rows(task, slot.done, status, reason, tb, peak_memory_mb=slot.peak_mb)
+
+
+def _peak_rss_mb(pid: int | None, known: float) -> float:
+    """A live process's resident-memory high-water mark in MiB (``VmHWM`` on Linux), or
+    ``known`` where it cannot be read (another OS, a process already gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return known
 
 
 def _next_wakeup(slots: list[_Slot]) -> float:

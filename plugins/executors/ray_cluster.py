@@ -70,17 +70,18 @@ class RayExecutor(Executor):
     params = {
         "address": Param(None, "cluster to join (auto, ray://head:10001, ...); none: a local Ray",
                          type=str),
-        "num_cpus": Param(0, "CPUs of a local Ray (0: every core)"),
-        "connect_timeout": Param(10.0, "seconds to wait for the head node's port to answer"),
-        "cpus_per_task": Param(1.0, "CPUs each task asks for"),
+        "num_cpus": Param(0, "CPUs of a local Ray (0: every core)", low=0),
+        "connect_timeout": Param(10.0, "seconds to wait for the head node's port to answer",
+                                 positive=True),
+        "cpus_per_task": Param(1.0, "CPUs each task asks for", low=0),
         "num_gpus": Param(-1.0, "GPUs each task asks for (-1: gpu_fraction when it runs on "
-                          "CUDA, else 0)"),
+                          "CUDA, else 0)", low=-1),
         "gpu_fraction": Param(1.0, "share of a GPU each run on CUDA asks for: 1 = one run per "
-                              "GPU, 0.5 = two, 0.25 = four"),
+                              "GPU, 0.5 = two, 0.25 = four", positive=True, high=1),
         "grace": Param(
             60.0,
             "seconds added to a task's hard limit, timeout × (runs + 1), for setup and metrics",
-            smoke=20.0, full=600.0,
+            smoke=20.0, full=600.0, low=0,
         ),
     }
 

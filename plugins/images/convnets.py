@@ -225,7 +225,7 @@ class ConvNetEnergy(_ConvArchitecture):
     name = "convnet"
     description = "Small ConvNet energy (SiLU, stride-2 convs, mean pool) for images"
     params = {"channels": Param(8, "width of the first layer (doubles per stage)", smoke=4,
-                                full=64)} | _COMMON
+                                full=64, low=1)} | _COMMON
 
     def build(self, shape: tuple[int, ...]) -> nn.Module:
         return self._wrap(ConvNet(self._check(shape), self.hparams["channels"]))
@@ -242,8 +242,9 @@ class ResNetEnergy(_ConvArchitecture):
     name = "resnet"
     description = "Small ResNet energy (SiLU pre-activation blocks, avg-pool) for images"
     params = {
-        "channels": Param(8, "width of the first stage (doubles per stage)", smoke=4, full=64),
-        "blocks": Param(1, "residual blocks per stage", full=2),
+        "channels": Param(8, "width of the first stage (doubles per stage)", smoke=4, full=64,
+                          low=1),
+        "blocks": Param(1, "residual blocks per stage", full=2, low=1),
     } | _COMMON
 
     def build(self, shape: tuple[int, ...]) -> nn.Module:

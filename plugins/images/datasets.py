@@ -152,7 +152,7 @@ class Digits(LevelImages):
     description = "scikit-learn digits, 1x8x8, fixed 1297/500 split, offline (default images)"
     image_shape = (1, 8, 8)
     params = {
-        "n_train": Param(0, "training images (0 = all 1297)", smoke=512),
+        "n_train": Param(0, "training images (0 = all 1297)", smoke=512, low=0),
         "dequantize": Param(True, "add uniform noise within each of the 17 grey levels"),
     }
 
@@ -190,8 +190,8 @@ class TorchvisionImages(LevelImages):
             "", "dataset folder (default: $EBMBENCH_DATA_DIR, else ~/.cache/ebmbench/data)"
         ),
         "download": Param(True, "download when there is no local copy (needs the network)"),
-        "n_train": Param(10_000, "training images (0 = all)", smoke=512, full=0),
-        "n_test": Param(2_000, "held-out images (0 = all)", smoke=500, full=0),
+        "n_train": Param(10_000, "training images (0 = all)", smoke=512, full=0, low=0),
+        "n_test": Param(2_000, "held-out images (0 = all)", smoke=500, full=0, low=0),
         "dequantize": Param(False, "add uniform noise within each of the 256 grey levels"),
     }
 

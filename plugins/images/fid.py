@@ -109,12 +109,12 @@ class FrechetDistance(Metric):
         "inception_weights": Param("", "Inception-v3 weights file (default: torch-fidelity's "
                                        "in $TORCH_HOME/hub/checkpoints)"),
         "max_samples": Param(1_000, "most samples compared (also at most the test-set size)",
-                             smoke=200, full=10_000),
+                             smoke=200, full=10_000, low=2),
         "n_reference": Param(5_000, "training images in the reference statistics (0 = all)",
-                             smoke=1_000, full=0),
-        "kid_subsets": Param(50, "random subsets KID is averaged over", smoke=10, full=100),
+                             smoke=1_000, full=0, low=0),
+        "kid_subsets": Param(50, "random subsets KID is averaged over", smoke=10, full=100, low=1),
         "batch_size": Param(64, "images per Inception-v3 batch (the digits net takes 1000)",
-                            full=128),
+                            full=128, low=1),
         "cache_dir": Param("", "torch-fidelity cache (default: ~/.cache/ebmbench/fidelity)"),
     }
 

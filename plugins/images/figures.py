@@ -24,8 +24,8 @@ class SampleGrid(Metric):
     higher_is_better: dict[str, bool] = {}
     needs_samples = True
     params = {
-        "n_images": Param(64, "samples in the grid", smoke=16),
-        "min_height": Param(32, "enlarge each image to at least this many pixels high"),
+        "n_images": Param(64, "samples in the grid", smoke=16, low=1),
+        "min_height": Param(32, "enlarge each image to at least this many pixels high", low=1),
     }
 
     def applies_to(self, combo) -> bool:

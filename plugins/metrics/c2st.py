@@ -77,10 +77,10 @@ class C2ST(Metric):
     higher_is_better = {"c2st_accuracy": False}
     needs_samples = True
     params = {
-        "max_samples": Param(1000, "samples (and data) compared", smoke=256, full=4000),
+        "max_samples": Param(1000, "samples (and data) compared", smoke=256, full=4000, low=10),
         "classifier": Param("knn", "the classifier", choices=("knn", "mlp")),
-        "folds": Param(5, "cross-validation folds"),
-        "n_neighbors": Param(0, "k for knn; 0 means ceil(sqrt(2m))"),
+        "folds": Param(5, "cross-validation folds", low=2),
+        "n_neighbors": Param(0, "k for knn; 0 means ceil(sqrt(2m))", low=0),
     }
 
     def applies_to(self, combo) -> bool:

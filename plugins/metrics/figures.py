@@ -57,9 +57,10 @@ class DensityFigure(Metric):
     higher_is_better: dict[str, bool] = {}
     needs_samples = True
     params = {
-        "resolution": Param(96, "pixels per side of the density images", smoke=48, full=200),
-        "max_points": Param(1000, "samples and data points drawn", full=2000),
-        "grid": Param(128, "about √(quadrature nodes) for Z(θ)", full=512),
+        "resolution": Param(96, "pixels per side of the density images", smoke=48, full=200,
+                            low=8),
+        "max_points": Param(1000, "samples and data points drawn", full=2000, low=1),
+        "grid": Param(128, "about √(quadrature nodes) for Z(θ)", full=512, low=8),
     }
 
     def applies_to(self, combo) -> bool:

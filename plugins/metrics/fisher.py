@@ -52,7 +52,7 @@ class FisherDivergence(Metric):
     name = "fisher"
     description = "Fisher divergence ½E‖∇log p_data − ∇f_θ‖² on fresh data, with std. error"
     higher_is_better = {"fisher_divergence": False}
-    params = {"n_samples": Param(10_000, "fresh samples for the estimate", smoke=1_000)}
+    params = {"n_samples": Param(10_000, "fresh samples for the estimate", smoke=1_000, low=2)}
 
     def applies_to(self, combo) -> bool:
         return isinstance(combo.dataset, ToyDensity)

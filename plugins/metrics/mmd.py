@@ -79,7 +79,7 @@ class MMD(Metric):
     reference_values = frozenset({"mmd_floor"})
     needs_samples = True
     params = {
-        "max_samples": Param(1000, "samples (and data) compared", smoke=256, full=4000),
+        "max_samples": Param(1000, "samples (and data) compared", smoke=256, full=4000, low=2),
         "bandwidth_factors": Param(
             [0.125, 0.25, 0.5, 1.0], "bandwidths as multiples of the median distance", type=list
         ),

@@ -68,11 +68,13 @@ class LogPartition(Metric):
     description = "Exact log Z(θ) (2-D quadrature, AIS above): test NLL and log-Z error"
     higher_is_better = {"test_nll": False, "log_z_abs_error": False}
     params = {
-        "grid": Param(256, "2-D: about √(quadrature nodes) on the box", smoke=128, full=512),
-        "ais_chains": Param(128, "AIS: independent chains", smoke=16, full=1024),
-        "ais_temperatures": Param(100, "AIS: annealing steps", smoke=10, full=2000),
-        "ais_step_scale": Param(1.0, "AIS: kernel step ε = scale · λ_min(Σ_base) · d^(-1/3)"),
-        "max_test": Param(10_000, "held-out examples used for the NLL"),
+        "grid": Param(256, "2-D: about √(quadrature nodes) on the box", smoke=128, full=512,
+                      low=8),
+        "ais_chains": Param(128, "AIS: independent chains", smoke=16, full=1024, low=2),
+        "ais_temperatures": Param(100, "AIS: annealing steps", smoke=10, full=2000, low=1),
+        "ais_step_scale": Param(1.0, "AIS: kernel step ε = scale · λ_min(Σ_base) · d^(-1/3)",
+                                positive=True),
+        "max_test": Param(10_000, "held-out examples used for the NLL", low=1),
     }
 
     def applies_to(self, combo) -> bool:

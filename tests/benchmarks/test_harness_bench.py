@@ -2,9 +2,10 @@
 
 Run with ``pytest tests/benchmarks/test_harness_bench.py --benchmark-enable``.
 
-* Overhead per run: a sweep of runs that train one step (``steps=1``, one sampler step,
-  no metrics) through ``ebmbench.run`` in-process, against the same plugin calls made
-  directly in a loop (data, the energy, ``setup``, the finiteness check, sampling). The
+* Overhead per run: a sweep of runs that train one step (``steps=1``, the least a method
+  allows; one sampler step, no metrics) through ``ebmbench.run`` in-process, against the
+  same plugin calls made directly in a loop (data, the energy, ``setup``, one training step,
+  the finiteness check, sampling). The
   difference per run is what the harness adds: expanding the grid, seeding, version
   stamps, the checkpoint, building the row and committing it to SQLite.
 * Speed-up: the process pool with 2 workers against 1 worker on a quick-budget toy grid
@@ -56,6 +57,7 @@ def direct(n_runs: int) -> list[torch.Tensor]:
         torch.manual_seed(seed)
         energy = architecture.build(dataset.shape)
         method.setup(TrainContext(energy, sampler, dataset, train, torch.device("cpu"), g))
+        energy.train()
         method.train_step(train[: method.hparams["batch_size"]])
         energy.eval()
         with torch.no_grad():
