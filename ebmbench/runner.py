@@ -425,6 +425,10 @@ def unfinished_rows(
     """
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}. Valid statuses: {', '.join(STATUSES)}")
+    from .sampler_board import SamplerTask, unfinished_sampler_rows  # it imports this module
+
+    if isinstance(task, SamplerTask):
+        return unfinished_sampler_rows(task, done_run_ids, status, reason, tb)
     done = set(done_run_ids)
     # The caller (the driver) has the task's plugins loaded already: versions make the row
     # re-runnable. Adding the task's plugin folders again could load them twice.

@@ -40,6 +40,9 @@ class SweepReport:
     results: Path = Path()
     #: Tuning trials of the selection's studies now in the store (0 without ``tune``).
     trials: int = 0
+    #: The sampler board's rows and counts (None when it did not run; see
+    #: :mod:`ebmbench.sampler_board`).
+    sampler_board: Any = None
 
 
 def run_sweep(
@@ -54,6 +57,7 @@ def run_sweep(
     progress: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
     tune: int = 0,
+    sampler_board: bool = False,
 ) -> SweepReport:
     """Run ``selection`` into the store at ``results`` and report.
 
@@ -68,6 +72,8 @@ def run_sweep(
         progress: Show a progress bar with an ETA on stderr.
         on_row: Called with every row as it is written.
         tune: Tuning trials per study before the runs (0: none; see :mod:`ebmbench.tuning`).
+        sampler_board: After the runs, run the sampler board of the selected samplers on
+            the selected toy densities (see :mod:`ebmbench.sampler_board`).
     """
     if timeout is not None and timeout <= 0:
         raise UserError(f"--timeout must be positive, got {timeout}")
@@ -121,11 +127,19 @@ def run_sweep(
                 if live:
                     live.update(job, advance=1, description=_label(row))
         frame = store.to_frame({s.run_id for s in specs})
+        board = None
+        if sampler_board:  # after the runs: the reference energies' checkpoints exist then
+            from .sampler_board import run_board
+
+            board = run_board(selection, store=store, executor=executor_obj, device=device,
+                              timeout=timeout, results=results, plugins_dirs=plugins_dirs,
+                              retry_statuses=RETRYABLE if retry_failed else (),
+                              progress=progress, on_row=on_row)
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
         all_counts.setdefault(status, 0)
     return SweepReport(frame, all_counts, ran=len(runnable), resumed=resumed, results=results,
-                       trials=trials)
+                       trials=trials, sampler_board=board)
 
 
 def _fixed_params(selection: Selection) -> set[tuple[str, str]]:
