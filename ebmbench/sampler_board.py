@@ -83,7 +83,7 @@ __all__ = [
 #: evaluations of f for a sampler that takes no gradients.
 GRAD_BUDGET = {"smoke": 40, "quick": 200, "full": 2000}
 #: Chains per row; their final states are the samples that MMD and C2ST compare.
-CHAINS = {"smoke": 128, "quick": 512, "full": 4000}
+CHAINS = {"smoke": 128, "quick": 384, "full": 4000}
 #: Chains per row whose trajectories are recorded for ESS and R-hat.
 TRACE_CHAINS = {"smoke": 8, "quick": 16, "full": 32}
 #: Most draws kept per traced chain (from the second half of its trajectory).
