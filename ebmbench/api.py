@@ -101,6 +101,7 @@ def run(
     progress: bool = False,
     tune: int = 0,
     train_flops: float | None = None,
+    sampler_board: bool = False,
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 
@@ -117,6 +118,12 @@ def run(
     ``tune=N`` first runs N tuning trials per study (same N and compute for every method,
     scored on the validation split; see :mod:`ebmbench.tuning`), then the seeds with each
     study's chosen values. ``train_flops`` replaces the budget's training compute.
+
+    ``sampler_board=True`` then also runs the sampler board (the selected samplers on the
+    selected toy densities' true density and reference energy, at equal gradient budgets;
+    see :mod:`ebmbench.sampler_board`), as ``ebmbench run`` does unless
+    ``--no-sampler-board``. Its rows go to the same store with ``role = "sampler"``; read
+    them with :func:`load_results`.
 
     Returns:
         One row per run of the selection (including earlier, resumed ones).
@@ -158,6 +165,7 @@ def run(
         retry_failed=retry_failed,
         progress=progress,
         tune=tune,
+        sampler_board=sampler_board,
     )
     return report.frame
 

@@ -123,6 +123,9 @@ def _describe_params(params: dict[str, Any]) -> str:
                    "sampler]) on the validation split, then the seeds with the chosen values.")
 @click.option("--train-flops", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="FLOPS", help="Training compute per run, replacing the budget's.")
+@click.option("--sampler-board/--no-sampler-board", default=True, show_default=True,
+              help="After the runs, judge the selected samplers on the selected toy densities' "
+                   "true density and reference energy at equal gradient budgets.")
 @click.option("--retry-failed", is_flag=True, help="Run failed and timed-out runs again.")
 @click.option("--leaderboard-out", type=click.Path(file_okay=False), default=None,
               help="Where to write the leaderboard [default: beside the results].")
@@ -134,7 +137,8 @@ def run_command(
     seeds: str, budget: str, device: str, timeout: str | None, overrides: tuple[str, ...],
     results: str, executor: str | None, workers: str | None, address: str | None,
     data_dir: str | None,
-    fid_weights: str | None, tune: int, train_flops: float | None, retry_failed: bool,
+    fid_weights: str | None, tune: int, train_flops: float | None, sampler_board: bool,
+    retry_failed: bool,
     leaderboard_out: str | None, no_leaderboard: bool, progress: bool,
 ) -> None:
     """Train and evaluate every compatible combination of the selection.
@@ -197,6 +201,7 @@ def run_command(
             selection, results=Path(results), device=device, timeout=time_limit,
             executor=executor, executor_params=executor_params, retry_failed=retry_failed,
             progress=progress, notify=lambda message: click.echo(message, err=True), tune=tune,
+            sampler_board=sampler_board,
         )
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted. Every finished run is saved in {results}; run the same "
@@ -244,6 +249,12 @@ def _print_summary(report: Any) -> None:
     )
     if report.trials:
         click.echo(f"tuning: {report.trials} trials in the store (not ranked; see docs/protocol.md)")
+    board = getattr(report, "sampler_board", None)
+    if board is not None and len(board.frame):
+        parts = ", ".join(f"{board.counts[s]} {s}" for s in ("ok", "diverged", "failed", "timeout")
+                          if board.counts[s] or s == "ok")
+        click.echo(f"sampler board: {len(board.frame)} rows: {parts} "
+                   f"({board.ran} run now, {board.resumed} already in the store)")
     failed = report.frame[report.frame["status"].isin(["failed", "diverged", "timeout"])] \
         if len(report.frame) else []
     for _, row in list(failed.iterrows())[:10] if len(failed) else []:

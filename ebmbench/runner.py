@@ -127,7 +127,7 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         # The energy's precision (its architecture's ``precision``; fp32 when it has none).
         "hyperparams": spec.params | {
             "metrics": task.metrics,
-            "precision": spec.params["architecture"].get("precision", "fp32"),
+            "precision": (spec.params.get("architecture") or {}).get("precision", "fp32"),
         } | ({"tuning": spec.tuning} if spec.tuning else {}),
         "versions": {},
         "artifacts": {},
@@ -456,6 +456,10 @@ def unfinished_rows(
     """
     if status not in STATUSES:
         raise ValueError(f"unknown status {status!r}. Valid statuses: {', '.join(STATUSES)}")
+    from .sampler_board import SamplerTask, unfinished_sampler_rows  # it imports this module
+
+    if isinstance(task, SamplerTask):
+        return unfinished_sampler_rows(task, done_run_ids, status, reason, tb)
     done = set(done_run_ids)
     # The caller (the driver) has the task's plugins loaded already: versions make the row
     # re-runnable. Adding the task's plugin folders again could load them twice.

@@ -54,6 +54,9 @@ class SweepReport:
     merged: int = 0
     #: Tuning trials of the selection's studies now in the store (0 without ``tune``).
     trials: int = 0
+    #: The sampler board's rows and counts (None when it did not run; see
+    #: :mod:`ebmbench.sampler_board`).
+    sampler_board: Any = None
 
 
 def run_sweep(
@@ -69,6 +72,7 @@ def run_sweep(
     on_row: Callable[[dict[str, Any]], None] | None = None,
     notify: Callable[[str], None] = notice,
     tune: int = 0,
+    sampler_board: bool = False,
 ) -> SweepReport:
     """Run ``selection`` into the store at ``results`` and report.
 
@@ -85,6 +89,8 @@ def run_sweep(
         notify: Told, in one line each, what the sweep waits for and what it merged
             (default: printed on stderr).
         tune: Tuning trials per study before the runs (0: none; see :mod:`ebmbench.tuning`).
+        sampler_board: After the runs, run the sampler board of the selected samplers on
+            the selected toy densities (see :mod:`ebmbench.sampler_board`).
 
     Raises:
         UserError: A bad selection or value, before any run starts and before the store
@@ -193,11 +199,21 @@ def run_sweep(
                 leases.release()
             journal.discard_if_empty()
         frame = store.to_frame({s.run_id for s in specs})
+        board = None
+        if sampler_board:  # after the runs: the reference energies' checkpoints exist then
+            from .sampler_board import run_board
+
+            board = run_board(selection, store=store, executor=executor_obj, device=device,
+                              timeout=timeout, results=results, plugins_dirs=plugins_dirs,
+                              retry_statuses=RETRYABLE if retry_failed else (),
+                              progress=progress, on_row=on_row,
+                              commit=lambda row, replace: _commit(store, journal, row, replace,
+                                                                  None))
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
         all_counts.setdefault(status, 0)
     return SweepReport(frame, all_counts, ran=ran, resumed=resumed, results=results,
-                       by_others=by_others, merged=merged, trials=trials)
+                       by_others=by_others, merged=merged, trials=trials, sampler_board=board)
 
 
 def _fixed_params(selection: Selection) -> set[tuple[str, str]]:

@@ -70,7 +70,7 @@ def test_run_writes_results_and_leaderboard_then_resumes_without_training(tmp_pa
 
 
 def test_export_and_leaderboard_commands(tmp_path):
-    ebmbench("run", *SLICE, "--no-leaderboard", cwd=tmp_path)
+    ebmbench("run", *SLICE, "--no-leaderboard", "--no-sampler-board", cwd=tmp_path)
     out = ebmbench("export", "--format", "csv", "-o", "runs.csv", cwd=tmp_path)
     frame = pd.read_csv(tmp_path / "runs.csv")
     assert out.stdout.strip() == "runs.csv" and list(frame["status"]) == ["ok"]

@@ -30,7 +30,7 @@ def command(plugins: Path, results: Path, seeds: str, *extra: str) -> list[str]:
         "--architecture", "mlp", "--metric", "fisher", "--budget", "smoke", "--seeds", seeds,
         "--set", "method.nap.steps=10", "--set", "method.nap.seconds=0.05",
         "--set", "sampler.ula.steps=2",
-        "--results", str(results), "--no-progress", "--no-leaderboard", *extra,
+        "--results", str(results), "--no-progress", "--no-leaderboard", "--no-sampler-board", *extra,
     ]
 
 

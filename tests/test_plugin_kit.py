@@ -535,7 +535,7 @@ def test_installed_plugins_are_listed_run_and_ranked(kit_env, tmp_path):
     assert "ksd" in listing and "ebmbench-example 0.1.0" in listing
     _call([python, "-m", "ebmbench.cli", "run", "--method", "kit_method,ksd,dsm",
            "--sampler", "ula", "--dataset", "eight_gaussians", "--architecture", "mlp",
-           "--budget", "smoke", "--no-progress"], tmp_path)
+           "--budget", "smoke", "--no-progress", "--no-sampler-board"], tmp_path)
     frame = ebmbench.load_results(tmp_path / "ebmbench-results" / "results.sqlite")
     assert set(frame.status) == {"ok"}, frame[["method", "status", "reason"]]
     versions = {row.method: row.versions[f"method:{row.method}"] for row in frame.itertuples()}
