@@ -202,11 +202,15 @@ def run_command(
 
 def _print_summary(report: Any) -> None:
     counts = report.counts
-    parts = ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed", "timeout", "skipped"))
+    parts = ", ".join(f"{counts[s]} {s}" for s in ("ok", "degenerate", "diverged", "failed", "timeout",
+                                                   "skipped"))
     click.echo(
         f"{len(report.frame)} runs: {parts} "
         f"({report.ran} run now, {report.resumed} already in {report.results})"
     )
+    if report.not_applicable:
+        click.echo(f"{sum(report.not_applicable.values())} combinations not applicable (not runs; "
+                   "counted by reason on the leaderboards)")
     if report.trials:
         click.echo(f"tuning: {report.trials} trials in the store (not ranked; see docs/protocol.md)")
     failed = report.frame[report.frame["status"].isin(["failed", "diverged", "timeout"])] \

@@ -20,22 +20,35 @@ import pandas as pd
 
 from .errors import UserError
 
-__all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "ROLES", "read_results", "write_export"]
+__all__ = ["ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "ROLES", "read_results", "write_export",
+           "read_not_applicable"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EXPORT_FORMATS = ("csv", "json", "parquet")
 
 _SCALARS = (
     "run_id", "train_key", "method", "sampler", "architecture", "dataset", "seed", "budget",
     "status", "reason", "traceback", "train_seconds", "sample_seconds", "peak_memory_mb",
-    "device", "host", "finished_at", "trial", "role",
+    "device", "host", "finished_at", "trial", "role", "uses_sampler",
 )
 _JSON = (
     "metrics", "directions", "cost_values", "reference_values", "hyperparams", "versions",
     "artifacts", "notes", "metric_errors", "sample_stats", "train_logs", "compute", "curve",
+    "sample_values",
 )
 
-_LISTS = ("cost_values", "reference_values", "curve")
+_LISTS = ("cost_values", "reference_values", "curve", "sample_values")
+
+#: Combinations that can never run (an incompatibility the plugins declare) are not runs:
+#: the sweep records each (dataset, method, sampler, architecture) here once, with the
+#: reason, and leaderboards count them by reason. A skip for missing data stays a run row.
+_CREATE_NOT_APPLICABLE = """
+CREATE TABLE IF NOT EXISTS not_applicable (
+    dataset TEXT NOT NULL, method TEXT NOT NULL, sampler TEXT NOT NULL,
+    architecture TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (dataset, method, sampler, architecture)
+);
+"""
 
 #: What each schema version adds to the one before (run in order on open).
 _MIGRATIONS = {
@@ -43,6 +56,11 @@ _MIGRATIONS = {
        "ALTER TABLE runs ADD COLUMN role TEXT NOT NULL DEFAULT 'run'; "
        "ALTER TABLE runs ADD COLUMN compute TEXT NOT NULL DEFAULT '{}'; "
        "ALTER TABLE runs ADD COLUMN curve TEXT NOT NULL DEFAULT '[]';",
+    # uses_sampler: the method trains with the run's sampler (NULL in older rows);
+    # sample_values: the metric values computed from samples (they depend on the sampler).
+    3: "ALTER TABLE runs ADD COLUMN uses_sampler INTEGER; "
+       "ALTER TABLE runs ADD COLUMN sample_values TEXT NOT NULL DEFAULT '[]'; "
+       + _CREATE_NOT_APPLICABLE,
 }
 
 
@@ -51,7 +69,7 @@ ROLES = ("run", "trial", "sampler")
 
 
 def _sql_type(column: str) -> str:
-    if column in ("seed", "trial"):
+    if column in ("seed", "trial", "uses_sampler"):
         return "INTEGER"
     if column == "role":
         return "TEXT NOT NULL DEFAULT 'run'"
@@ -65,7 +83,7 @@ CREATE TABLE IF NOT EXISTS runs (
     {", ".join(f"{c} TEXT NOT NULL DEFAULT '{'[]' if c in _LISTS else '{}'}'" for c in _JSON)}
 );
 CREATE INDEX IF NOT EXISTS runs_by_dataset ON runs (dataset, status);
-"""
+""" + _CREATE_NOT_APPLICABLE
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -157,6 +175,8 @@ class ResultStore:
         """
         values = [_nan_to_none(row.get(c)) for c in _SCALARS]
         values[_SCALARS.index("role")] = row.get("role") or "run"
+        if values[_SCALARS.index("uses_sampler")] is not None:
+            values[_SCALARS.index("uses_sampler")] = int(bool(values[_SCALARS.index("uses_sampler")]))
         values += [json.dumps(row.get(c) or ([] if c in _LISTS else {}), sort_keys=True)
                    for c in _JSON]
         columns = ", ".join(_SCALARS + _JSON)
@@ -164,6 +184,35 @@ class ResultStore:
         verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
         cursor = self._db.execute(f"{verb} INTO runs ({columns}) VALUES ({marks})", values)
         return cursor.rowcount > 0
+
+    def record_not_applicable(self, combinations: Iterable[tuple[str, str, str, str, str]]) -> int:
+        """Record (dataset, method, sampler, architecture, reason) combinations that can
+        never run, in one transaction; a combination already recorded keeps one entry (with
+        the latest reason). Seeds do not multiply them: a combination is not applicable at
+        any seed.
+
+        Returns:
+            How many were given.
+        """
+        entries = list(combinations)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO not_applicable (dataset, method, sampler, architecture, "
+                "reason) VALUES (?, ?, ?, ?, ?)", entries)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return len(entries)
+
+    def not_applicable(self) -> pd.DataFrame:
+        """Combinations that can never run, counted: ``dataset``, ``reason``,
+        ``combinations`` (distinct (method, sampler, architecture))."""
+        cursor = self._db.execute(
+            "SELECT dataset, reason, COUNT(*) FROM not_applicable GROUP BY dataset, reason "
+            "ORDER BY dataset, COUNT(*) DESC, reason")
+        return pd.DataFrame(cursor.fetchall(), columns=["dataset", "reason", "combinations"])
 
     # --------------------------------------------------------------- reading
 
@@ -259,9 +308,14 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
     Exports hold the nested columns as JSON text; they are decoded, so the frame is the
     same as :meth:`ResultStore.to_frame` gives and leaderboards render identically from
-    either.
+    either. A published export (a runs table ``results.csv`` beside its configurations,
+    see :mod:`ebmbench.published`) is joined back into the same frame.
     """
     path = Path(path)
+    from .published import is_published, read_published
+
+    if is_published(path):
+        return read_published(path)
     if path.suffix in (".csv", ".json", ".parquet"):
         if not path.is_file():
             raise UserError(f"no results file at {str(path)!r}")
@@ -277,3 +331,17 @@ def read_results(path: str | Path) -> pd.DataFrame:
         return frame
     with ResultStore.open_existing(path) as store:
         return store.to_frame()
+
+
+def read_not_applicable(path: str | Path) -> pd.DataFrame:
+    """The not-applicable counts (``dataset``, ``reason``, ``combinations``) of a store or a
+    published export; empty for other exports and for stores older than schema 3."""
+    path = Path(path)
+    from .published import is_published, read_published_not_applicable
+
+    if is_published(path):
+        return read_published_not_applicable(path)
+    if path.suffix == ".sqlite" and path.is_file():
+        with ResultStore.open_existing(path) as store:
+            return store.not_applicable()
+    return pd.DataFrame(columns=["dataset", "reason", "combinations"])

@@ -71,11 +71,14 @@ def harness_run(s: Subject, replica: int = 0) -> tuple[dict[str, Any], Partners]
             },
         )
         with tempfile.TemporaryDirectory(prefix="ebmbench-conformance-") as tmp:
-            run_sweep(
+            report = run_sweep(
                 selection, results=Path(tmp) / "results.sqlite", device=str(s.device),
                 timeout=E2E_TIMEOUT, executor=partners.executor, on_row=rows.append,
                 executor_params=dict(s.params) if s.kind == "executor" else None,
             )
+    if not rows and report.not_applicable:  # an incompatible combination is not a run
+        (_, reason), = report.not_applicable
+        rows.append({"status": "skipped", "reason": reason})
     assert len(rows) == 1, f"one run was asked for, the harness returned {len(rows)} rows"
     _RUNS[key] = rows[0]
     while len(_RUNS) > _MAX_RUNS:
