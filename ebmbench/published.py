@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ import pandas as pd
 from .errors import UserError
 
 __all__ = ["write_published", "read_published", "read_published_not_applicable", "is_published",
-           "published_files", "PUBLISHED_FORMAT"]
+           "published_files", "scrub_paths", "scrub_frame", "PUBLISHED_FORMAT"]
 
 #: Version of the published layout (``format`` in the configurations file).
 PUBLISHED_FORMAT = 1
@@ -75,6 +76,42 @@ def is_published(path: str | Path) -> bool:
     file is beside it)."""
     path = Path(path)
     return path.suffix == ".csv" and published_files(path)["configurations"].is_file()
+
+
+#: An absolute path of two or more components (``/root/.cache/x``, ``/tmp/run/results.sqlite``),
+#: not preceded by a word character (so ``exp(f)/Z`` and URLs' paths are left alone).
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.+@-]+/)+([\w.+@-]*)")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with every absolute path of this machine replaced by ``…/<its last part>``:
+    what a published file says must not depend on where it was made.
+
+    >>> scrub_paths("no usable local copy in /root/.cache/ebmbench/mnist (offline)")
+    'no usable local copy in …/mnist (offline)'
+    >>> scrub_paths("exp(f)/Z at https://example.org/a/b, --results /work/out/results.sqlite")
+    'exp(f)/Z at https://example.org/a/b, --results …/results.sqlite'
+    """
+    return _ABSOLUTE_PATH.sub(lambda m: f"…/{m.group(1)}" if m.group(1) else "…/", text)
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub_paths(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
+def scrub_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with :func:`scrub_paths` applied to every text, in nested values too."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].map(_scrubbed)
+    return frame
 
 
 def _digest(value: Any) -> str:
