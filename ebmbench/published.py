@@ -52,8 +52,10 @@ _IDENTITY = (
 )
 #: Small per-run dictionaries kept on the row, as JSON text.
 _ROW_JSON = ("notes", "metric_errors", "sample_stats", "train_logs", "artifacts")
-#: Parts of a run's configuration (shared by many runs, stored once).
-_CONFIG_FIELDS = ("versions", "directions", "cost_values", "reference_values", "sample_values")
+#: Parts of a run's configuration (shared by many runs, stored once). ``hyperparams`` and
+#: ``versions`` are split further: by plugin kind (``method``, ``sampler``, ...), since a
+#: sampler's settings or a metric's version are the same in many configurations.
+_CONFIG_FIELDS = ("directions", "cost_values", "reference_values", "sample_values")
 _LIST_FIELDS = ("cost_values", "reference_values", "sample_values")
 #: Significant digits written: metric values and compute, and learning-curve points.
 _DIGITS, _CURVE_DIGITS = 10, 7
@@ -155,6 +157,12 @@ def write_published(
         hyperparams = row.get("hyperparams")
         if isinstance(hyperparams, dict):
             config["hyperparams"] = {k: part(f"hyperparams.{k}", v) for k, v in sorted(hyperparams.items())}
+        versions = row.get("versions")
+        if isinstance(versions, dict):
+            groups: dict[str, dict[str, str]] = {}
+            for k, v in versions.items():  # "method:dsm" → group "method"; "torch" → ""
+                groups.setdefault(k.split(":", 1)[0] if ":" in k else "", {})[k] = v
+            config["versions"] = {g: part(f"versions.{g}", d) for g, d in sorted(groups.items())}
         for name in _CONFIG_FIELDS:
             value = row.get(name)
             if isinstance(value, dict | list):
@@ -223,13 +231,15 @@ def read_published(runs: str | Path) -> pd.DataFrame:
         out: dict[str, Any] = {}
         if "hyperparams" in config:
             out["hyperparams"] = {k: parts[f"hyperparams.{k}"][h] for k, h in config["hyperparams"].items()}
+        if "versions" in config:
+            out["versions"] = {k: v for g, h in config["versions"].items() for k, v in parts[f"versions.{g}"][h].items()}
         for name in _CONFIG_FIELDS:
             if name in config:
                 out[name] = parts[name][config[name]]
         return out
 
     cache = {key: resolved(key) for key in set(frame["config"])}
-    for name in ("hyperparams", *_CONFIG_FIELDS):
+    for name in ("hyperparams", "versions", *_CONFIG_FIELDS):
         empty: Any = [] if name in _LIST_FIELDS else {}
         frame[name] = [cache[k].get(name, empty) for k in frame["config"]]
     for c in _ROW_JSON:

@@ -105,7 +105,7 @@ def _datatable(frame: pd.DataFrame, table_id: str, numeric: list[str], order: li
         frame, table_id=table_id, connected=True, dt_url=_DT_URL, showIndex=False, maxBytes=0,
         paging=False, display_logo_when_loading=False, columnDefs=defs, order=order or [],
         layout={"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None},
-        classes=["display", "compact", "hover"], autoWidth=False,
+        classes=["display", "compact", "hover"], autoWidth=False, text_in_header_can_be_selected=False,
     )
 
 
@@ -314,15 +314,22 @@ def _samples_html(b: DatasetBoards) -> dict[str, str]:
 
 
 def _datasets_table(boards: list[DatasetBoards], frame: pd.DataFrame) -> str:
-    rows = []
+    lines = []
     for b in boards:
         best = b.models.table[b.models.table["rank"] == 1] if len(b.models.table) else b.models.table
-        leaders = ", ".join(model_name(r) for _, r in best.iterrows()) or "–"
-        count = int((frame["dataset"] == b.dataset).sum())
-        rows.append(f'<tr><td><a href="{html.escape(b.dataset)}.html">{html.escape(b.dataset)}</a></td>'
-                    f"<td>{count}</td><td>{html.escape(leaders)}</td></tr>")
-    return ('<table class="display compact"><thead><tr><th>dataset</th><th>runs</th><th>rank 1 (models)</th>'
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        lines.append({
+            "dataset": f'<a href="{html.escape(b.dataset)}.html">{html.escape(b.dataset)}</a>',
+            "runs": int((frame["dataset"] == b.dataset).sum()),
+            "not applicable": int(b.not_applicable["combinations"].sum()) if len(b.not_applicable) else 0,
+            "rank 1 (models)": html.escape(", ".join(model_name(r) for _, r in best.iterrows()) or "–"),
+        })
+    import itables
+
+    return itables.to_html_datatable(
+        pd.DataFrame(lines), table_id="datasets", connected=True, dt_url=_DT_URL, showIndex=False, maxBytes=0,
+        paging=False, display_logo_when_loading=False, allow_html=True, text_in_header_can_be_selected=False,
+        layout={"topStart": None, "topEnd": "search", "bottomStart": "info", "bottomEnd": None},
+        classes=["display", "compact", "hover"], autoWidth=False)
 
 
 def _summaries(summaries: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:

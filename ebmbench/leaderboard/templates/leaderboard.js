@@ -22,7 +22,8 @@ function wire(meta) {
   const table = new DataTable.Api('#' + meta.table);
   const chooser = document.getElementById(meta.table + '-metric');
   const filter = document.getElementById(meta.table + '-method');
-  const show = (name) => {
+  // Show one metric (and its ±) or every column ('*'); sort by it when the reader asks.
+  const show = (name, sort) => {
     const all = name === '*';
     for (const m of meta.metrics) {
       const on = all || m.name === name;
@@ -32,13 +33,13 @@ function wire(meta) {
     for (const col of meta.extra) table.column(col).visible(all, false);
     table.columns.adjust();
     const chosen = meta.metrics.find((m) => m.name === name);
-    if (chosen) table.order([chosen.col, chosen.higher ? 'desc' : 'asc']);
-    else if (meta.order) table.order(meta.order);
+    if (sort && chosen) table.order([chosen.col, chosen.higher ? 'desc' : 'asc']);
+    else if (sort && meta.order) table.order(meta.order);
     table.draw();
   };
   if (chooser) {
-    chooser.addEventListener('change', () => show(chooser.value));
-    show(chooser.value);
+    chooser.addEventListener('change', () => show(chooser.value, true));
+    show(chooser.value, false);  // the page opens in rank order
   }
   if (filter) {
     filter.addEventListener('change', () => {
