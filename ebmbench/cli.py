@@ -229,7 +229,10 @@ def _print_summary(report: Any) -> None:
               show_default=True, help="Folder for the markdown tables and figures.")
 @click.option("--check", is_flag=True,
               help="Write nothing; exit 1 if the tables in --out differ from a fresh render.")
-def leaderboard_command(results: str, out: str, check: bool) -> None:
+@click.option("--html", type=click.Path(file_okay=False), default=None,
+              help="Also write the interactive pages (sortable tables, plots) into this folder; "
+                   "serve it over http to read them (needs itables and plotly).")
+def leaderboard_command(results: str, out: str, check: bool, html: str | None) -> None:
     """Render one markdown leaderboard per dataset, and a summary, from the results."""
     from .leaderboard import check_leaderboards, write_leaderboards
 
@@ -241,9 +244,11 @@ def leaderboard_command(results: str, out: str, check: bool) -> None:
             sys.exit(1)
         click.echo(f"{out} matches {results}")
         return
-    written = write_leaderboards(Path(results), Path(out))
+    written = write_leaderboards(Path(results), Path(out), html=Path(html) if html else None)
     for path in written:
         click.echo(str(path))
+    if html:
+        click.echo(str(Path(html) / "index.html"))
 
 
 @cli.command("new-plugin")

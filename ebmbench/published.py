@@ -39,16 +39,41 @@ import pandas as pd
 
 from .errors import UserError
 
-__all__ = ["write_published", "read_published", "read_published_not_applicable", "is_published",
-           "published_files", "scrub_paths", "scrub_frame", "PUBLISHED_FORMAT"]
+__all__ = [
+    "write_published",
+    "read_published",
+    "read_published_not_applicable",
+    "is_published",
+    "published_files",
+    "scrub_paths",
+    "scrub_frame",
+    "PUBLISHED_FORMAT",
+]
 
 #: Version of the published layout (``format`` in the configurations file).
 PUBLISHED_FORMAT = 1
 
 _IDENTITY = (
-    "run_id", "train_key", "config", "role", "trial", "method", "sampler", "architecture",
-    "dataset", "seed", "budget", "uses_sampler", "status", "reason", "device", "host",
-    "finished_at", "train_seconds", "sample_seconds", "peak_memory_mb",
+    "run_id",
+    "train_key",
+    "config",
+    "role",
+    "trial",
+    "method",
+    "sampler",
+    "architecture",
+    "dataset",
+    "seed",
+    "budget",
+    "uses_sampler",
+    "status",
+    "reason",
+    "device",
+    "host",
+    "finished_at",
+    "train_seconds",
+    "sample_seconds",
+    "peak_memory_mb",
 )
 #: Small per-run dictionaries kept on the row, as JSON text.
 _ROW_JSON = ("notes", "metric_errors", "sample_stats", "train_logs", "artifacts")
@@ -184,12 +209,21 @@ def write_published(
     runs = pd.concat([runs, frame[metric_columns]], axis=1)
     runs.to_csv(out, index=False, float_format=f"%.{_DIGITS}g")
 
-    files["configurations"].write_text(json.dumps(
-        {"format": PUBLISHED_FORMAT, "configurations": configurations, "parts": parts},
-        sort_keys=True, indent=1) + "\n", encoding="utf-8")
+    files["configurations"].write_text(
+        json.dumps(
+            {"format": PUBLISHED_FORMAT, "configurations": configurations, "parts": parts},
+            sort_keys=True,
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     _curves_frame(frame).to_csv(files["curves"], index=False, float_format=f"%.{_CURVE_DIGITS}g")
-    counts = not_applicable if not_applicable is not None else pd.DataFrame(
-        columns=["dataset", "reason", "combinations"])
+    counts = (
+        not_applicable
+        if not_applicable is not None
+        else pd.DataFrame(columns=["dataset", "reason", "combinations"])
+    )
     counts.to_csv(files["not_applicable"], index=False)
     return list(files.values())
 
@@ -201,8 +235,9 @@ def _curves_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if "curve" not in frame.columns:
         return pd.DataFrame(columns=["key", "point"])
     by_training: dict[str, list[tuple[str, list]]] = {}
-    for run_id, train_key, curve in zip(frame["run_id"], frame.get("train_key", frame["run_id"]),
-                                        frame["curve"], strict=True):
+    for run_id, train_key, curve in zip(
+        frame["run_id"], frame.get("train_key", frame["run_id"]), frame["curve"], strict=True
+    ):
         if isinstance(curve, list) and curve:
             by_training.setdefault(str(train_key), []).append((str(run_id), curve))
     for train_key, entries in by_training.items():
@@ -222,8 +257,10 @@ def read_published(runs: str | Path) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read the published results {str(runs)!r}: {exc}") from None
     if blob.get("format") != PUBLISHED_FORMAT:
-        raise UserError(f"{files['configurations']} has format {blob.get('format')!r}; this "
-                        f"ebmbench reads format {PUBLISHED_FORMAT}")
+        raise UserError(
+            f"{files['configurations']} has format {blob.get('format')!r}; this "
+            f"ebmbench reads format {PUBLISHED_FORMAT}"
+        )
     configurations, parts = blob["configurations"], blob["parts"]
 
     def resolved(key: str) -> dict[str, Any]:
@@ -232,7 +269,9 @@ def read_published(runs: str | Path) -> pd.DataFrame:
         if "hyperparams" in config:
             out["hyperparams"] = {k: parts[f"hyperparams.{k}"][h] for k, h in config["hyperparams"].items()}
         if "versions" in config:
-            out["versions"] = {k: v for g, h in config["versions"].items() for k, v in parts[f"versions.{g}"][h].items()}
+            out["versions"] = {
+                k: v for g, h in config["versions"].items() for k, v in parts[f"versions.{g}"][h].items()
+            }
         for name in _CONFIG_FIELDS:
             if name in config:
                 out[name] = parts[name][config[name]]
@@ -247,13 +286,14 @@ def read_published(runs: str | Path) -> pd.DataFrame:
             frame[c] = frame[c].map(lambda v: json.loads(v) if isinstance(v, str) else {})
     compute_columns = [c for c in frame.columns if c.startswith("compute.")]
     frame["compute"] = [
-        {c[len("compute."):]: v for c, v in zip(compute_columns, values, strict=True) if not _missing(v)}
+        {c[len("compute.") :]: v for c, v in zip(compute_columns, values, strict=True) if not _missing(v)}
         for values in frame[compute_columns].itertuples(index=False, name=None)
     ]
     frame = frame.drop(columns=compute_columns)
     curves = _read_curves(files["curves"])
-    frame["curve"] = [curves.get(r, curves.get(t, [])) for r, t in
-                      zip(frame["run_id"], frame["train_key"], strict=True)]
+    frame["curve"] = [
+        curves.get(r, curves.get(t, [])) for r, t in zip(frame["run_id"], frame["train_key"], strict=True)
+    ]
     for c in ("reason",):
         frame[c] = frame[c].astype(object).where(frame[c].notna(), "")
     return frame
@@ -269,8 +309,7 @@ def _read_curves(path: Path) -> dict[str, list[dict[str, Any]]]:
     curves: dict[str, list[dict[str, Any]]] = {}
     for key, group in lines.sort_values(["key", "point"]).groupby("key", sort=False):
         curves[str(key)] = [
-            {f: int(v) if f == "step" else v
-             for f, v in zip(fields, values, strict=True) if not _missing(v)}
+            {f: int(v) if f == "step" else v for f, v in zip(fields, values, strict=True) if not _missing(v)}
             for values in group[fields].itertuples(index=False, name=None)
         ]
     return curves

@@ -21,7 +21,10 @@ def test_gaussian_nll_is_the_closed_form_cross_entropy():
     m, scale = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([[1.0, 0, 0], [0.6, 0.8, 0], [0.1, 0.2, 0.5]])
     S = (scale @ scale.T).double()
     train = m + torch.randn(200_000, 3, generator=g) @ scale.T
-    mu_q, Sigma_q = torch.tensor([1.5, -2.0, 0.0]).double(), torch.diag(torch.tensor([0.5, 2.0, 1.0])).double()
+    mu_q, Sigma_q = (
+        torch.tensor([1.5, -2.0, 0.0]).double(),
+        torch.diag(torch.tensor([0.5, 2.0, 1.0])).double(),
+    )
     test = mu_q + torch.randn(200_000, 3, generator=g).double() @ torch.linalg.cholesky(Sigma_q).T
     prec, diff = torch.linalg.inv(S), mu_q - m.double()
     exact = 0.5 * float(torch.trace(prec @ Sigma_q) + diff @ prec @ diff + torch.logdet(2 * math.pi * S))
@@ -53,8 +56,15 @@ def plugins(fresh_plugins):
 
 
 def _run(tmp_path, **kwargs):
-    return ebmbench.run(methods=["dsm"], architectures=["mlp"], datasets=["eight_gaussians"],
-                        metrics=["log_partition"], budget="smoke", results=tmp_path / "r.sqlite", **kwargs)
+    return ebmbench.run(
+        methods=["dsm"],
+        architectures=["mlp"],
+        datasets=["eight_gaussians"],
+        metrics=["log_partition"],
+        budget="smoke",
+        results=tmp_path / "r.sqlite",
+        **kwargs,
+    )
 
 
 def test_smoke_runs_are_never_judged(plugins, tmp_path):

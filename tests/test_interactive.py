@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -45,12 +44,26 @@ def _rows():
     curve = [{"step": i, "flops": 1e7 * 2**i, "fisher_divergence": 8.0 / (i + 1)} for i in range(6)]
     rows = toy_rows()
     for r in rows:
-        r["curve"] = [dict(p, fisher_divergence=p["fisher_divergence"] * (1 + 0.1 * ord(r["method"][0]) % 3))
-                      for p in curve]
-    rows += [row("spike", "ula", seed=s, status="degenerate", fisher_divergence=1e-9, test_nll=2346.0,
-                 notes={"degenerate:nll": "test NLL 2346 > 3.8"}) for s in (0, 1, 2)]
-    rows += [row("nce", "ula", seed=s, fisher_divergence=1.5, test_nll=None, log_z_abs_error=0.1, curve=curve)
-             for s in (0, 1, 2)]
+        r["curve"] = [
+            dict(p, fisher_divergence=p["fisher_divergence"] * (1 + 0.1 * ord(r["method"][0]) % 3))
+            for p in curve
+        ]
+    rows += [
+        row(
+            "spike",
+            "ula",
+            seed=s,
+            status="degenerate",
+            fisher_divergence=1e-9,
+            test_nll=2346.0,
+            notes={"degenerate:nll": "test NLL 2346 > 3.8"},
+        )
+        for s in (0, 1, 2)
+    ]
+    rows += [
+        row("nce", "ula", seed=s, fisher_divergence=1.5, test_nll=None, log_z_abs_error=0.1, curve=curve)
+        for s in (0, 1, 2)
+    ]
     return rows + sampler_rows()
 
 
@@ -102,7 +115,8 @@ def _column(page, table: str, header: str) -> list[str]:
     headers = page.eval_on_selector_all(f"#{table} thead th", "ths => ths.map(t => t.innerText.trim())")
     index = headers.index(header)
     return page.eval_on_selector_all(
-        f"#{table} tbody tr", f"trs => trs.map(tr => tr.children[{index}].innerText.trim())")
+        f"#{table} tbody tr", f"trs => trs.map(tr => tr.children[{index}].innerText.trim())"
+    )
 
 
 def test_the_pages_are_written_with_their_assets_and_fetch_nothing_from_the_network(site):
@@ -110,7 +124,7 @@ def test_the_pages_are_written_with_their_assets_and_fetch_nothing_from_the_netw
     assert sorted(p.name for p in (out / "assets").iterdir()) == sorted(ASSETS)
     for page in out.glob("*.html"):
         text = page.read_text()
-        for remote in ('src="http', "href=\"http", "import(\"http", "from 'http", "cdn", "unpkg"):
+        for remote in ('src="http', 'href="http', 'import("http', "from 'http", "cdn", "unpkg"):
             assert remote not in text.replace('href="https://itables.org', ""), (page.name, remote)
 
 
@@ -143,7 +157,8 @@ def test_choosing_a_metric_sorts_by_it_and_clicking_its_header_reverses(page):
     present = [x for x in nll if x is not None]
     assert present == sorted(present, reverse=True) and nll[-1] is None  # missing still last
     assert "fisher_divergence ↓" not in page.eval_on_selector_all(
-        "#toy-models thead th", "ths => ths.map(t => t.innerText.trim())")
+        "#toy-models thead th", "ths => ths.map(t => t.innerText.trim())"
+    )
 
 
 def test_filtering_to_one_method_leaves_only_that_method(page):

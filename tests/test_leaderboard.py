@@ -41,8 +41,9 @@ def test_a_model_is_one_row_whatever_the_samplers_that_evaluated_it():
     models = board_of(toy_rows()).models
     table = models.table.set_index(["method", "training_sampler"])
     # a, b, c train once per seed; cd trains with each sampler: three models.
-    assert sorted(table.index) == sorted([("a", "–"), ("b", "–"), ("c", "–"),
-                                          ("cd", "hmc"), ("cd", "mala"), ("cd", "ula")])
+    assert sorted(table.index) == sorted(
+        [("a", "–"), ("b", "–"), ("c", "–"), ("cd", "hmc"), ("cd", "mala"), ("cd", "ula")]
+    )
     a = table.loc[("a", "–")]
     assert a["seeds"] == 3  # three trainings, not nine rows
     values = np.array([1.0, 1.01, 1.02])
@@ -76,10 +77,12 @@ def test_a_missing_value_is_never_ranked_and_costs_nothing():
     """log_z_abs_error exists only for some methods: the others are ranked on what they
     report, not pushed down; the rows that report it are ranked on it among themselves."""
     rows = [row("a", "ula", seed=s, fisher_divergence=1.0, test_nll=2.0) for s in range(2)]
-    rows += [row("nce", "ula", seed=s, fisher_divergence=3.0, test_nll=3.0, log_z_abs_error=0.1)
-             for s in range(2)]
-    rows += [row("fce", "ula", seed=s, fisher_divergence=2.0, test_nll=2.5, log_z_abs_error=0.5)
-             for s in range(2)]
+    rows += [
+        row("nce", "ula", seed=s, fisher_divergence=3.0, test_nll=3.0, log_z_abs_error=0.1) for s in range(2)
+    ]
+    rows += [
+        row("fce", "ula", seed=s, fisher_divergence=2.0, test_nll=2.5, log_z_abs_error=0.5) for s in range(2)
+    ]
     models = board_of(rows).models
     table = models.table.set_index("method")
     # Scores by hand: fisher and nll ranks among 3 scale to 0, 0.5, 1; log Z among 2 to 0, 1.
@@ -114,9 +117,13 @@ def test_normalised_scores_by_hand():
 
 def test_indistinguishable_rows_share_a_rank_and_separated_ones_do_not():
     rng = np.random.default_rng(0)
-    units = pd.DataFrame([
-        {"m": m, "x": mu + rng.normal(0, 0.1)} for m, mu in (("a", 1.0), ("b", 1.0), ("c", 5.0))
-        for _ in range(5)])
+    units = pd.DataFrame(
+        [
+            {"m": m, "x": mu + rng.normal(0, 0.1)}
+            for m, mu in (("a", 1.0), ("b", 1.0), ("c", 5.0))
+            for _ in range(5)
+        ]
+    )
     out = rank_rows(units, ["m"], ["x"], {"x": False}).set_index("m")
     assert out.loc["a", "rank"] == out.loc["b", "rank"] == 1
     assert out.loc["c", "rank"] == 3 and out.loc["c", "rank_lo"] == 3
@@ -134,8 +141,13 @@ def test_the_shared_rank_rule_behaves_as_stated_over_many_replications():
     shared = separated = 0
     trials = 60
     for _ in range(trials):
-        units = pd.DataFrame([{"m": m, "x": mu + rng.normal(0, 1.0)}
-                              for m, mu in (("a", 0.0), ("b", 0.0), ("c", 10 / math.sqrt(5) * 2)) for _ in range(5)])
+        units = pd.DataFrame(
+            [
+                {"m": m, "x": mu + rng.normal(0, 1.0)}
+                for m, mu in (("a", 0.0), ("b", 0.0), ("c", 10 / math.sqrt(5) * 2))
+                for _ in range(5)
+            ]
+        )
         out = rank_rows(units, ["m"], ["x"], {"x": False}, n_boot=300).set_index("m")
         shared += out.loc["a", "rank"] == out.loc["b", "rank"] == 1
         separated += out.loc["c", "rank"] == 3
@@ -145,8 +157,17 @@ def test_the_shared_rank_rule_behaves_as_stated_over_many_replications():
 
 def test_unreliable_values_are_shown_marked_and_not_ranked():
     rows = [row("a", "ula", seed=s, fisher_divergence=2.0, test_nll=9.0) for s in range(2)]
-    rows += [row("b", "ula", seed=s, fisher_divergence=1.0, test_nll=1.0,
-                 notes={"unreliable:test_nll": "AIS effective sample size 3 < 30"}) for s in range(2)]
+    rows += [
+        row(
+            "b",
+            "ula",
+            seed=s,
+            fisher_divergence=1.0,
+            test_nll=1.0,
+            notes={"unreliable:test_nll": "AIS effective sample size 3 < 30"},
+        )
+        for s in range(2)
+    ]
     boards = board_of(rows)
     table = boards.models.table.set_index("method")
     # b's NLL is not ranked: a is the only NLL reporter, so NLL ranks nobody; fisher decides.
@@ -159,9 +180,20 @@ def test_unreliable_values_are_shown_marked_and_not_ranked():
 def test_a_degenerate_model_is_shown_not_ranked_and_changes_no_other_rank():
     rows = toy_rows()
     before = ranks(board_of(rows).models.table)
-    collapsed = [row("spike", s, seed=seed, status="degenerate", fisher_divergence=1e-9, test_nll=2346.0,
-                     notes={"degenerate:nll": "test NLL 2346 > 3.8"}, reason="test NLL 2346 > 3.8")
-                 for seed in (0, 1, 2) for s in ("hmc", "mala")]
+    collapsed = [
+        row(
+            "spike",
+            s,
+            seed=seed,
+            status="degenerate",
+            fisher_divergence=1e-9,
+            test_nll=2346.0,
+            notes={"degenerate:nll": "test NLL 2346 > 3.8"},
+            reason="test NLL 2346 > 3.8",
+        )
+        for seed in (0, 1, 2)
+        for s in ("hmc", "mala")
+    ]
     boards = board_of(rows + collapsed)
     assert ranks(boards.models.table) == before
     unranked = boards.models.unranked.set_index("method")
@@ -226,8 +258,10 @@ def test_a_variant_is_labelled_and_ranked_as_its_own_row():
     assert model_label("adversarial", {"variant": {"alpha": 0.1}}) == "adversarial (α=0.1)"
     assert model_label("adversarial", {"variant": {}}) == "adversarial"
     rows = toy_rows(samplers=("ula",))
-    rows += [row("a", "ula", seed=s, hyperparams={"variant": {"alpha": 0.1}}, fisher_divergence=0.5,
-                 test_nll=2.0) for s in (0, 1, 2)]
+    rows += [
+        row("a", "ula", seed=s, hyperparams={"variant": {"alpha": 0.1}}, fisher_divergence=0.5, test_nll=2.0)
+        for s in (0, 1, 2)
+    ]
     methods = set(board_of(rows).models.table["method"])
     assert {"a", "a (α=0.1)"} <= methods
 
@@ -242,16 +276,19 @@ def test_failed_runs_and_missing_data_skips_are_listed_with_their_reasons():
 
 
 def test_not_applicable_combinations_are_counted_in_the_header():
-    na = pd.DataFrame({"dataset": ["toy", "toy"], "reason": ["convnet takes images", "d > 8"],
-                       "combinations": [12, 3]})
+    na = pd.DataFrame(
+        {"dataset": ["toy", "toy"], "reason": ["convnet takes images", "d > 8"], "combinations": [12, 3]}
+    )
     page = render_dataset(board_of(toy_rows(), not_applicable=na))
     header = page.split("## Models")[0]
     assert "15 combinations not applicable" in header and "convnet takes images" in header
 
 
 def on(dataset, rows):
-    return [dict(r, dataset=dataset, run_id=f"{dataset}/{r['run_id']}", train_key=f"{dataset}/{r['train_key']}")
-            for r in rows]
+    return [
+        dict(r, dataset=dataset, run_id=f"{dataset}/{r['run_id']}", train_key=f"{dataset}/{r['train_key']}")
+        for r in rows
+    ]
 
 
 def test_every_page_states_the_rules(tmp_path):
@@ -266,17 +303,29 @@ def test_every_page_states_the_rules(tmp_path):
 
 
 def test_compute_to_reach_the_target_reads_the_learning_curve():
-    curve = [{"step": 1, "flops": 1e8, "fisher_divergence": 9.0}, {"step": 2, "flops": 4e8, "fisher_divergence": 0.9},
-             {"step": 3, "flops": 8e8, "fisher_divergence": 0.5}]
-    slow = [{"step": 1, "flops": 1e8, "fisher_divergence": 9.0}, {"step": 2, "flops": 8e8, "fisher_divergence": 3.0}]
+    curve = [
+        {"step": 1, "flops": 1e8, "fisher_divergence": 9.0},
+        {"step": 2, "flops": 4e8, "fisher_divergence": 0.9},
+        {"step": 3, "flops": 8e8, "fisher_divergence": 0.5},
+    ]
+    slow = [
+        {"step": 1, "flops": 1e8, "fisher_divergence": 9.0},
+        {"step": 2, "flops": 8e8, "fisher_divergence": 3.0},
+    ]
     rows = [row("a", "ula", seed=s, dataset="banana", curve=curve, fisher_divergence=0.5) for s in (0, 1)]
-    rows += [row("b", "ula", seed=0, dataset="banana", curve=curve, fisher_divergence=0.5),
-             row("b", "ula", seed=1, dataset="banana", curve=slow, fisher_divergence=3.0)]
+    rows += [
+        row("b", "ula", seed=0, dataset="banana", curve=curve, fisher_divergence=0.5),
+        row("b", "ula", seed=1, dataset="banana", curve=slow, fisher_divergence=3.0),
+    ]
     boards = board_of(rows, "banana")
     assert boards.target == ("fisher_divergence", 1.0)
     table = boards.models.table.set_index("method")
-    assert table.loc["a", "flops_to_target"] == pytest.approx(4e8) and table.loc["a", "target_reached"] == "2/2"
-    assert table.loc["b", "flops_to_target"] == pytest.approx(4e8) and table.loc["b", "target_reached"] == "1/2"
+    assert (
+        table.loc["a", "flops_to_target"] == pytest.approx(4e8) and table.loc["a", "target_reached"] == "2/2"
+    )
+    assert (
+        table.loc["b", "flops_to_target"] == pytest.approx(4e8) and table.loc["b", "target_reached"] == "1/2"
+    )
     assert table.loc["a", "train_flops"] == pytest.approx(1e9)  # compute is shown, never ranked
     assert "train_flops" not in boards.models.ranked
 
@@ -306,13 +355,27 @@ def sampler_rows():
         for init in ("noise", "data"):
             for sampler, (mmd, c2st, ess) in quality.items():
                 for method in ("true_density", "reference"):
-                    r = row(method, sampler, seed=seed, role="sampler",
-                            architecture="exact" if method == "true_density" else "mlp",
-                            hyperparams={"sampler_board": {"init": init, "grad_budget": 1000, "reference":
-                                         None if method == "true_density" else
-                                         {"method": "dsm", "architecture": "mlp", "run_id": "r"}}},
-                            mmd=mmd * (1 + 0.01 * seed), c2st_accuracy=c2st, ess_per_grad=ess, rhat=1.01,
-                            grad_evals=1000)
+                    r = row(
+                        method,
+                        sampler,
+                        seed=seed,
+                        role="sampler",
+                        architecture="exact" if method == "true_density" else "mlp",
+                        hyperparams={
+                            "sampler_board": {
+                                "init": init,
+                                "grad_budget": 1000,
+                                "reference": None
+                                if method == "true_density"
+                                else {"method": "dsm", "architecture": "mlp", "run_id": "r"},
+                            }
+                        },
+                        mmd=mmd * (1 + 0.01 * seed),
+                        c2st_accuracy=c2st,
+                        ess_per_grad=ess,
+                        rhat=1.01,
+                        grad_evals=1000,
+                    )
                     r["run_id"] += f"/{init}"
                     rows.append(r)
     return rows
@@ -382,13 +445,16 @@ def test_boards_render_the_same_from_the_store_and_its_exports_and_check_detects
         for fmt in ("csv", "parquet", "json"):
             store.export(fmt, tmp_path / f"results.{fmt}")
     write_published(read_results(tmp_path / "results.sqlite"), tmp_path / "published" / "results.csv")
-    for source in (*(tmp_path / f"results.{f}" for f in ("csv", "parquet", "json")),
-                   tmp_path / "published" / "results.csv"):
+    for source in (
+        *(tmp_path / f"results.{f}" for f in ("csv", "parquet", "json")),
+        tmp_path / "published" / "results.csv",
+    ):
         assert check_leaderboards(source, tmp_path / "boards") == [], source
     page = tmp_path / "boards" / "toy.md"
     page.write_text(page.read_text().replace("3/3 ok", "4/4 ok"))
     assert check_leaderboards(tmp_path / "results.csv", tmp_path / "boards") == [
-        f"{page} differs from what {tmp_path / 'results.csv'} renders"]
+        f"{page} differs from what {tmp_path / 'results.csv'} renders"
+    ]
 
 
 def test_index_says_what_ran_and_links_every_dataset(tmp_path):
@@ -398,3 +464,26 @@ def test_index_says_what_ran_and_links_every_dataset(tmp_path):
     assert "budget: quick · seeds: 0, 1, 2 · device: cpu" in index
     assert "[toy](toy.md)" in index and "[toy2](toy2.md)" in index
     assert "### Models" in index
+
+
+def test_the_harness_records_a_variant_and_the_board_labels_it(tmp_path):
+    """A run whose variant-defining parameter leaves its default says so in its row and label."""
+    import ebmbench
+    from ebmbench.store import read_results
+
+    kwargs = dict(
+        methods=["adversarial"],
+        samplers=["ula"],
+        architectures=["mlp"],
+        datasets=["eight_gaussians"],
+        metrics=["fisher"],
+        budget="smoke",
+        results=tmp_path / "r.sqlite",
+    )
+    assert type(ebmbench.get_method("adversarial")).variant_params == ("alpha",)
+    plain = ebmbench.run(**kwargs)
+    regularised = ebmbench.run(overrides={"method.adversarial.alpha": 0.01}, **kwargs)
+    assert "variant" not in plain["hyperparams"].iloc[0]
+    assert regularised["hyperparams"].iloc[0]["variant"] == {"alpha": 0.01}
+    (boards,) = aggregate(read_results(tmp_path / "r.sqlite"))
+    assert set(boards.models.table["method"]) == {"adversarial", "adversarial (α=0.01)"}

@@ -81,8 +81,8 @@ def test_publish_writes_a_light_checkable_export_with_galleries_and_no_machine_p
 
     run = (out / PROVENANCE_FILE).read_text()
     assert run.index("run --method dsm,exact_sm") < run.index("run --seeds 0-1")
-    for text in ("--results …/results.sqlite", "abc1234", "1.5 min", "## Hardware", "scratch space was …/scratch",
-                 f"torch {__import__('torch').__version__.split('+')[0]}"):
+    for text in ("--results …/results.sqlite", "abc1234", "1.5 min", "## Hardware",
+                 "scratch space was …/scratch", f"torch {__import__('torch').__version__.split('+')[0]}"):
         assert text in run, text
 
     # A wrong store path is an error before anything published is touched.

@@ -24,12 +24,29 @@ from .aggregate import (
     summarize,
 )
 from .figures import draw_figures
-from .render import facts_line, format_value, relative_link, render_dataset, render_index, render_rules
+from .render import facts_line, format_value, render_dataset, render_index, render_rules
 
-__all__ = ["Board", "DatasetBoards", "COMBO", "MODEL_KEY", "SAMPLE_KEY", "SAMPLER_KEY",
-           "EVALUATION_SAMPLERS", "aggregate", "summarize", "model_label", "evaluation_sampler",
-           "render_dataset", "render_index", "render_rules", "format_value", "write_leaderboards",
-           "check_leaderboards", "load_boards", "PROVENANCE_FILE"]
+__all__ = [
+    "Board",
+    "DatasetBoards",
+    "COMBO",
+    "MODEL_KEY",
+    "SAMPLE_KEY",
+    "SAMPLER_KEY",
+    "EVALUATION_SAMPLERS",
+    "aggregate",
+    "summarize",
+    "model_label",
+    "evaluation_sampler",
+    "render_dataset",
+    "render_index",
+    "render_rules",
+    "format_value",
+    "write_leaderboards",
+    "check_leaderboards",
+    "load_boards",
+    "PROVENANCE_FILE",
+]
 
 #: The hand- or script-written record of how a published leaderboard was made (command,
 #: hardware, versions); it sits beside the rendered pages and the check leaves it alone.
@@ -47,7 +64,10 @@ def load_boards(results: Path) -> tuple[list[DatasetBoards], dict, object]:
 
 
 def write_leaderboards(
-    results: Path, out: Path, *, figures: bool = True, links_from: Path | None = None,
+    results: Path,
+    out: Path,
+    *,
+    figures: bool = True,
     html: Path | None = None,
 ) -> list[Path]:
     """Write ``<dataset>.md`` for every dataset in ``results`` (a store or an export),
@@ -59,7 +79,6 @@ def write_leaderboards(
         figures: Also draw the figures (learning curves, cost vs quality; the 2-D gallery
             when the runs' gallery data is in the results folder). A figure that cannot be
             drawn from these results (no gallery data in an export) is left as it is.
-        links_from: Unused; kept for callers of the earlier signature.
         html: Also write the interactive pages into this folder.
 
     Returns:
@@ -112,12 +131,11 @@ def check_leaderboards(results: Path, out: Path) -> list[str]:
             elif _without_figures(committed.read_text(encoding="utf-8")) != new_text:
                 problems.append(f"{committed} differs from what {results} renders")
         expected = {p.name for p in fresh} | {PROVENANCE_FILE}
-        problems += [f"{p} is not rendered from {results}" for p in sorted(out.glob("*.md"))
-                     if p.name not in expected]
+        problems += [
+            f"{p} is not rendered from {results}" for p in sorted(out.glob("*.md")) if p.name not in expected
+        ]
     return problems
 
 
 def _without_figures(text: str) -> str:
-    return "\n".join(
-        line for line in text.splitlines() if line.strip() and not line.startswith("![")
-    )
+    return "\n".join(line for line in text.splitlines() if line.strip() and not line.startswith("!["))

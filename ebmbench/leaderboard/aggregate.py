@@ -39,8 +39,19 @@ import pandas as pd
 from .ranking import rank_rows
 from .targets import curve_target
 
-__all__ = ["Board", "DatasetBoards", "aggregate", "summarize", "model_label", "evaluation_sampler",
-           "MODEL_KEY", "SAMPLE_KEY", "SAMPLER_KEY", "EVALUATION_SAMPLERS", "COMBO"]
+__all__ = [
+    "Board",
+    "DatasetBoards",
+    "aggregate",
+    "summarize",
+    "model_label",
+    "evaluation_sampler",
+    "MODEL_KEY",
+    "SAMPLE_KEY",
+    "SAMPLER_KEY",
+    "EVALUATION_SAMPLERS",
+    "COMBO",
+]
 
 #: The columns of a run's full identity (kept for callers of the old API).
 COMBO = ["method", "sampler", "architecture"]
@@ -54,22 +65,52 @@ SAMPLER_KEY = ["target", "init", "sampler"]
 #: first of these that ran on the dataset (the order tuning uses for sample objectives).
 EVALUATION_SAMPLERS = ("mala", "hmc", "ula", "mh")
 #: Sample values of rows written before the store recorded ``sample_values`` (schema 3).
-LEGACY_SAMPLE_VALUES = frozenset({
-    "mmd", "mmd_floor", "c2st_accuracy", "fid", "fid_floor", "fid_samples", "kid", "fid_inception",
-    "fid_inception_floor", "kid_inception", "grad_evals", "sample_seconds",
-})
+LEGACY_SAMPLE_VALUES = frozenset(
+    {
+        "mmd",
+        "mmd_floor",
+        "c2st_accuracy",
+        "fid",
+        "fid_floor",
+        "fid_samples",
+        "kid",
+        "fid_inception",
+        "fid_inception_floor",
+        "kid_inception",
+        "grad_evals",
+        "sample_seconds",
+    }
+)
 #: Directions of the sampler board's values, where a row does not declare them.
-SAMPLER_DIRECTIONS = {"mmd": False, "c2st_accuracy": False, "ess_per_grad": True, "rhat": False,
-                      "mmd_floor": False, "grad_evals": False}
+SAMPLER_DIRECTIONS = {
+    "mmd": False,
+    "c2st_accuracy": False,
+    "ess_per_grad": True,
+    "rhat": False,
+    "mmd_floor": False,
+    "grad_evals": False,
+}
 #: Sampler-board values shown for reference or as cost, never ranked.
 SAMPLER_REFERENCE = ("mmd_floor", "rhat")
 SAMPLER_COST = ("grad_evals", "sample_seconds")
 #: Compute columns of the models board (from each run's ``compute`` record).
-COMPUTE_COLUMNS = {"train_flops": "flops", "train_energy_rows": "energy_rows",
-                   "train_grad_rows": "grad_rows", "train_steps": "steps"}
+COMPUTE_COLUMNS = {
+    "train_flops": "flops",
+    "train_energy_rows": "energy_rows",
+    "train_grad_rows": "grad_rows",
+    "train_steps": "steps",
+}
 #: How parameter names are shown in a variant's label.
-_SYMBOLS = {"alpha": "α", "beta": "β", "gamma": "γ", "sigma": "σ", "lambda": "λ", "tau": "τ",
-            "eta": "η", "epsilon": "ε"}
+_SYMBOLS = {
+    "alpha": "α",
+    "beta": "β",
+    "gamma": "γ",
+    "sigma": "σ",
+    "lambda": "λ",
+    "tau": "τ",
+    "eta": "η",
+    "epsilon": "ε",
+}
 _FINISHED = ("ok", "degenerate")
 
 
@@ -192,8 +233,12 @@ def model_label(method: str, hyperparams: dict[str, Any] | None) -> str:
     variant = (hyperparams or {}).get("variant") or {}
     if not variant:
         return method
-    shown = ", ".join(f"{_SYMBOLS.get(k, k)}={v:g}" if isinstance(v, int | float) and not isinstance(v, bool)
-                      else f"{_SYMBOLS.get(k, k)}={v}" for k, v in sorted(variant.items()))
+    shown = ", ".join(
+        f"{_SYMBOLS.get(k, k)}={v:g}"
+        if isinstance(v, int | float) and not isinstance(v, bool)
+        else f"{_SYMBOLS.get(k, k)}={v}"
+        for k, v in sorted(variant.items())
+    )
     return f"{method} ({shown})"
 
 
@@ -207,8 +252,10 @@ def _uses_sampler(rows: pd.DataFrame) -> pd.Series:
     keys_per_model = per_model["train_key"].transform("nunique")
     samplers_per_model = per_model["sampler"].transform("nunique")
     inferred = (samplers_per_training == 1) & (keys_per_model > 1) & (keys_per_model == samplers_per_model)
-    return pd.Series([bool(r) if not _missing(r) else bool(i) for r, i in zip(recorded, inferred, strict=True)],
-                     index=rows.index)
+    return pd.Series(
+        [bool(r) if not _missing(r) else bool(i) for r, i in zip(recorded, inferred, strict=True)],
+        index=rows.index,
+    )
 
 
 def _declared(rows: pd.DataFrame) -> tuple[dict[str, bool], set[str], set[str], set[str]]:
@@ -240,7 +287,9 @@ def _unreliable(notes: dict[str, Any]) -> set[str]:
 def _runs_text(statuses: Iterable[str]) -> str:
     counts = Counter(statuses)
     total = sum(counts.values())
-    others = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda i: (-i[1], i[0])) if s != "ok")
+    others = ", ".join(
+        f"{n} {s}" for s, n in sorted(counts.items(), key=lambda i: (-i[1], i[0])) if s != "ok"
+    )
     return f"{counts.get('ok', 0)}/{total} ok" + (f" ({others})" if others else "")
 
 
@@ -259,8 +308,9 @@ def _aggregate_values(units: pd.DataFrame, key: list[str], values: list[str]) ->
     return out.reset_index()[columns]
 
 
-def _masked(units: pd.DataFrame, key: list[str], ranked: list[str],
-            unreliable: dict[tuple, set[str]]) -> pd.DataFrame:
+def _masked(
+    units: pd.DataFrame, key: list[str], ranked: list[str], unreliable: dict[tuple, set[str]]
+) -> pd.DataFrame:
     """The units with every value flagged unreliable removed (NaN: not ranked)."""
     masked = units.copy()
     for k, names in unreliable.items():
@@ -273,9 +323,19 @@ def _masked(units: pd.DataFrame, key: list[str], ranked: list[str],
 
 
 def _finish_board(
-    kind: str, dataset: str, title: str, key: list[str], units: pd.DataFrame, shown: pd.DataFrame,
-    ranked: list[str], directions: dict[str, bool], reference: list[str], costs: list[str],
-    unreliable: dict[tuple, set[str]], extra: pd.DataFrame | None, notes: list[str],
+    kind: str,
+    dataset: str,
+    title: str,
+    key: list[str],
+    units: pd.DataFrame,
+    shown: pd.DataFrame,
+    ranked: list[str],
+    directions: dict[str, bool],
+    reference: list[str],
+    costs: list[str],
+    unreliable: dict[tuple, set[str]],
+    extra: pd.DataFrame | None,
+    notes: list[str],
     primary_order: Iterable[str],
 ) -> Board:
     """Aggregate, rank and split into the ranked table and the rows shown but not ranked.
@@ -306,8 +366,22 @@ def _finish_board(
             if c in t:
                 t[c] = t[c].astype("Int64") if t[c].notna().all() else t[c]
     primary = next((v for v in primary_order if v in ranked), ranked[0] if ranked else None)
-    return Board(kind, dataset, title, key, ranked_rows, unranked, directions, ranked, reference, costs,
-                 unreliable, notes, primary, rankable.reset_index(drop=True))
+    return Board(
+        kind,
+        dataset,
+        title,
+        key,
+        ranked_rows,
+        unranked,
+        directions,
+        ranked,
+        reference,
+        costs,
+        unreliable,
+        notes,
+        primary,
+        rankable.reset_index(drop=True),
+    )
 
 
 # --------------------------------------------------------------------------- models
@@ -334,7 +408,9 @@ def _tuning_text(hyperparams: dict[str, Any]) -> str:
     if not record:
         return "defaults"
     chosen = record.get("chosen") or {}
-    values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(chosen.items()))
+    values = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(chosen.items())
+    )
     trial = record.get("chosen_trial")
     where = f"trial {trial} of {record.get('trials', '?')}" if trial is not None else "no trial finished"
     return f"tuned ({where}): {values or 'defaults'}"
@@ -361,7 +437,9 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
     quality = [v for v in sorted(directions) if v not in costs | references]
     model_values = _reported(rows, [v for v in quality if v not in samples])
     sample_quality = _reported(rows, [v for v in quality if v in samples])
-    sample_refs = _reported(rows, sorted(v for v in references if v in samples and not v.startswith("train_")))
+    sample_refs = _reported(
+        rows, sorted(v for v in references if v in samples and not v.startswith("train_"))
+    )
     model_refs = _reported(rows, sorted(v for v in references if v not in samples))
     # Training costs reported by a sample metric (the cost metric) belong to the model.
     sample_costs = _reported(rows, sorted(v for v in costs if v in samples and not v.startswith("train_")))
@@ -387,8 +465,11 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
             notes: dict[str, Any] = {}
             for r in training:
                 notes.update(r["notes"])
-            source = [r for r in training if r["sampler"] == chosen_sampler] if on_samples and not own \
+            source = (
+                [r for r in training if r["sampler"] == chosen_sampler]
+                if on_samples and not own
                 else training
+            )
             finished = [r for r in source if r["status"] in _FINISHED]
             if "degenerate:nll" in notes or (own and "degenerate:collapse" in notes):
                 status = "degenerate"
@@ -415,7 +496,9 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
             unit["configuration"] = _tuning_text(first["hyperparams"])
             unreliable.setdefault(model, set()).update(_unreliable(first["notes"]) & set(ranked))
             model_units.append(unit)
-            curves += [{**identity, "unit": train_key, "point": i, **point} for i, point in enumerate(first["curve"])]
+            curves += [
+                {**identity, "unit": train_key, "point": i, **point} for i, point in enumerate(first["curve"])
+            ]
         why = ""
         if "degenerate" in statuses:
             why = f"degenerate ({statuses.count('degenerate')}/{len(statuses)} seeds): {reasons[0]}"
@@ -424,20 +507,41 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
             why = f"no finished run ({', '.join(sorted(set(statuses)))})"
         units += model_units
         first_training = by_model[model][min(by_model[model])]
-        pictured = [r for r in first_training if r["status"] in _FINISHED and (own or r["sampler"] == designated)
-                    and isinstance(r.get("artifacts"), dict) and r["artifacts"].get("density_figure")]
+        pictured = [
+            r
+            for r in first_training
+            if r["status"] in _FINISHED
+            and (own or r["sampler"] == designated)
+            and isinstance(r.get("artifacts"), dict)
+            and r["artifacts"].get("density_figure")
+        ]
         if pictured and (model_units or why.startswith("degenerate")):
             gallery[model] = pictured[0]["artifacts"]["density_figure"]
-        shown.append({**identity, "seeds": len(statuses) if why.startswith("degenerate") else len(model_units),
-                      "runs": _runs_text(statuses), "why": why})
+        shown.append(
+            {
+                **identity,
+                "seeds": len(statuses) if why.startswith("degenerate") else len(model_units),
+                "runs": _runs_text(statuses),
+                "why": why,
+            }
+        )
         configurations = sorted({u["configuration"] for u in model_units})
         reached = [u["flops_to_target"] for u in model_units]
-        extra_rows.append({**identity, "configuration": "; ".join(configurations),
-                           "target_reached": f"{sum(math.isfinite(r) for r in reached)}/{len(reached)}"
-                           if target and reached else ""})
+        extra_rows.append(
+            {
+                **identity,
+                "configuration": "; ".join(configurations),
+                "target_reached": f"{sum(math.isfinite(r) for r in reached)}/{len(reached)}"
+                if target and reached
+                else "",
+            }
+        )
     units_frame = pd.DataFrame(units)
-    compute_costs = [c for c in [*COMPUTE_COLUMNS, "train_seconds"]
-                     if len(units_frame) and c in units_frame and units_frame[c].notna().any()]
+    compute_costs = [
+        c
+        for c in [*COMPUTE_COLUMNS, "train_seconds"]
+        if len(units_frame) and c in units_frame and units_frame[c].notna().any()
+    ]
     if target is not None and len(units_frame):
         # A seed that never reached the target has no "compute to reach" it: the mean
         # is over seeds that did, and target_reached says how many.
@@ -451,24 +555,39 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
             f"ranked on {', '.join(ranked) or 'nothing'} of samples from one evaluation sampler, "
             f"`{chosen_sampler}`, the same for every model (the first of "
             f"{', '.join(EVALUATION_SAMPLERS)} that ran); methods that train with a sampler are "
-            f"judged by their own.")
+            f"judged by their own."
+        )
     board = _finish_board(
-        "models", dataset, "Models", MODEL_KEY,
-        pd.concat([units_frame, degenerate_units], ignore_index=True) if len(degenerate_units) else units_frame,
+        "models",
+        dataset,
+        "Models",
+        MODEL_KEY,
+        pd.concat([units_frame, degenerate_units], ignore_index=True)
+        if len(degenerate_units)
+        else units_frame,
         pd.DataFrame(shown, columns=[*MODEL_KEY, "seeds", "runs", "why"]),
-        ranked, directions, model_refs, compute_costs, unreliable,
-        pd.DataFrame(extra_rows, columns=[*MODEL_KEY, "configuration", "target_reached"]), notes,
+        ranked,
+        directions,
+        model_refs,
+        compute_costs,
+        unreliable,
+        pd.DataFrame(extra_rows, columns=[*MODEL_KEY, "configuration", "target_reached"]),
+        notes,
         PRIMARY_VALUES,
     )
     samples_table = _samples_table(ran, sample_quality, sample_refs, sample_costs)
     curve_frame = pd.DataFrame(curves)
-    roles = {**dict.fromkeys(sample_quality, "quality"), **dict.fromkeys(sample_refs, "reference"),
-             **dict.fromkeys(sample_costs, "cost")}
+    roles = {
+        **dict.fromkeys(sample_quality, "quality"),
+        **dict.fromkeys(sample_refs, "reference"),
+        **dict.fromkeys(sample_costs, "cost"),
+    }
     return board, samples_table, roles, chosen_sampler, curve_frame, target, gallery, designated
 
 
-def _samples_table(ran: pd.DataFrame, quality: list[str], references: list[str],
-                   costs: list[str]) -> pd.DataFrame:
+def _samples_table(
+    ran: pd.DataFrame, quality: list[str], references: list[str], costs: list[str]
+) -> pd.DataFrame:
     """Sample values of every model × evaluation sampler, mean ± SE over seeds (not ranked)."""
     values = [*quality, *references, *costs]
     if not quality:
@@ -479,13 +598,23 @@ def _samples_table(ran: pd.DataFrame, quality: list[str], references: list[str],
     lines, shown = [], []
     for key in sorted(groups):
         identity = dict(zip(SAMPLE_KEY, key, strict=True))
-        shown.append({**identity, "runs": _runs_text(r["status"] for r in groups[key]),
-                      "collapsed": sum("degenerate:collapse" in r["notes"] for r in groups[key])})
-        lines += [{**identity, **{v: r.get(f"metric.{v}", math.nan) for v in values}}
-                  for r in groups[key] if r["status"] in _FINISHED]
+        shown.append(
+            {
+                **identity,
+                "runs": _runs_text(r["status"] for r in groups[key]),
+                "collapsed": sum("degenerate:collapse" in r["notes"] for r in groups[key]),
+            }
+        )
+        lines += [
+            {**identity, **{v: r.get(f"metric.{v}", math.nan) for v in values}}
+            for r in groups[key]
+            if r["status"] in _FINISHED
+        ]
     table = pd.DataFrame(shown)
     if lines:
-        table = table.merge(_aggregate_values(pd.DataFrame(lines), SAMPLE_KEY, values), on=SAMPLE_KEY, how="left")
+        table = table.merge(
+            _aggregate_values(pd.DataFrame(lines), SAMPLE_KEY, values), on=SAMPLE_KEY, how="left"
+        )
     return table
 
 
@@ -501,8 +630,11 @@ def _sampler_boards(rows: pd.DataFrame, dataset: str) -> list[Board]:
     rows["init"] = board_info.map(lambda b: b.get("init") or "–")
     rows["grad_budget"] = board_info.map(lambda b: b.get("grad_budget"))
     rows["target"] = [
-        "true density" if m == "true_density" else f"reference energy ({(b.get('reference') or {}).get('method', m)}"
-        f", {a})" for m, a, b in zip(rows["method"], rows["architecture"], board_info, strict=True)]
+        "true density"
+        if m == "true_density"
+        else f"reference energy ({(b.get('reference') or {}).get('method', m)}, {a})"
+        for m, a, b in zip(rows["method"], rows["architecture"], board_info, strict=True)
+    ]
     boards = []
     for (target, init), group in rows.groupby(["target", "init"], sort=True):
         directions = dict(SAMPLER_DIRECTIONS)
@@ -519,21 +651,47 @@ def _sampler_boards(rows: pd.DataFrame, dataset: str) -> list[Board]:
             key = (target, init, sampler)
             finished = runs[runs["status"] == "ok"]
             for _, row in finished.iterrows():
-                units.append({**dict(zip(SAMPLER_KEY, key, strict=True)), "unit": row["run_id"],
-                              **{v: row.get(f"metric.{v}", math.nan) for v in [*quality, *refs, *cost_values]}})
+                units.append(
+                    {
+                        **dict(zip(SAMPLER_KEY, key, strict=True)),
+                        "unit": row["run_id"],
+                        **{v: row.get(f"metric.{v}", math.nan) for v in [*quality, *refs, *cost_values]},
+                    }
+                )
                 unreliable.setdefault(key, set()).update(_unreliable(row["notes"]) & set(quality))
             why = "" if len(finished) else f"no finished run ({', '.join(sorted(set(runs['status'])))})"
-            shown.append({**dict(zip(SAMPLER_KEY, key, strict=True)), "seeds": len(finished),
-                          "runs": _runs_text(runs["status"]), "why": why})
+            shown.append(
+                {
+                    **dict(zip(SAMPLER_KEY, key, strict=True)),
+                    "seeds": len(finished),
+                    "runs": _runs_text(runs["status"]),
+                    "why": why,
+                }
+            )
         budgets = sorted({int(b) for b in group["grad_budget"] if not _missing(b)})
-        notes = [f"Every chain gets the same budget of gradient evaluations "
-                 f"({', '.join(f'{b:,}' for b in budgets) or 'not recorded'}), "
-                 f"started from {'the data' if init == 'data' else 'noise' if init == 'noise' else init}."]
-        boards.append(_finish_board(
-            "samplers", dataset, f"Samplers on the {target}, chains from {init}", SAMPLER_KEY,
-            pd.DataFrame(units), pd.DataFrame(shown, columns=[*SAMPLER_KEY, "seeds", "runs", "why"]),
-            quality, directions, refs, cost_values, unreliable, None, notes, PRIMARY_VALUES[4:],
-        ))
+        notes = [
+            f"Every chain gets the same budget of gradient evaluations "
+            f"({', '.join(f'{b:,}' for b in budgets) or 'not recorded'}), "
+            f"started from {'the data' if init == 'data' else 'noise' if init == 'noise' else init}."
+        ]
+        boards.append(
+            _finish_board(
+                "samplers",
+                dataset,
+                f"Samplers on the {target}, chains from {init}",
+                SAMPLER_KEY,
+                pd.DataFrame(units),
+                pd.DataFrame(shown, columns=[*SAMPLER_KEY, "seeds", "runs", "why"]),
+                quality,
+                directions,
+                refs,
+                cost_values,
+                unreliable,
+                None,
+                notes,
+                PRIMARY_VALUES[4:],
+            )
+        )
     return boards
 
 
@@ -549,20 +707,40 @@ def aggregate(frame: pd.DataFrame, not_applicable: pd.DataFrame | None = None) -
     if frame.empty:
         return []
     frame = _normalised(frame)
-    na = not_applicable if not_applicable is not None else pd.DataFrame(
-        columns=["dataset", "reason", "combinations"])
+    na = (
+        not_applicable
+        if not_applicable is not None
+        else pd.DataFrame(columns=["dataset", "reason", "combinations"])
+    )
     out = []
     datasets = sorted(set(frame["dataset"]) | set(na["dataset"]) & set(frame["dataset"]))
     for dataset in datasets:
         rows = frame[frame["dataset"] == dataset]
         runs = rows[rows["role"] == "run"]
-        models, samples, sample_values, chosen, curves, target, gallery, designated = _model_boards(runs, dataset)
+        models, samples, sample_values, chosen, curves, target, gallery, designated = _model_boards(
+            runs, dataset
+        )
         samplers = _sampler_boards(rows[rows["role"] == "sampler"], dataset)
         not_ok = rows[(rows["role"] != "trial") & ~rows["status"].isin(_FINISHED)]
         not_ok = not_ok.reindex(columns=[*COMBO, "seed", "status", "reason"])
         counts = na[na["dataset"] == dataset][["reason", "combinations"]].reset_index(drop=True)
-        out.append(DatasetBoards(dataset, models, samples, sample_values, samplers, not_ok, counts,
-                                 target, curves, chosen, len(rows), gallery, designated))
+        out.append(
+            DatasetBoards(
+                dataset,
+                models,
+                samples,
+                sample_values,
+                samplers,
+                not_ok,
+                counts,
+                target,
+                curves,
+                chosen,
+                len(rows),
+                gallery,
+                designated,
+            )
+        )
     return out
 
 
@@ -589,7 +767,7 @@ def summarize(boards: list[DatasetBoards], kind: str = "models") -> pd.DataFrame
     columns = ["scope", "datasets", "scope_datasets", *key, "average_rank"]
     tables: dict[str, list[tuple[Board, pd.DataFrame, pd.DataFrame]]] = {}
     for b in boards:
-        for board in ([b.models] if kind == "models" else b.samplers):
+        for board in [b.models] if kind == "models" else b.samplers:
             table, unranked = board.table.copy(), board.unranked.copy()
             if kind != "models":
                 for t in (table, unranked):
@@ -621,7 +799,9 @@ def summarize(boards: list[DatasetBoards], kind: str = "models") -> pd.DataFrame
                 if kind != "models":
                     units["target_kind"] = units["target"].map(lambda s: s.split(" (")[0])
                 members_here = {tuple(r) for r in table.loc[keep, key].itertuples(index=False, name=None)}
-                units = units[[tuple(r) in members_here for r in units[key].itertuples(index=False, name=None)]]
+                units = units[
+                    [tuple(r) in members_here for r in units[key].itertuples(index=False, name=None)]
+                ]
                 ranks = rank_rows(units, key, board.ranked, board.directions)
                 per_dataset.append(ranks[[*key, "rank"]])
         if not per_dataset:

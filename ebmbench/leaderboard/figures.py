@@ -6,7 +6,6 @@ samples). Saved as 64-colour palette PNGs to keep the repository light."""
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,17 @@ import pandas as pd
 
 from .aggregate import MODEL_KEY, DatasetBoards
 
-__all__ = ["draw_figures", "pareto_front", "curve_value", "curve_lines", "plot_learning_curves",
-           "plot_pareto", "plot_gallery", "model_name", "CURVE_VALUES"]
+__all__ = [
+    "draw_figures",
+    "pareto_front",
+    "curve_value",
+    "curve_lines",
+    "plot_learning_curves",
+    "plot_pareto",
+    "plot_gallery",
+    "model_name",
+    "CURVE_VALUES",
+]
 
 #: The learning-curve value plotted, the first of these the curves hold (the validation
 #: split's Fisher divergence on toys; a training loss is not comparable across methods).
@@ -175,8 +183,16 @@ def plot_gallery(boards: DatasetBoards, results_dir: Path, path: Path) -> Path |
     axes = fig.subplots(rows, 2, squeeze=False)
 
     def density(ax, image, title):
-        ax.imshow(image.astype(float), origin="lower", extent=extent, vmin=0, vmax=vmax, cmap="viridis",
-                  aspect="auto", interpolation="nearest")
+        ax.imshow(
+            image.astype(float),
+            origin="lower",
+            extent=extent,
+            vmin=0,
+            vmax=vmax,
+            cmap="viridis",
+            aspect="auto",
+            interpolation="nearest",
+        )
         ax.set_title(title, fontsize=7, pad=2)
 
     def scatter(ax, points, colour, title):
@@ -206,12 +222,12 @@ def plot_gallery(boards: DatasetBoards, results_dir: Path, path: Path) -> Path |
 def draw_figures(boards: DatasetBoards, results_dir: Path, out: Path) -> dict[str, str]:
     """Draw the dataset's figures into ``out``; caption → file name of those drawn."""
     drawn = {}
-    for caption, suffix, draw in (("learning curves", "curves", plot_learning_curves),
-                                  ("cost vs quality", "pareto", plot_pareto)):
+    for caption, suffix, draw in (
+        ("learning curves", "curves", plot_learning_curves),
+        ("cost vs quality", "pareto", plot_pareto),
+    ):
         if draw(boards, out / f"{boards.dataset}-{suffix}.png"):
             drawn[caption] = f"{boards.dataset}-{suffix}.png"
     if plot_gallery(boards, results_dir, out / f"{boards.dataset}-gallery.png"):
         drawn["gallery"] = f"{boards.dataset}-gallery.png"
     return drawn
-
-

@@ -65,8 +65,12 @@ def normalised_scores(means: np.ndarray, higher_is_better: np.ndarray) -> np.nda
 
 
 def rank_rows(
-    units: pd.DataFrame, key: list[str], ranked: list[str], directions: dict[str, bool],
-    n_boot: int = BOOTSTRAP_SAMPLES, seed: int = 0,
+    units: pd.DataFrame,
+    key: list[str],
+    ranked: list[str],
+    directions: dict[str, bool],
+    n_boot: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Score, rank and rank interval of each row (rules 1–5 of this module).
 
@@ -87,7 +91,9 @@ def rank_rows(
     columns = [*key, "score", "rank", "rank_lo", "rank_hi", "point_rank"]
     if units.empty:
         return pd.DataFrame(columns=columns)
-    groups = [(k if isinstance(k, tuple) else (k,), g) for k, g in units.groupby(key, sort=True, dropna=False)]
+    groups = [
+        (k if isinstance(k, tuple) else (k,), g) for k, g in units.groupby(key, sort=True, dropna=False)
+    ]
     values = [g.reindex(columns=ranked).to_numpy(dtype=float) for _, g in groups]
     higher = np.array([directions[v] for v in ranked], dtype=bool)
     with warnings.catch_warnings():
@@ -95,10 +101,15 @@ def rank_rows(
         means = np.stack([np.nanmean(v, axis=0) if len(ranked) else np.zeros(0) for v in values])
         score = normalised_scores(means, higher) if ranked else np.full(len(groups), np.nan)
         rng = np.random.default_rng(seed)
-        boot = np.stack([
-            np.nanmean(v[rng.integers(0, len(v), size=(n_boot, len(v)))], axis=1)
-            if len(ranked) else np.zeros((n_boot, 0)) for v in values
-        ], axis=1)  # (n_boot, rows, metrics)
+        boot = np.stack(
+            [
+                np.nanmean(v[rng.integers(0, len(v), size=(n_boot, len(v)))], axis=1)
+                if len(ranked)
+                else np.zeros((n_boot, 0))
+                for v in values
+            ],
+            axis=1,
+        )  # (n_boot, rows, metrics)
     boot_scores = normalised_scores(boot, higher) if ranked else np.full((n_boot, len(groups)), np.nan)
     # A row the point estimate ranks is ranked in every resample (it reports the same metrics).
     boot_ranks = rankdata(boot_scores, axis=1, method="min", nan_policy="omit")

@@ -4,9 +4,7 @@ with tables made by tabulate."""
 from __future__ import annotations
 
 import math
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -16,8 +14,17 @@ from tabulate import tabulate
 from .aggregate import COMBO, MODEL_KEY, SAMPLE_KEY, Board, DatasetBoards
 from .ranking import BOOTSTRAP_SAMPLES
 
-__all__ = ["render_dataset", "render_index", "render_rules", "format_value", "format_rank",
-           "relative_link", "value_header", "UNRELIABLE_MARK"]
+__all__ = [
+    "render_dataset",
+    "render_index",
+    "render_rules",
+    "format_value",
+    "format_rank",
+    "value_header",
+    "sample_header",
+    "facts_line",
+    "UNRELIABLE_MARK",
+]
 
 #: Appended to a value its run flagged unreliable (shown, not ranked).
 UNRELIABLE_MARK = "†"
@@ -28,7 +35,10 @@ _HEADERS = {"training_sampler": "training sampler", "rank_range": "range", "targ
 def _templates() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("ebmbench.leaderboard", "templates"),
-        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
         undefined=jinja2.StrictUndefined,
     )
 
@@ -69,8 +79,10 @@ def format_value(mean: float, se: float) -> str:
 def format_rank(row: pd.Series | dict[str, Any]) -> tuple[str, str]:
     """(rank, range) cells of a ranked row.
 
-    >>> format_rank({"rank": 1, "rank_lo": 1, "rank_hi": 3}), format_rank({"rank": 2, "rank_lo": 2, "rank_hi": 2})
-    (('1', '1–3'), ('2', '2'))
+    >>> format_rank({"rank": 1, "rank_lo": 1, "rank_hi": 3})
+    ('1', '1–3')
+    >>> format_rank({"rank": 2, "rank_lo": 2, "rank_hi": 2})
+    ('2', '2')
     """
     rank, lo, hi = (row.get(c) for c in ("rank", "rank_lo", "rank_hi"))
     if _missing(rank):
@@ -110,8 +122,11 @@ def _table(rows: list[list[Any]], headers: list[str]) -> str:
 
 
 def _board_table(board: Board, table: pd.DataFrame, ranked: bool, extra: tuple[str, ...] = ()) -> str:
-    headers = ([("rank", "rank"), ("range", "rank_range")] if ranked else []) \
-        + [(_HEADERS.get(c, c), c) for c in board.key if not (board.kind == "samplers" and c in ("target", "init"))]
+    headers = ([("rank", "rank"), ("range", "rank_range")] if ranked else []) + [
+        (_HEADERS.get(c, c), c)
+        for c in board.key
+        if not (board.kind == "samplers" and c in ("target", "init"))
+    ]
     if ranked:
         headers.append(("score", "score"))
     headers += [(value_header(v, board), v) for v in board.values]
@@ -143,8 +158,7 @@ def _flagged_any(board: Board) -> bool:
     return any(board.unreliable.values())
 
 
-def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None,
-                   facts: str = "") -> str:
+def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None, facts: str = "") -> str:
     """One dataset's markdown page.
 
     Args:
@@ -160,24 +174,34 @@ def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None,
     if configurations is not None and len(configurations):
         configurations_table = _table(
             [[*(r[c] for c in MODEL_KEY), r["configuration"] or "–"] for _, r in configurations.iterrows()],
-            [*(_HEADERS.get(c, c) for c in MODEL_KEY), "configuration"])
+            [*(_HEADERS.get(c, c) for c in MODEL_KEY), "configuration"],
+        )
     samples = boards.samples
     samples_table = ""
     if len(samples) and boards.sample_values:
         body = []
         for _, r in samples.iterrows():
             cells = [*(r[c] for c in SAMPLE_KEY)]
-            cells += [format_value(r.get(v, math.nan), r.get(f"{v}_se", math.nan)) for v in boards.sample_values]
+            cells += [
+                format_value(r.get(v, math.nan), r.get(f"{v}_se", math.nan)) for v in boards.sample_values
+            ]
             cells.append(r["runs"] + (" ⚠" if r.get("collapsed") else ""))
             body.append(cells)
-        headers = [*(_HEADERS.get(c, c) for c in SAMPLE_KEY),
-                   *(sample_header(v, boards) for v in boards.sample_values), "runs"]
+        headers = [
+            *(_HEADERS.get(c, c) for c in SAMPLE_KEY),
+            *(sample_header(v, boards) for v in boards.sample_values),
+            "runs",
+        ]
         samples_table = _table(body, headers)
-    sampler_boards = [{
-        "title": b.title, "notes": " ".join(b.notes),
-        "table": _board_table(b, b.table, ranked=True) if len(b.table) else "No sampler finished.",
-        "unranked": _board_table(b, b.unranked, ranked=False) if len(b.unranked) else "",
-    } for b in boards.samplers]
+    sampler_boards = [
+        {
+            "title": b.title,
+            "notes": " ".join(b.notes),
+            "table": _board_table(b, b.table, ranked=True) if len(b.table) else "No sampler finished.",
+            "unranked": _board_table(b, b.unranked, ranked=False) if len(b.unranked) else "",
+        }
+        for b in boards.samplers
+    ]
     not_ok = boards.not_ok
     unfinished = not_ok[not_ok["status"] != "skipped"]
     skipped = not_ok[not_ok["status"] == "skipped"]
@@ -189,33 +213,54 @@ def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None,
         "dataset.md.j2",
         dataset=boards.dataset,
         facts=facts,
-        not_applicable=_table([[int(r["combinations"]), _short(r["reason"])] for _, r in na.iterrows()],
-                              ["combinations", "reason"]) if len(na) else "",
+        not_applicable=_table(
+            [[int(r["combinations"]), _short(r["reason"])] for _, r in na.iterrows()],
+            ["combinations", "reason"],
+        )
+        if len(na)
+        else "",
         not_applicable_total=int(na["combinations"].sum()) if len(na) else 0,
         models_on_samples=bool(boards.evaluation_sampler),
         models_notes=" ".join(models.notes),
         models_ranked=", ".join(models.ranked) or "no value",
-        models_table=_board_table(models, models.table, ranked=True, extra=extra) if len(models.table)
+        models_table=_board_table(models, models.table, ranked=True, extra=extra)
+        if len(models.table)
         else "No model finished ok on this dataset.",
         unreliable_footnote="flagged unreliable by its run (for example an importance-sampling estimate "
-                            "with too small an effective sample size): shown, not ranked."
-        if _flagged_any(models) or any(_flagged_any(b) for b in boards.samplers) else "",
+        "with too small an effective sample size): shown, not ranked."
+        if _flagged_any(models) or any(_flagged_any(b) for b in boards.samplers)
+        else "",
         rules=render_rules(),
         target=target,
         unranked_table=_board_table(models, models.unranked, ranked=False) if len(models.unranked) else "",
         configurations_table=configurations_table,
         figures=sorted((figures or {}).items()),
         samples_table=samples_table,
-        collapsed=bool(len(samples) and samples.get("collapsed", pd.Series(dtype=int)).fillna(0).astype(int).any()),
+        collapsed=bool(
+            len(samples) and samples.get("collapsed", pd.Series(dtype=int)).fillna(0).astype(int).any()
+        ),
         sampler_boards=sampler_boards,
         not_ok_table=_table(
-            [[*r[[*COMBO, "seed", "status"]], _short(r["reason"])]
-             for _, r in unfinished.sort_values([*COMBO, "seed"]).iterrows()],
-            [*COMBO, "seed", "status", "reason"]) if len(unfinished) else "",
+            [
+                [*r[[*COMBO, "seed", "status"]], _short(r["reason"])]
+                for _, r in unfinished.sort_values([*COMBO, "seed"]).iterrows()
+            ],
+            [*COMBO, "seed", "status", "reason"],
+        )
+        if len(unfinished)
+        else "",
         skipped_table=_table(
-            [[n, _short(reason)] for reason, n in
-             skipped.groupby("reason", sort=False).size().sort_values(ascending=False, kind="stable").items()],
-            ["runs", "reason"]) if len(skipped) else "",
+            [
+                [n, _short(reason)]
+                for reason, n in skipped.groupby("reason", sort=False)
+                .size()
+                .sort_values(ascending=False, kind="stable")
+                .items()
+            ],
+            ["runs", "reason"],
+        )
+        if len(skipped)
+        else "",
     )
 
 
@@ -227,14 +272,17 @@ def _short(reason: Any, limit: int = 140) -> str:
 def facts_line(frame: pd.DataFrame) -> str:
     """Budget, seeds and device of the runs that ran."""
     ran = frame[frame["status"] != "skipped"] if "status" in frame else frame
-    facts = [(label, [str(v) for v in sorted(set(ran[column].dropna()))])
-             for label, column in (("budget", "budget"), ("seeds", "seed"), ("device", "device"))
-             if column in ran.columns]
+    facts = [
+        (label, [str(v) for v in sorted(set(ran[column].dropna()))])
+        for label, column in (("budget", "budget"), ("seeds", "seed"), ("device", "device"))
+        if column in ran.columns
+    ]
     return " · ".join(f"{label}: {', '.join(values)}" for label, values in facts if values)
 
 
-def render_index(boards: list[DatasetBoards], frame: pd.DataFrame,
-                 summaries: dict[str, pd.DataFrame] | None = None) -> str:
+def render_index(
+    boards: list[DatasetBoards], frame: pd.DataFrame, summaries: dict[str, pd.DataFrame] | None = None
+) -> str:
     """The front page: what ran, a line per dataset, and the summaries across datasets."""
     body = []
     for b in boards:
@@ -242,11 +290,16 @@ def render_index(boards: list[DatasetBoards], frame: pd.DataFrame,
         counts = rows["status"].value_counts()
         best = b.models.table[b.models.table["rank"] == 1] if len(b.models.table) else b.models.table
         na = int(b.not_applicable["combinations"].sum()) if len(b.not_applicable) else 0
-        body.append([
-            f"[{b.dataset}]({b.dataset}.md)", len(rows),
-            ", ".join(f"{n} {s}" for s, n in counts.items()), na,
-            ", ".join("/".join(str(r[c]) for c in MODEL_KEY if r[c] != "–") for _, r in best.iterrows()) or "–",
-        ])
+        body.append(
+            [
+                f"[{b.dataset}]({b.dataset}.md)",
+                len(rows),
+                ", ".join(f"{n} {s}" for s, n in counts.items()),
+                na,
+                ", ".join("/".join(str(r[c]) for c in MODEL_KEY if r[c] != "–") for _, r in best.iterrows())
+                or "–",
+            ]
+        )
     summary_blocks = []
     for kind, summary in (summaries or {}).items():
         title = "Models" if kind == "models" else "Samplers"
@@ -254,25 +307,31 @@ def render_index(boards: list[DatasetBoards], frame: pd.DataFrame,
         scopes = []
         for _, scope in summary.groupby("scope", sort=True):
             first = scope.iloc[0]
-            rows = [[i + 1, *(r[c] for c in key), f"{r['average_rank']:.2f}"]
-                    for i, (_, r) in enumerate(scope.iterrows())]
-            scopes.append({"heading": f"{first['datasets']} datasets, {len(scope)} rows",
-                           "datasets": first["scope_datasets"],
-                           "table": _table(rows, ["#", *(_HEADERS.get(c, c) for c in key), "average rank"])})
-        summary_blocks.append({
-            "title": title, "scopes": scopes,
-            "text": "Average rank over a set of datasets, among the rows ranked on all of them (and not "
-                    "shown-but-unranked on any other), re-ranked among themselves on each dataset by the "
-                    "rules above. A row appears under every set it covers.",
-            "empty": "No two datasets share a set of ranked rows yet.",
-        })
+            rows = [
+                [i + 1, *(r[c] for c in key), f"{r['average_rank']:.2f}"]
+                for i, (_, r) in enumerate(scope.iterrows())
+            ]
+            scopes.append(
+                {
+                    "heading": f"{first['datasets']} datasets, {len(scope)} rows",
+                    "datasets": first["scope_datasets"],
+                    "table": _table(rows, ["#", *(_HEADERS.get(c, c) for c in key), "average rank"]),
+                }
+            )
+        summary_blocks.append(
+            {
+                "title": title,
+                "scopes": scopes,
+                "text": "Average rank over a set of datasets, among the rows ranked on all of them (and not "
+                "shown-but-unranked on any other), re-ranked among themselves on each dataset by the "
+                "rules above. A row appears under every set it covers.",
+                "empty": "No two datasets share a set of ranked rows yet.",
+            }
+        )
     return _page(
-        "index.md.j2", facts=facts_line(frame),
+        "index.md.j2",
+        facts=facts_line(frame),
         datasets_table=_table(body, ["dataset", "runs", "status", "not applicable", "rank 1 (models)"]),
-        rules=render_rules(), summaries=summary_blocks,
+        rules=render_rules(),
+        summaries=summary_blocks,
     )
-
-
-def relative_link(results_dir: Path, out_dir: Path) -> str:
-    """Path from ``out_dir`` to ``results_dir``, with forward slashes."""
-    return Path(os.path.relpath(results_dir.resolve(), out_dir.resolve())).as_posix()
