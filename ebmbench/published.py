@@ -83,7 +83,7 @@ _ROW_JSON = ("notes", "metric_errors", "sample_stats", "train_logs", "artifacts"
 _CONFIG_FIELDS = ("directions", "cost_values", "reference_values", "sample_values")
 _LIST_FIELDS = ("cost_values", "reference_values", "sample_values")
 #: Significant digits written: metric values and compute, and learning-curve points.
-_DIGITS, _CURVE_DIGITS = 10, 7
+_DIGITS, _CURVE_DIGITS = 9, 5
 
 
 def published_files(runs: str | Path) -> dict[str, Path]:

@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--commit", help="the ebmbench commit the sweep ran")
     parser.add_argument("--note", action="append", default=[],
                         help="a line to add under the command (repeatable)")
+    parser.add_argument("--trials", action="store_true",
+                        help="also publish the tuning trials' rows (by default only the record of each "
+                             "study, kept with its runs in hyperparams['tuning'], is published)")
     args = parser.parse_args()
 
     # First: a bad store leaves the published folder as it is.
@@ -69,13 +72,15 @@ def main() -> None:
         stale.unlink(missing_ok=True)
     shutil.rmtree(out / "artifacts", ignore_errors=True)  # per-run figures of earlier layouts
 
-    # Tracebacks name the publisher's paths and add megabytes; status and reason stay.
-    export = scrub_frame(frame.drop(columns=["traceback"], errors="ignore"))
+    # Tracebacks name the publisher's paths and add megabytes; status and reason stay. Tuning
+    # trials are never ranked, and each run keeps its study's record: their rows stay home.
+    export = frame if args.trials or "role" not in frame else frame[frame["role"].fillna("run") != "trial"]
+    export = scrub_frame(export.drop(columns=["traceback"], errors="ignore"))
     write_published(export, csv, scrub_frame(not_applicable))
     galleries = draw_galleries(frame, not_applicable, args.results.parent, out)
     write_leaderboards(csv, out)
     (out / PROVENANCE_FILE).write_text(provenance(frame, args), encoding="utf-8")
-    print(f"published {len(frame)} runs ({galleries} gallery figures) to {out}")
+    print(f"published {len(export)} runs ({galleries} gallery figures) to {out}")
 
 
 def draw_galleries(frame: pd.DataFrame, not_applicable: pd.DataFrame, results_dir: Path, out: Path) -> int:
@@ -111,6 +116,10 @@ def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
         lines.append(f"- ebmbench commit: `{args.commit}`.")
     if args.wall_seconds:
         lines.append(f"- Wall-clock time of the sweep: {args.wall_seconds / 60:.1f} min.")
+    trials = int((frame["role"] == "trial").sum()) if "role" in frame else 0
+    if trials and not args.trials:
+        lines.append(f"- Tuning trials: {trials} (not published; each run records its study's trials, "
+                     "choice and score in `hyperparams['tuning']`).")
     lines += ["- Runs by status: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".",
               f"- Published on {dt.date.today():%Y-%m-%d} with `scripts/publish_results.py`.",
               "", "## Hardware", ""]
