@@ -133,6 +133,14 @@ def test_indistinguishable_rows_share_a_rank_and_separated_ones_do_not():
     assert out["rank"].tolist() == [1, 1, 3] and (out["rank_lo"] == out["rank_hi"]).all()
 
 
+def test_a_board_of_one_row_ranks_it_first_and_a_value_nobody_else_reports_ranks_nobody():
+    alone = rank_rows(pd.DataFrame({"m": ["a", "a"], "x": [1.0, 2.0]}), ["m"], ["x"], {"x": False})
+    assert alone[["rank", "rank_lo", "rank_hi"]].iloc[0].tolist() == [1, 1, 1]
+    apart = pd.DataFrame({"m": ["a", "b"], "x": [1.0, np.nan], "y": [np.nan, 2.0]})
+    out = rank_rows(apart, ["m"], ["x", "y"], {"x": False, "y": False})
+    assert out["score"].isna().all() and out["rank"].isna().all()
+
+
 def test_the_shared_rank_rule_behaves_as_stated_over_many_replications():
     """Coverage of the stated rule: two rows with the same true mean share rank 1 in most
     replications (they cannot be told apart), and a row ten standard errors worse is ranked

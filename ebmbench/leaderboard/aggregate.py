@@ -356,7 +356,7 @@ def _finish_board(
     if extra is not None and len(extra):
         table = table.merge(extra, on=key, how="left")
     no_value = table["why"].eq("") & table.get("score", pd.Series(np.nan, index=table.index)).isna()
-    table.loc[no_value, "why"] = "reports no ranked value"
+    table.loc[no_value, "why"] = "reports no ranked value that another row reports"
     ranked_rows = table[table["why"] == ""].copy()
     unranked = table[table["why"] != ""].copy()
     ranked_rows = ranked_rows.sort_values(["rank", "score", *key], kind="stable").reset_index(drop=True)

@@ -9,7 +9,8 @@
    metric that three rows report weighs as much as one that thirty report, and reporting
    an extra metric neither helps nor hurts in expectation.
 3. **A row's score** is the mean of its normalised ranks over the ranked metrics it
-   reports (lower is better); rows that report none are not ranked.
+   reports (lower is better); rows that report none are not ranked. (A board of a single
+   row that reports a ranked value ranks it 1.)
 4. **Rank intervals.** Each row's seeds are resampled with replacement (the bootstrap,
    :data:`BOOTSTRAP_SAMPLES` times, seeded, so pages are reproducible), the means, scores and
    ranks recomputed; the row's rank interval is the 5–95 % range of its ranks.
@@ -111,6 +112,9 @@ def rank_rows(
             axis=1,
         )  # (n_boot, rows, metrics)
     boot_scores = normalised_scores(boot, higher) if ranked else np.full((n_boot, len(groups)), np.nan)
+    if len(groups) == 1 and len(ranked) and not np.isnan(means).all():
+        # A board of one row that reports a ranked value: it is first, trivially.
+        score, boot_scores = np.zeros(1), np.zeros((n_boot, 1))
     # A row the point estimate ranks is ranked in every resample (it reports the same metrics).
     boot_ranks = rankdata(boot_scores, axis=1, method="min", nan_policy="omit")
     point = rankdata(score, method="min", nan_policy="omit")

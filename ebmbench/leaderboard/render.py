@@ -26,6 +26,8 @@ __all__ = [
     "UNRELIABLE_MARK",
 ]
 
+#: The compute columns the markdown models table shows (the interactive page has them all).
+MARKDOWN_COSTS = ("train_flops", "train_seconds", "flops_to_target")
 #: Appended to a value its run flagged unreliable (shown, not ranked).
 UNRELIABLE_MARK = "†"
 _HEADERS = {"training_sampler": "training sampler", "rank_range": "range", "target_reached": "reached"}
@@ -129,7 +131,9 @@ def _board_table(board: Board, table: pd.DataFrame, ranked: bool, extra: tuple[s
     ]
     if ranked:
         headers.append(("score", "score"))
-    headers += [(value_header(v, board), v) for v in board.values]
+    shown_costs = MARKDOWN_COSTS if board.kind == "models" else board.costs
+    values = [v for v in board.values if v not in board.costs or v in shown_costs]
+    headers += [(value_header(v, board), v) for v in values]
     headers += [(_HEADERS.get(c, c), c) for c in extra]
     headers += [("runs", "runs")] + ([] if ranked else [("why not ranked", "why")])
     body = []
@@ -144,7 +148,7 @@ def _board_table(board: Board, table: pd.DataFrame, ranked: bool, extra: tuple[s
                 cells.append(span)
             elif column == "score":
                 cells.append(f"{row['score']:.3f}")
-            elif column in board.values:
+            elif column in values:
                 cells.append(_cell(row, column, flagged))
             elif column == "why":
                 cells.append(_short(row["why"]))
@@ -171,7 +175,8 @@ def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None,
     extra = ("target_reached",) if boards.target else ()
     configurations = models.table[[*MODEL_KEY, "configuration"]] if "configuration" in models.table else None
     configurations_table = ""
-    if configurations is not None and len(configurations):
+    tuned = configurations is not None and (configurations["configuration"].fillna("") != "defaults").any()
+    if configurations is not None and len(configurations) and tuned:
         configurations_table = _table(
             [[*(r[c] for c in MODEL_KEY), r["configuration"] or "–"] for _, r in configurations.iterrows()],
             [*(_HEADERS.get(c, c) for c in MODEL_KEY), "configuration"],
