@@ -33,10 +33,14 @@ import torch
 from torch import Tensor
 
 __all__ = ["gaussian_nll", "nll_margin", "total_variance", "degenerate_notes",
-           "COLLAPSE_FRACTION", "NLL_MARGIN_NATS", "NLL_MARGIN_RELATIVE", "JUDGED_BUDGETS"]
+           "COLLAPSE_FRACTION", "NLL_MARGIN_NATS", "NLL_MARGIN_RELATIVE", "JUDGED_BUDGETS",
+           "HARNESS_VALUES"]
 
 #: The budgets whose runs can be judged degenerate.
 JUDGED_BUDGETS = ("quick", "full")
+#: Metric values the harness itself records in a row (the degenerate test's reference),
+#: which no metric plugin declares.
+HARNESS_VALUES = ("gaussian_nll",)
 
 #: The NLL margin: the larger of this many nats per example ...
 NLL_MARGIN_NATS = 1.0
