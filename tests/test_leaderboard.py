@@ -408,6 +408,16 @@ def test_samplers_are_ranked_per_target_and_initialisation_on_sample_quality():
     assert "## Samplers on the true density, chains from noise" in page and "1,000" in page
 
 
+def test_samplers_at_different_budgets_are_never_ranked_together():
+    rows = sampler_rows()
+    more = [dict(r, run_id=r["run_id"] + "/big", hyperparams={"sampler_board": {
+        **r["hyperparams"]["sampler_board"], "grad_budget": 5000}}) for r in rows]
+    boards = board_of(rows + more)
+    assert len(boards.samplers) == 8
+    assert "Samplers on the true density, chains from noise · 5,000 gradient evaluations" in {
+        b.title for b in boards.samplers}
+
+
 def test_summaries_across_datasets_for_models_and_samplers():
     rows = toy_rows() + sampler_rows()
     other = on("toy2", rows)

@@ -629,6 +629,9 @@ def _sampler_boards(rows: pd.DataFrame, dataset: str) -> list[Board]:
     board_info = rows["hyperparams"].map(lambda h: h.get("sampler_board") or {})
     rows["init"] = board_info.map(lambda b: b.get("init") or "–")
     rows["grad_budget"] = board_info.map(lambda b: b.get("grad_budget"))
+    if rows["grad_budget"].nunique() > 1:  # samplers are only compared at equal budgets
+        rows["init"] = [f"{i} · {int(b):,} gradient evaluations" if not _missing(b) else i
+                        for i, b in zip(rows["init"], rows["grad_budget"], strict=True)]
     rows["target"] = [
         "true density"
         if m == "true_density"
@@ -669,10 +672,10 @@ def _sampler_boards(rows: pd.DataFrame, dataset: str) -> list[Board]:
                 }
             )
         budgets = sorted({int(b) for b in group["grad_budget"] if not _missing(b)})
+        start = "the data" if init.startswith("data") else "noise" if init.startswith("noise") else init
         notes = [
             f"Every chain gets the same budget of gradient evaluations "
-            f"({', '.join(f'{b:,}' for b in budgets) or 'not recorded'}), "
-            f"started from {'the data' if init == 'data' else 'noise' if init == 'noise' else init}."
+            f"({', '.join(f'{b:,}' for b in budgets) or 'not recorded'}), started from {start}."
         ]
         boards.append(
             _finish_board(
@@ -713,7 +716,7 @@ def aggregate(frame: pd.DataFrame, not_applicable: pd.DataFrame | None = None) -
         else pd.DataFrame(columns=["dataset", "reason", "combinations"])
     )
     out = []
-    datasets = sorted(set(frame["dataset"]) | set(na["dataset"]) & set(frame["dataset"]))
+    datasets = sorted(set(frame["dataset"]))
     for dataset in datasets:
         rows = frame[frame["dataset"] == dataset]
         runs = rows[rows["role"] == "run"]
