@@ -333,11 +333,20 @@ class Method(Plugin, ABC):
             divergence). Methods without it are trained once per (architecture, dataset,
             seed) and every sampler is evaluated on the same trained model.
         required_features: Architecture features the method needs.
+        variant_params: Parameters that make a different method, not just a different
+            setting, when they leave their declared default (e.g. the adversarial method's
+            regulariser ``alpha``): a run with such a value is labelled with it on the
+            leaderboard, e.g. ``adversarial (α=0.1)``, and ranked as its own row.
+        log_partition_is_bound: :meth:`log_partition` returns a bound on log Z(θ), not an
+            estimate of it: its distance to log Z is reported as a bound gap (a reference
+            value), never ranked with the estimation errors of methods that estimate log Z.
     """
 
     kind: ClassVar[str] = "method"
     uses_sampler: ClassVar[bool] = False
     required_features: ClassVar[frozenset[str]] = frozenset()
+    variant_params: ClassVar[tuple[str, ...]] = ()
+    log_partition_is_bound: ClassVar[bool] = False
     params: ClassVar[dict[str, Param]] = {
         "steps": Param(2000, "most training steps; the compute budget normally stops training first",
                        smoke=30, full=50_000, low=1),

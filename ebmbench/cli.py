@@ -241,12 +241,16 @@ def _writing(out: Path, write: Any) -> Any:
 
 def _print_summary(report: Any) -> None:
     counts = report.counts
-    parts = ", ".join(f"{counts[s]} {s}" for s in ("ok", "diverged", "failed", "timeout", "skipped"))
+    parts = ", ".join(f"{counts[s]} {s}" for s in ("ok", "degenerate", "diverged", "failed", "timeout",
+                                                   "skipped"))
     others = f", {report.by_others} run by another sweep" if report.by_others else ""
     click.echo(
         f"{len(report.frame)} runs: {parts} "
         f"({report.ran} run now, {report.resumed} already in {report.results}{others})"
     )
+    if report.not_applicable:
+        click.echo(f"{sum(report.not_applicable.values())} combinations not applicable (not runs; "
+                   "counted by reason on the leaderboards)")
     if report.trials:
         click.echo(f"tuning: {report.trials} trials in the store (not ranked; see docs/protocol.md)")
     board = getattr(report, "sampler_board", None)
@@ -271,7 +275,10 @@ def _print_summary(report: Any) -> None:
               show_default=True, help="Folder for the markdown tables and figures.")
 @click.option("--check", is_flag=True,
               help="Write nothing; exit 1 if the tables in --out differ from a fresh render.")
-def leaderboard_command(results: str, out: str, check: bool) -> None:
+@click.option("--html", type=click.Path(file_okay=False), default=None,
+              help="Also write the interactive pages (sortable tables, plots) into this folder; "
+                   "serve it over http to read them (needs itables and plotly).")
+def leaderboard_command(results: str, out: str, check: bool, html: str | None) -> None:
     """Render one markdown leaderboard per dataset, and a summary, from the results."""
     from .leaderboard import check_leaderboards, write_leaderboards
 
@@ -283,9 +290,12 @@ def leaderboard_command(results: str, out: str, check: bool) -> None:
             sys.exit(1)
         click.echo(f"{out} matches {results}")
         return
-    written = _writing(Path(out), lambda: write_leaderboards(Path(results), Path(out)))
+    written = _writing(Path(out), lambda: write_leaderboards(
+        Path(results), Path(out), html=Path(html) if html else None))
     for path in written:
         click.echo(str(path))
+    if html:
+        click.echo(str(Path(html) / "index.html"))
 
 
 @cli.command("data")

@@ -26,9 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import degenerate as degenerate_module
 from .base import Combination, EvalContext, Method, Metric, TrainContext, is_finite
 from .budgets import MAX_VALIDATION, VALIDATION_FRACTION, dataset_train_flops
 from .compute import ComputeMeter
+from .degenerate import degenerate_notes, gaussian_nll
 from .device import derive_seed, resolve_device, seed_everything
 from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
@@ -38,8 +40,10 @@ from .plugins import PluginManager, get_plugin_manager
 __all__ = ["execute_task", "unfinished_rows", "EVAL_SAMPLES", "STATUSES", "checkpoint_path",
            "validation_split", "ENVIRONMENT_FAILURE", "out_of_space"]
 
-#: Every status a result row can carry (``pruned``: a tuning trial stopped by the pruner).
-STATUSES = ("ok", "diverged", "failed", "timeout", "skipped", "pruned")
+#: Every status a result row can carry (``pruned``: a tuning trial stopped by the pruner;
+#: ``degenerate``: finished, but the model or its samples collapsed, see
+#: :mod:`ebmbench.degenerate`; shown on leaderboards, never ranked).
+STATUSES = ("ok", "diverged", "failed", "timeout", "skipped", "pruned", "degenerate")
 
 #: Evaluation samples drawn per sampler, by budget.
 EVAL_SAMPLES = {"smoke": 512, "quick": 2000, "full": 10_000}
@@ -138,6 +142,8 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         "curve": [],
         "trial": spec.trial,
         "role": "run" if spec.trial is None else "trial",
+        "uses_sampler": getattr(spec, "uses_sampler", None),
+        "sample_values": [],
         "host": platform.node(),
         "finished_at": "",
     }
@@ -291,6 +297,20 @@ class _DataUnavailable(Exception):
     """The dataset could not be loaded for a reason outside the run (e.g. offline)."""
 
 
+def _variant(pm: PluginManager, spec: RunSpec) -> dict[str, Any]:
+    """The method's variant-defining parameters (``Method.variant_params``) whose values
+    differ from their declared defaults at the run's budget: the leaderboard labels the
+    row with them, e.g. ``adversarial (α=0.1)``."""
+    cls = pm.info("method", spec.method).cls
+    out = {}
+    for name in getattr(cls, "variant_params", ()):
+        declared = cls.params.get(name)
+        value = spec.params["method"].get(name)
+        if declared is not None and value != declared.for_budget(spec.budget):
+            out[name] = value
+    return out
+
+
 def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any], run_id: str) -> None:
     """Compute ``metrics`` into ``row``; a failing metric is noted, never fatal to the run."""
     if ctx.artifact_dir is not None:
@@ -306,6 +326,8 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
             continue
         row["metrics"].update({k: float(v) for k, v in values.items()})
         row["directions"].update(type(metric).higher_is_better)
+        if metric.needs_samples:  # these depend on the sampler, not only on the model
+            row["sample_values"] = sorted(set(row["sample_values"]) | set(values))
         for attr in ("cost_values", "reference_values"):
             row[attr] = sorted(set(row[attr]) | set(getattr(type(metric), attr)))
         for key, value in ctx.artifacts.items():
@@ -336,6 +358,8 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
         first = task.specs[0]
         for spec in task.specs:
             rows[spec.run_id]["versions"] = _versions(pm, spec, task.metrics)
+            if variant := _variant(pm, spec):
+                rows[spec.run_id]["hyperparams"]["variant"] = variant
         dataset = _build(pm, "dataset", first)
         trial = first.trial is not None
         all_train, test_data = _load_data(dataset, first, read_test=not trial)
@@ -377,6 +401,11 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
                 shared = _empty_values()
                 model_only = {n: m for n, m in applicable.items() if not m.needs_samples}
                 _evaluate(model_only, ctx, shared, spec.run_id)
+                if "test_nll" in shared["metrics"] and not trial:
+                    # The degenerate test's reference (see ebmbench.degenerate).
+                    shared["metrics"]["gaussian_nll"] = gaussian_nll(train_data, test_data)
+                    shared["directions"]["gaussian_nll"] = False
+                    shared["reference_values"] = sorted({*shared["reference_values"], "gaussian_nll"})
             for key in ("metrics", "directions", "artifacts", "metric_errors", "notes"):
                 row[key].update(shared[key])
             for key in ("cost_values", "reference_values"):
@@ -404,9 +433,15 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             ctx.costs["sample_seconds"] = sample_seconds
             _evaluate({n: m for n, m in applicable.items() if m.needs_samples}, ctx, row, spec.run_id)
             row["peak_memory_mb"] = _peak_memory_mb(device)
+            judged = not trial and spec.budget in degenerate_module.JUDGED_BUDGETS
+            degenerate = {} if not judged else degenerate_notes(
+                row["metrics"].get("test_nll"), row["metrics"].get("gaussian_nll"), ctx.samples, test_data)
+            row["notes"].update(degenerate)
             if task.timeout is not None and sample_seconds > task.timeout:
                 yield _finish(row, "timeout",
                               f"sampling took {sample_seconds:.1f} s, over the {task.timeout:g} s limit")
+            elif degenerate:
+                yield _finish(row, "degenerate", "; ".join(degenerate.values()))
             else:
                 yield _finish(row, "ok")
     except _DataUnavailable as exc:
@@ -480,7 +515,7 @@ def unfinished_rows(
 
 def _empty_values() -> dict[str, Any]:
     return {"metrics": {}, "directions": {}, "cost_values": [], "reference_values": [],
-            "artifacts": {}, "metric_errors": {}, "notes": {}}
+            "artifacts": {}, "metric_errors": {}, "notes": {}, "sample_values": []}
 
 
 def _build(pm: PluginManager, kind: str, spec: RunSpec) -> Any:

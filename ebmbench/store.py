@@ -23,7 +23,9 @@ What the store promises, and the tests that show it, are listed in docs/reliabil
 
 Schema history: version 1 holds ``runs``; version 2 adds ``leases`` (see
 :mod:`ebmbench.leases`); version 3 adds the runs' ``role`` (run, tuning trial, sampler
-benchmark), ``trial``, ``compute`` and ``curve`` (see docs/protocol.md). An older store is
+benchmark), ``trial``, ``compute`` and ``curve`` (see docs/protocol.md); version 4 adds
+``uses_sampler`` and ``sample_values`` on ``runs`` and the ``not_applicable`` table (the
+combinations that can never run, counted, not stored as runs). An older store is
 migrated in place on its first write-open; reading one needs no migration (the missing
 columns read as their defaults).
 """
@@ -50,12 +52,13 @@ from .errors import EnvironmentFailure, UserError
 
 __all__ = [
     "ResultStore", "SCHEMA_VERSION", "EXPORT_FORMATS", "BUSY_TIMEOUT", "REQUIRED_COLUMNS",
-    "ROLES", "read_results", "write_export", "notice",
+    "ROLES", "read_results", "write_export", "notice", "read_not_applicable",
 ]
 
 #: 1: ``runs``. 2: ``leases``, the claims of overlapping sweeps. 3: ``role``, ``trial``,
-#: ``compute`` and ``curve`` on ``runs``.
-SCHEMA_VERSION = 3
+#: ``compute`` and ``curve`` on ``runs``. 4: ``uses_sampler`` and ``sample_values`` on
+#: ``runs``; ``not_applicable``.
+SCHEMA_VERSION = 4
 EXPORT_FORMATS = ("csv", "json", "parquet")
 
 #: Seconds SQLite itself waits for a lock before the store's own retry loop takes over.
@@ -73,12 +76,15 @@ _V1_JSON = (
     "metrics", "directions", "cost_values", "reference_values", "hyperparams", "versions",
     "artifacts", "notes", "metric_errors", "sample_stats", "train_logs",
 )
-#: Columns added by schema 3, with the value an older store's rows read as.
-_V3_COLUMNS = {"trial": None, "role": "run", "compute": "{}", "curve": "[]"}
-_SCALARS = (*_V1_SCALARS, "trial", "role")
-_JSON = (*_V1_JSON, "compute", "curve")
+#: Columns added after schema 1, with the value an older store's rows read as.
+_LATER_COLUMNS = {"trial": None, "role": "run", "compute": "{}", "curve": "[]",
+                  "uses_sampler": None, "sample_values": "[]"}
+# uses_sampler: the method trains with the run's sampler (NULL in older rows);
+# sample_values: the metric values computed from samples (they depend on the sampler).
+_SCALARS = (*_V1_SCALARS, "trial", "role", "uses_sampler")
+_JSON = (*_V1_JSON, "compute", "curve", "sample_values")
 
-_LISTS = ("cost_values", "reference_values", "curve")
+_LISTS = ("cost_values", "reference_values", "curve", "sample_values")
 
 #: What a row is: a ``run`` (ranked), a tuning ``trial``, or a ``sampler`` benchmark run.
 ROLES = ("run", "trial", "sampler")
@@ -90,7 +96,7 @@ T = TypeVar("T")
 
 
 def _sql_type(column: str) -> str:
-    if column in ("seed", "trial"):
+    if column in ("seed", "trial", "uses_sampler"):
         return "INTEGER"
     return "REAL" if column.endswith(("_seconds", "_mb")) else "TEXT"
 
@@ -123,8 +129,18 @@ ALTER TABLE runs ADD COLUMN compute TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE runs ADD COLUMN curve TEXT NOT NULL DEFAULT '[]';
 """
 
+_NOT_APPLICABLE = """
+ALTER TABLE runs ADD COLUMN uses_sampler INTEGER;
+ALTER TABLE runs ADD COLUMN sample_values TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE IF NOT EXISTS not_applicable (
+    dataset TEXT NOT NULL, method TEXT NOT NULL, sampler TEXT NOT NULL,
+    architecture TEXT NOT NULL, reason TEXT NOT NULL,
+    PRIMARY KEY (dataset, method, sampler, architecture)
+);
+"""
+
 #: Version → the statements that bring a store of that version to the next one.
-_MIGRATIONS = {0: _RUNS, 1: _LEASES, 2: _PROTOCOL}
+_MIGRATIONS = {0: _RUNS, 1: _LEASES, 2: _PROTOCOL, 3: _NOT_APPLICABLE}
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -135,6 +151,8 @@ def _values(row: dict[str, Any]) -> list[Any]:
     """A row's column values, in :data:`_SCALARS` + :data:`_JSON` order."""
     values = [_nan_to_none(row.get(c)) for c in _SCALARS]
     values[_SCALARS.index("role")] = row.get("role") or "run"
+    if values[_SCALARS.index("uses_sampler")] is not None:
+        values[_SCALARS.index("uses_sampler")] = int(bool(values[_SCALARS.index("uses_sampler")]))
     values += [json.dumps(row.get(c) or ([] if c in _LISTS else {}), sort_keys=True)
                for c in _JSON]
     return values
@@ -527,6 +545,38 @@ class ResultStore:
 
         return self.transact(insert)
 
+    def record_not_applicable(self, combinations: Iterable[tuple[str, str, str, str, str]]) -> int:
+        """Record (dataset, method, sampler, architecture, reason) combinations that can
+        never run, in one transaction; a combination already recorded keeps one entry (with
+        the latest reason). Seeds do not multiply them: a combination is not applicable at
+        any seed.
+
+        Returns:
+            How many were given.
+        """
+        entries = list(combinations)
+
+        def insert(db: sqlite3.Connection) -> int:
+            db.executemany(
+                "INSERT OR REPLACE INTO not_applicable (dataset, method, sampler, architecture, "
+                "reason) VALUES (?, ?, ?, ?, ?)", entries)
+            return len(entries)
+
+        return self.transact(insert)
+
+    def not_applicable(self) -> pd.DataFrame:
+        """Combinations that can never run, counted: ``dataset``, ``reason``,
+        ``combinations`` (distinct (method, sampler, architecture)); empty for a store
+        older than schema 4."""
+        columns = ["dataset", "reason", "combinations"]
+        tables = {r[0] for r in self._fetch("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "not_applicable" not in tables:
+            return pd.DataFrame(columns=columns)
+        records = self._fetch(
+            "SELECT dataset, reason, COUNT(*) FROM not_applicable GROUP BY dataset, reason "
+            "ORDER BY dataset, COUNT(*) DESC, reason")
+        return pd.DataFrame(records, columns=columns)
+
     # --------------------------------------------------------------- reading
 
     def finished_ids(self, statuses: Iterable[str] | None = None) -> set[str]:
@@ -543,8 +593,8 @@ class ResultStore:
         """A query for every column, in :data:`_SCALARS` + :data:`_JSON` order; columns a
         store older than schema 3 lacks (read without migrating) read as their defaults."""
         present = {r[1] for r in self._fetch("PRAGMA table_info(runs)")}
-        parts = [c if c in present or c not in _V3_COLUMNS else
-                 ("NULL" if _V3_COLUMNS[c] is None else f"'{_V3_COLUMNS[c]}'") + f" AS {c}"
+        parts = [c if c in present or c not in _LATER_COLUMNS else
+                 ("NULL" if _LATER_COLUMNS[c] is None else f"'{_LATER_COLUMNS[c]}'") + f" AS {c}"
                  for c in _SCALARS + _JSON]
         if where and "trial" not in present:
             where = "WHERE 0"
@@ -689,10 +739,16 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
     Exports hold the nested columns as JSON text; they are decoded, so the frame is the
     same as :meth:`ResultStore.to_frame` gives and leaderboards render identically from
-    either. A store is opened read-only; a file that is not results (bad JSON, a CSV
-    without the run columns) is a :class:`UserError` naming what is wrong.
+    either. A published export (a runs table ``results.csv`` beside its configurations,
+    see :mod:`ebmbench.published`) is joined back into the same frame. A store is opened
+    read-only; a file that is not results (bad JSON, a CSV without the run columns) is a
+    :class:`UserError` naming what is wrong.
     """
     path = Path(path)
+    from .published import is_published, read_published
+
+    if is_published(path):
+        return read_published(path)
     if path.suffix in (".csv", ".json", ".parquet"):
         if not path.is_file():
             raise UserError(f"no results file at {str(path)!r}")
@@ -743,3 +799,17 @@ def _read_export(path: Path) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise UserError(f"{str(path)!r} is not a table of runs")
     return frame
+
+
+def read_not_applicable(path: str | Path) -> pd.DataFrame:
+    """The not-applicable counts (``dataset``, ``reason``, ``combinations``) of a store or a
+    published export; empty for other exports and for stores older than schema 4."""
+    path = Path(path)
+    from .published import is_published, read_published_not_applicable
+
+    if is_published(path):
+        return read_published_not_applicable(path)
+    if path.suffix == ".sqlite" and path.is_file():
+        with ResultStore.open_existing(path) as store:
+            return store.not_applicable()
+    return pd.DataFrame(columns=["dataset", "reason", "combinations"])

@@ -30,7 +30,7 @@ from .inputs import check_timeout
 from .journal import PendingRows
 from .leases import Claimant, ClaimingTasks, Heartbeat, Leases
 from .plugins import get_plugin_manager
-from .runner import ENVIRONMENT_FAILURE, STATUSES, _base_row, _finish, execute_task
+from .runner import ENVIRONMENT_FAILURE, STATUSES, execute_task
 from .store import ResultStore, notice
 
 __all__ = ["run_sweep", "SweepReport", "RETRYABLE"]
@@ -57,6 +57,10 @@ class SweepReport:
     #: The sampler board's rows and counts (None when it did not run; see
     #: :mod:`ebmbench.sampler_board`).
     sampler_board: Any = None
+    #: (dataset, reason) → combinations of the selection that can never run (an
+    #: incompatibility a plugin declares). They are not runs: the store keeps them apart
+    #: (``ResultStore.not_applicable``) and leaderboards count them in each page's header.
+    not_applicable: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 def run_sweep(
@@ -148,14 +152,16 @@ def run_sweep(
         done = store.finished_ids()
         if retry_failed:
             done -= store.finished_ids(RETRYABLE)
-        resumed = sum(s.run_id in done for s in specs)
-        todo = [s for s in specs if s.run_id not in done]
-        skipped = [s for s in todo if s.skip_reason]
-        runnable = [s for s in todo if not s.skip_reason]
-        for spec in skipped:
-            row = _base_row(spec, _task([spec], metrics, device, timeout, results, plugins_dirs), device)
-            _commit(store, journal, _finish(row, "skipped", spec.skip_reason or ""), retry_failed, None)
-            counts["skipped"] += 1
+        # Combinations that can never run are counted, not stored as runs (a skip for
+        # missing data is decided by the run itself and stays a row).
+        not_applicable = sorted({(s.dataset, s.method, s.sampler, s.architecture, s.skip_reason or "")
+                                 for s in specs if s.skip_reason})
+        if not_applicable:
+            store.record_not_applicable(not_applicable)
+        na_counts = Counter((dataset, reason) for dataset, *_, reason in not_applicable)
+        applicable = [s for s in specs if not s.skip_reason]
+        resumed = sum(s.run_id in done for s in applicable)
+        runnable = [s for s in applicable if s.run_id not in done]
         leases = Leases(store, claimant, redo=RETRYABLE if retry_failed else ())
         heartbeat = Heartbeat(results, claimant)
         if runnable:
@@ -212,8 +218,13 @@ def run_sweep(
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
         all_counts.setdefault(status, 0)
+    by_dataset: dict[str, dict[str, int]] = defaultdict(dict)
+    for (dataset, reason), n in sorted(na_counts.items()):
+        by_dataset[dataset][reason] = n
+    frame.attrs["not_applicable"] = dict(by_dataset)
     return SweepReport(frame, all_counts, ran=ran, resumed=resumed, results=results,
-                       by_others=by_others, merged=merged, trials=trials, sampler_board=board)
+                       by_others=by_others, merged=merged, trials=trials, sampler_board=board,
+                       not_applicable=na_counts)
 
 
 def _fixed_params(selection: Selection) -> set[tuple[str, str]]:

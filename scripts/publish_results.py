@@ -1,5 +1,6 @@
-"""Publish a sweep under leaderboards/: the compiled results, each run's figures, the rendered
-tables and figures, and RUN.md recording the command, hardware and library versions.
+"""Publish a sweep under leaderboards/: the compiled results (a runs table, a configurations
+table, the learning curves and the not-applicable counts), the rendered pages and figures, and
+RUN.md recording the command, hardware and library versions.
 
 Run it with the interpreter of the environment the sweep ran in, so the versions recorded
 are the ones that ran::
@@ -12,8 +13,10 @@ Afterwards ``ebmbench leaderboard --results leaderboards/results.csv --out leade
 --check`` (tox env ``leaderboard-check``, and tests/test_published_leaderboard.py in CI)
 passes until the rendering code or the committed results change.
 
-Per-run figures are re-encoded as 64-colour palette PNGs (about a third of the size) so
-that hundreds of them can live in the repository.
+Nothing published names this machine: tracebacks are dropped, and every absolute path in a
+reason, a note, a hyper-parameter or a command is cut to its last part
+(:func:`ebmbench.published.scrub_paths`). No per-run picture is published: each 2-D dataset
+gets one gallery figure, drawn here from the runs' gallery data in the sweep's results folder.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from PIL import Image
 
 from ebmbench.leaderboard import PROVENANCE_FILE, aggregate, write_leaderboards
-from ebmbench.store import read_results, write_export
+from ebmbench.leaderboard.figures import plot_gallery
+from ebmbench.published import published_files, scrub_frame, scrub_paths, write_published
+from ebmbench.store import read_not_applicable, read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = ("torch", "torchvision", "torch-fidelity", "pluggy", "numpy", "pandas",
@@ -53,46 +57,38 @@ def main() -> None:
     parser.add_argument("--commit", help="the ebmbench commit the sweep ran")
     parser.add_argument("--note", action="append", default=[],
                         help="a line to add under the command (repeatable)")
+    parser.add_argument("--trials", action="store_true",
+                        help="also publish the tuning trials' rows (by default only the record of each "
+                             "study, kept with its runs in hyperparams['tuning'], is published)")
     args = parser.parse_args()
 
-    frame = read_results(args.results)  # first: a bad store leaves the published folder as it is
+    # First: a bad store leaves the published folder as it is.
+    frame = read_results(args.results)
+    not_applicable = read_not_applicable(args.results)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    for stale in [*out.glob("*.md"), *out.glob("*.png"), out / "results.csv"]:
+    csv = out / "results.csv"
+    for stale in [*out.glob("*.md"), *out.glob("*.png"), *published_files(csv).values()]:
         stale.unlink(missing_ok=True)
-    shutil.rmtree(out / "artifacts", ignore_errors=True)
+    shutil.rmtree(out / "artifacts", ignore_errors=True)  # per-run figures of earlier layouts
 
-    copied = copy_linked_figures(frame, args.results.parent, out)
-    # Tracebacks name the publisher's paths and add megabytes; status and reason stay.
-    export = frame.drop(columns=["traceback"], errors="ignore")
-    # A skipped run never ran: its identity, status and reason say all there is. Its full
-    # hyper-parameters would be most of the file (skips outnumber runs three to one).
-    skipped = export["status"] == "skipped"
-    for column in ("hyperparams", "versions"):
-        if column in export:
-            export[column] = [{} if s else v for v, s in zip(export[column], skipped, strict=True)]
-    csv = write_export(export, "csv", out / "results.csv")
+    # Tracebacks name the publisher's paths and add megabytes; status and reason stay. Tuning
+    # trials are never ranked, and each run keeps its study's record: their rows stay home.
+    export = frame if args.trials or "role" not in frame else frame[frame["role"].fillna("run") != "trial"]
+    export = scrub_frame(export.drop(columns=["traceback"], errors="ignore"))
+    write_published(export, csv, scrub_frame(not_applicable))
+    galleries = draw_galleries(frame, not_applicable, args.results.parent, out)
     write_leaderboards(csv, out)
     (out / PROVENANCE_FILE).write_text(provenance(frame, args), encoding="utf-8")
-    print(f"published {len(frame)} runs ({copied} figures) to {out}")
+    print(f"published {len(export)} runs ({galleries} gallery figures) to {out}")
 
 
-def copy_linked_figures(frame: pd.DataFrame, results_dir: Path, out: Path) -> int:
-    """Copy the run figures the pages link (each combination's first seed), compressed."""
-    linked = sorted({path for board in aggregate(frame) for figures in board.links.values()
-                     for path in figures.values()})
-    copied = 0
-    for relative in linked:
-        source, target = results_dir / relative, out / relative
-        if not source.is_file():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.suffix == ".png":
-            Image.open(source).convert("RGB").quantize(colors=64).save(target, optimize=True)
-        else:
-            shutil.copyfile(source, target)
-        copied += 1
-    return copied
+def draw_galleries(frame: pd.DataFrame, not_applicable: pd.DataFrame, results_dir: Path, out: Path) -> int:
+    """One gallery figure per 2-D dataset, from the runs' gallery data (not published)."""
+    drawn = 0
+    for boards in aggregate(frame, not_applicable):
+        drawn += plot_gallery(boards, results_dir, out / f"{boards.dataset}-gallery.png") is not None
+    return drawn
 
 
 def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
@@ -109,17 +105,21 @@ def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
         "",
         "```bash",
         args.install,
-        *(f".venv/bin/{command}" for command in args.command),
+        *(f".venv/bin/{scrub_paths(command)}" for command in args.command),
         "```",
         "",
         f"- Runs finished between {finished.min():%Y-%m-%d %H:%M} and "
         f"{finished.max():%Y-%m-%d %H:%M} UTC." if len(finished) else "- No run finished.",
     ]
-    lines += [f"- {note}" for note in args.note]
+    lines += [f"- {scrub_paths(note)}" for note in args.note]
     if args.commit:
         lines.append(f"- ebmbench commit: `{args.commit}`.")
     if args.wall_seconds:
         lines.append(f"- Wall-clock time of the sweep: {args.wall_seconds / 60:.1f} min.")
+    trials = int((frame["role"] == "trial").sum()) if "role" in frame else 0
+    if trials and not args.trials:
+        lines.append(f"- Tuning trials: {trials} (not published; each run records its study's trials, "
+                     "choice and score in `hyperparams['tuning']`).")
     lines += ["- Runs by status: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".",
               f"- Published on {dt.date.today():%Y-%m-%d} with `scripts/publish_results.py`.",
               "", "## Hardware", ""]
@@ -131,7 +131,7 @@ def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
         except metadata.PackageNotFoundError:
             continue
     lines += ["", "Plugin distributions, as each run recorded them:", ""]
-    lines += [f"- {v}" for v in plugin_versions]
+    lines += [f"- {scrub_paths(v)}" for v in plugin_versions]
     return "\n".join(lines) + "\n"
 
 

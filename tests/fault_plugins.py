@@ -80,6 +80,14 @@ class NaNSampler(Identity):
         return SampleResult(torch.full_like(x0, float("nan")), {})
 
 
+class Collapsing(Identity):
+    name = "collapsing"
+    description = "test: every sample is the same point"
+
+    def sample(self, energy, x0, n_steps=None, *, generator=None):
+        return SampleResult(torch.zeros_like(x0), {"energy_evals": 0, "grad_evals": 0})
+
+
 class Offline(Dataset):
     name = "offline"
     description = "test: its data cannot be had"
@@ -123,6 +131,7 @@ def ebmbench_register_methods(register):
 def ebmbench_register_samplers(register):
     register(Identity)
     register(NaNSampler)
+    register(Collapsing)
 
 
 @hookimpl

@@ -75,9 +75,12 @@ def test_export_and_leaderboard_commands(tmp_path):
     frame = pd.read_csv(tmp_path / "runs.csv")
     assert out.stdout.strip() == "runs.csv" and list(frame["status"]) == ["ok"]
     assert frame["metric.fisher_divergence"].notna().all()
-    ebmbench("leaderboard", "--out", "boards", cwd=tmp_path)
+    out = ebmbench("leaderboard", "--out", "boards", "--html", "site", cwd=tmp_path)
     assert {p.name for p in (tmp_path / "boards").iterdir()} == {
-        "README.md", "eight_gaussians.md", "eight_gaussians-pareto.png", "eight_gaussians-heatmap.png"}
+        "README.md", "eight_gaussians.md", "eight_gaussians-curves.png", "eight_gaussians-pareto.png"}
+    assert {p.name for p in (tmp_path / "site").glob("*.html")} == {"index.html", "eight_gaussians.html"}
+    assert (tmp_path / "site" / "assets" / "dt_bundle.js").is_file()
+    assert out.stdout.strip().endswith("site/index.html")
 
 
 def test_plugins_dir_method_is_listed_run_and_ranked(tmp_path):

@@ -150,6 +150,22 @@ def test_no_log_z_error_without_the_methods_own_estimate():
     assert "log_z_abs_error" not in out and math.isfinite(out["test_nll"])
 
 
+def test_a_bound_on_log_z_is_reported_as_a_gap_not_an_estimation_error():
+    """A method whose log Ẑ is a bound (the adversarial E_q f + H(q)) gets
+    ``log_z_bound_gap``, a reference value, so it is never ranked with NCE's error."""
+    d = density("correlated_gaussian")
+
+    class Bound(FixedLogZ):
+        log_partition_is_bound = True
+
+    out = get_metric("log_partition", budget="smoke").compute(
+        context(d, LogDensity(d, -4.0), method=Bound(-4.0 - 0.3), n=2000))
+    assert "log_z_abs_error" not in out
+    assert out["log_z_bound_gap"] == pytest.approx(0.3, abs=1e-3)
+    assert ebmbench.get_method("adversarial").log_partition_is_bound
+    assert not ebmbench.get_method("nce").log_partition_is_bound
+
+
 def test_test_nll_ranks_a_worse_model_lower():
     """A Gaussian moved off the data has the larger NLL; its value is the closed-form
     cross-entropy E_p[−log q] = ½ tr(S⁻¹Σ) + ½ (μ−m)ᵀS⁻¹(μ−m) + ½ log det 2πS."""
@@ -300,13 +316,24 @@ def test_c2st_mlp_classifier_runs():
 # ----------------------------------------------------------------------- the figure
 
 
-def test_density_figure_writes_one_png(tmp_path):
+def test_density_figure_saves_the_gallery_data_compactly(tmp_path):
+    """The learned density of the true log-density (shifted by a constant, which Z absorbs)
+    is the true density, and the samples are kept: what the dataset's gallery draws."""
     d = density("two_moons")
     metric = get_metric("density_figure", budget="smoke")
-    ctx = context(d, LogDensity(d), samples=d.sample(300, gen(95)), artifact_dir=tmp_path / "run")
+    samples = d.sample(300, gen(95))
+    ctx = context(d, LogDensity(d, 1.5), samples=samples, artifact_dir=tmp_path / "run")
     assert metric.compute(ctx) == {}
     path = ctx.artifact_dir / ctx.artifacts["density_figure"]
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.name == "gallery.npz" and path.stat().st_size < 60_000
+    saved = np.load(path)
+    res = metric.hparams["resolution"]
+    assert saved["learned"].shape == saved["true"].shape == (res, res)
+    true, learned = saved["true"].astype(float), saved["learned"].astype(float)
+    assert np.abs(learned - true).max() < 0.01 * true.max() + 1e-3  # float16, quadrature
+    assert np.allclose(saved["samples"].astype(float), samples[:300].numpy(), atol=5e-3)
+    (x0, x1), (y0, y1) = saved["view"].reshape(2, 2)
+    assert x0 < x1 and y0 < y1
     ctx = context(d, LogDensity(d), samples=d.sample(300, gen(95)), artifact_dir=None)
     assert metric.compute(ctx) == {} and ctx.artifacts == {}
 
@@ -346,7 +373,8 @@ def test_where_each_metric_applies():
 def test_declared_directions():
     hib = {n: type(get_metric(n)).higher_is_better for n in
            ("fisher", "log_partition", "mmd", "c2st", "density_figure")}
-    assert hib["log_partition"] == {"test_nll": False, "log_z_abs_error": False}
+    assert hib["log_partition"] == {"test_nll": False, "log_z_abs_error": False, "log_z_bound_gap": False}
+    assert type(get_metric("log_partition")).reference_values == {"log_z_bound_gap"}
     assert hib["mmd"] == {"mmd": False, "mmd_floor": False}
     assert hib["c2st"] == {"c2st_accuracy": False}
     assert hib["density_figure"] == {}
@@ -361,5 +389,5 @@ def test_metrics_through_the_harness(tmp_path):
     assert row["status"] == "ok", row["reason"]
     for value in ("fisher_divergence", "test_nll", "mmd", "mmd_floor", "c2st_accuracy"):
         assert math.isfinite(row[f"metric.{value}"]), value
-    assert row["artifacts"]["density_figure"].endswith("density.png")
+    assert row["artifacts"]["density_figure"].endswith("gallery.npz")
     assert (tmp_path / row["artifacts"]["density_figure"]).exists()

@@ -386,7 +386,7 @@ def test_a_version_1_store_is_read_as_it_is_and_migrated_on_its_first_write(plug
     with ResultStore.open(path) as store:
         store.write(row("new"))
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
     assert {"runs", "leases"} <= tables

@@ -114,3 +114,61 @@ def test_unknown_export_format(tmp_path):
         UserError, match="unknown export format 'xls'. Valid formats: csv, json, parquet"
     ):
         store.export("xls", tmp_path / "x")
+
+
+# ------------------------------------------------------------- schema 3: not applicable
+
+
+def test_not_applicable_combinations_are_kept_once_each_and_counted_by_reason(tmp_path):
+    with ResultStore.open(tmp_path / "r.sqlite") as store:
+        combos = [("toy", "m", s, "convnet", "convnet takes images") for s in ("ula", "mala")]
+        store.record_not_applicable(combos + [("toy", "m", "ula", "big", "d > 8")])
+        store.record_not_applicable(combos)  # a resumed sweep records them again
+        counts = store.not_applicable()
+        assert list(store.rows()) == []  # not runs
+    assert counts.to_dict("records") == [
+        {"dataset": "toy", "reason": "convnet takes images", "combinations": 2},
+        {"dataset": "toy", "reason": "d > 8", "combinations": 1}]
+
+
+def test_a_schema_3_store_is_upgraded_in_place(tmp_path):
+    """An older store keeps its rows and gains the not-applicable table and the new
+    columns (recorded as unknown for its rows)."""
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, train_key TEXT, method TEXT, sampler TEXT, "
+        "architecture TEXT, dataset TEXT, seed INTEGER, budget TEXT, status TEXT, reason TEXT, "
+        "traceback TEXT, train_seconds REAL, sample_seconds REAL, peak_memory_mb REAL, device TEXT, "
+        "host TEXT, finished_at TEXT, trial INTEGER, role TEXT NOT NULL DEFAULT 'run', "
+        + ", ".join(f"{c} TEXT NOT NULL DEFAULT '{{}}'" for c in (
+            "metrics", "directions", "cost_values", "reference_values", "hyperparams", "versions",
+            "artifacts", "notes", "metric_errors", "sample_stats", "train_logs", "compute", "curve"))
+        + "); CREATE TABLE leases (run_id TEXT PRIMARY KEY, claimant TEXT NOT NULL, "
+        "host TEXT NOT NULL, pid INTEGER NOT NULL, expires REAL NOT NULL); "
+        "INSERT INTO runs (run_id, method, status, metrics) VALUES ('old', 'dsm', 'ok', "
+        "'{\"fisher_divergence\": 1.0}'); PRAGMA user_version=3;")
+    db.close()
+    with ResultStore.open(path) as store:
+        (row,) = store.rows()
+        assert row["run_id"] == "old" and row["metrics"] == {"fisher_divergence": 1.0}
+        assert row["uses_sampler"] is None and row["sample_values"] == []
+        assert store.not_applicable().empty
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+
+
+def test_the_sweep_counts_incompatible_combinations_and_stores_no_row_for_them(tmp_path):
+    import ebmbench
+
+    path = tmp_path / "r.sqlite"
+    kwargs = dict(methods=["dsm"], samplers=["ula"], architectures=["mlp", "quadratic"],
+                  datasets=["eight_gaussians"], metrics=["fisher"], budget="smoke", results=path)
+    frame = ebmbench.run(seeds=[0, 1], **kwargs)
+    assert set(frame["architecture"]) == {"mlp"} and len(frame) == 2
+    (reasons,) = frame.attrs["not_applicable"].values()
+    assert list(reasons.values()) == [1]  # one combination, whatever the seeds
+    ebmbench.run(seeds=[0, 1, 2], **kwargs)  # extended: the combination is counted once
+    with ResultStore.open(path) as store:
+        assert store.not_applicable()["combinations"].tolist() == [1]
+        assert {r["architecture"] for r in store.rows()} == {"mlp"}
+        assert all(r["uses_sampler"] == 0 for r in store.rows())

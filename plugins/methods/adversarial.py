@@ -74,6 +74,9 @@ class AdversarialFlow(Method):
 
     name = "adversarial"
     description = "Adversarial EBM training vs a flow q: max_θ min_q E_data f − E_q f − H(q)"
+    # α > 0 is the regularised (biased) variant; the row's label says so.
+    variant_params = ("alpha",)
+    log_partition_is_bound = True  # E_q f + H(q) ≤ log Z(θ)
     params = Method.params | {
         "flow_transforms": Param(3, "MAF transforms", smoke=2, full=5, low=1,
                                  search=int_range(1, 5)),

@@ -75,6 +75,8 @@ class ContrastiveDivergence(Method):
     name = "cd"
     description = "Short-run contrastive divergence: K sampler steps from noise per update"
     uses_sampler = True
+    # α > 0 regularises the energy's magnitude (Du & Mordatch 2019): a labelled variant.
+    variant_params = ("alpha",)
     params = Method.params | {
         "mcmc_steps": Param(20, "sampler steps K per update", smoke=5, full=100, low=1,
                            search=int_range(1, 50, log=True)),

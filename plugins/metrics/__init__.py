@@ -5,7 +5,8 @@
   above) and what it gives: ``test_nll`` and ``log_z_abs_error``.
 * ``mmd``: unbiased kernel MMD² of samples vs fresh data, with the data-vs-data floor.
 * ``c2st``: classifier two-sample test accuracy of samples vs fresh data.
-* ``density_figure``: a PNG per 2-D run (true density, learned density, samples).
+* ``density_figure``: per 2-D run, the learned density on a grid and a sample subset
+  (``gallery.npz``), from which the leaderboard draws one gallery per dataset.
 * ``cost``: wall-clock seconds and gradient evaluations.
 
 See docs/metrics.md for the formulas, directions and standard errors.

@@ -1,4 +1,5 @@
-"""A figure per 2-D run: the true density, the learned one, and the samples over the data."""
+"""What a 2-D run contributes to its dataset's gallery figure: the learned density on a grid
+and a subset of its samples, saved compactly; the leaderboard draws one gallery per dataset."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from torch import Tensor
 
 from ebmbench import EvalContext, Metric, Param, ToyDensity, log_integrate_2d, uniform_grid_2d
 
-__all__ = ["DensityFigure", "view_box"]
+__all__ = ["DensityFigure", "view_box", "GALLERY_FILE"]
+
+#: The file each run writes in its artifact folder.
+GALLERY_FILE = "gallery.npz"
 
 #: (dataset, parameters, view, resolution) → the true density on the grid: the same for
 #: every run on that dataset, and a quadrature per point for the curve densities.
@@ -42,24 +46,26 @@ def _energy_dtype(energy) -> torch.dtype:
 
 
 class DensityFigure(Metric):
-    """Writes ``density.png``: true density | learned exp(f_θ)/Z(θ) | samples over data.
+    """Writes ``gallery.npz``: what the dataset's gallery figure draws for this run.
 
-    For 2-D toy densities only. The three panels share the view (the data's 0.5–99.5 %
-    quantile box, :func:`view_box`) and the two density panels share one colour scale, so
-    mass in the wrong place shows as colour. Z(θ) is the quadrature over the dataset's box,
-    as in the ``log_partition`` metric. Returns no values; records
-    ``ctx.artifacts["density_figure"]`` (relative to ``ctx.artifact_dir``). Does nothing
-    when ``ctx.artifact_dir`` is None.
+    For 2-D toy densities only. The file holds ``view`` (the box drawn: the data's
+    0.5–99.5 % quantile box, :func:`view_box`), ``true`` and ``learned`` (the true density
+    and exp(f_θ)/Z(θ) on a ``resolution``² grid over the view, Z(θ) by quadrature over the
+    dataset's box as in the ``log_partition`` metric), ``samples`` and ``data`` (up to
+    ``max_points`` of each), as float16 (about 20 kB). The leaderboard draws one figure per
+    dataset from them (rows: models; columns: learned density, samples) instead of a
+    picture per run. Returns no values; records ``ctx.artifacts["density_figure"]``. Does
+    nothing when ``ctx.artifact_dir`` is None.
     """
 
     name = "density_figure"
-    description = "PNG of the true vs learned 2-D density and the samples over the data"
+    description = "Saves the learned 2-D density on a grid and a sample subset for the dataset's gallery"
     higher_is_better: dict[str, bool] = {}
     needs_samples = True
     params = {
-        "resolution": Param(96, "pixels per side of the density images", smoke=48, full=200,
+        "resolution": Param(64, "grid points per side of the density images", smoke=32, full=128,
                             low=8),
-        "max_points": Param(1000, "samples and data points drawn", full=2000, low=1),
+        "max_points": Param(500, "samples and data points kept", full=1000, low=1),
         "grid": Param(128, "about √(quadrature nodes) for Z(θ)", full=512, low=8),
     }
 
@@ -80,9 +86,6 @@ class DensityFigure(Metric):
     def compute(self, ctx: EvalContext) -> dict[str, float]:
         if ctx.artifact_dir is None:
             return {}
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
         density: ToyDensity = ctx.dataset  # type: ignore[assignment]
         res, k = self.hparams["resolution"], self.hparams["max_points"]
         data = ctx.test_data[: max(k, 2000)]
@@ -95,30 +98,13 @@ class DensityFigure(Metric):
                                  device=ctx.device, dtype=dtype)
         f = ctx.energy(points.to(device=ctx.device, dtype=dtype)).double().cpu()
         learned = (f - log_z).exp().reshape(res, res).numpy()
-
-        fig = Figure(figsize=(9.6, 3.4), dpi=80)
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(1, 3, sharex=True, sharey=True)
-        extent = (*view[0], *view[1])
-        vmax = float(np.nanmax(true))
-        for ax, image, title in ((axes[0], true, "true density"),
-                                 (axes[1], learned, "learned exp(f)/Z")):
-            ax.imshow(image, origin="lower", extent=extent, vmin=0, vmax=vmax,
-                      cmap="viridis", aspect="auto", interpolation="nearest")
-            ax.set_title(title, fontsize=9)
-        samples = ctx.samples.reshape(len(ctx.samples), -1)[:k].detach().double().cpu()
-        axes[2].scatter(data[:k, 0], data[:k, 1], s=2, c="0.6", lw=0, label="data")
-        axes[2].scatter(samples[:, 0], samples[:, 1], s=2, c="tab:red", lw=0, label="samples")
-        axes[2].set_xlim(*view[0])
-        axes[2].set_ylim(*view[1])
-        axes[2].set_title("samples (red) over data (grey)", fontsize=9)
-        sampler = ctx.sampler.name if ctx.sampler is not None else "-"
-        fig.suptitle(f"{density.name} · {ctx.method.name} · {sampler} · seed {ctx.seed}",
-                     fontsize=10)
-        for ax in axes:
-            ax.tick_params(labelsize=7)
-        fig.tight_layout()
+        samples = ctx.samples.reshape(len(ctx.samples), -1)[:k].detach().double().cpu().numpy()
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-        fig.savefig(ctx.artifact_dir / "density.png")
-        ctx.artifacts["density_figure"] = "density.png"
+        with open(ctx.artifact_dir / GALLERY_FILE, "wb") as handle:
+            np.savez_compressed(
+                handle, view=np.asarray(view, dtype=np.float64).reshape(-1),
+                true=true.astype(np.float16), learned=np.nan_to_num(learned, posinf=6e4).astype(np.float16),
+                samples=samples.astype(np.float16), data=data[:k].double().numpy().astype(np.float16),
+            )
+        ctx.artifacts["density_figure"] = GALLERY_FILE
         return {}
