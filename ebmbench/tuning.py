@@ -203,7 +203,7 @@ def _curve_values(row: dict[str, Any], objective: str) -> dict[int, float]:
     for point in row.get("curve") or []:
         if objective in point and budget:
             step = max(1, round(CURVE_RESOURCE * point["flops"] / budget))
-            out[step] = float(point[objective])
+            out.setdefault(step, float(point[objective]))  # as the trial reported it
     return out
 
 
@@ -318,6 +318,7 @@ class CurvePruner:
             else:
                 self.study.tell(trial, curve[-1][1] if curve else math.inf)
         self.trial = self.study.ask()
+        self._last_step = 0
 
     def should_stop(self, point: dict[str, float]) -> bool:
         """Report a new curve point; True when the trial should stop here."""
@@ -325,5 +326,8 @@ class CurvePruner:
         if value is None:
             return False
         step = max(1, round(CURVE_RESOURCE * point["flops"] / self.budget_flops))
+        if step <= self._last_step:  # two points within one 1/128 of the budget: keep the first
+            return False
+        self._last_step = step
         self.trial.report(float(value) if math.isfinite(value) else float("nan"), step)
         return bool(self.trial.should_prune())
