@@ -43,10 +43,29 @@ __all__ = [
     "Executor",
     "EnergyFn",
     "PLUGIN_KINDS",
+    "uniform_in_box",
 ]
 
 #: A callable mapping a batch ``x`` of shape (B, *shape) to f(x) of shape (B,).
 EnergyFn = Callable[[Tensor], Tensor]
+
+#: An axis-aligned box, one ``(low, high)`` pair per coordinate.
+Box = Sequence[tuple[float, float]]
+
+
+def uniform_in_box(box: Box, n: int, generator: torch.Generator) -> Tensor:
+    """``n`` points uniform on ``box`` (one ``(low, high)`` per coordinate), shape
+    (n, len(box)), float32, drawn from ``generator`` alone.
+
+    Where samplers "from noise" start on a toy density (:attr:`ToyDensity.init_box`).
+
+    >>> x = uniform_in_box(((-1.0, 1.0), (2.0, 4.0)), 1000, torch.Generator().manual_seed(0))
+    >>> x.shape, bool((x[:, 1] >= 2).all() and (x[:, 1] <= 4).all())
+    (torch.Size([1000, 2]), True)
+    """
+    lo = torch.tensor([float(b[0]) for b in box])
+    hi = torch.tensor([float(b[1]) for b in box])
+    return lo + (hi - lo) * torch.rand((n, len(lo)), generator=generator)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -138,6 +157,12 @@ class ToyDensity(Dataset):
     Subclasses implement :meth:`sample` and :meth:`log_prob`; :meth:`score` defaults to
     autograd of ``log_prob``. Two-dimensional densities set :attr:`bounds`, a box holding
     all but a negligible mass, used for quadrature of the learned density.
+
+    Samplers "from noise" (evaluation chains, contrastive divergence's negatives) start
+    at :meth:`init_noise`: uniform on :attr:`init_box` when it is set, else uniform on
+    :attr:`bounds` in 2-D, else N(0, I). Set :attr:`init_box` (a class attribute, or in
+    ``__init__`` when it depends on the parameters) when the bounds are much wider than
+    the region holding the mass, as for heavy tails or a funnel.
     """
 
     data_kind: ClassVar[str] = "vector"
@@ -150,6 +175,8 @@ class ToyDensity(Dataset):
     dim: int = 2
     #: ((x_lo, x_hi), (y_lo, y_hi)) for 2-D densities, else None.
     bounds: tuple[tuple[float, float], ...] | None = None
+    #: The box samplers start on, one (low, high) per coordinate; None: :attr:`bounds`.
+    init_box: tuple[tuple[float, float], ...] | None = None
     #: True when the density is exactly Gaussian (closed-form checks use these).
     gaussian: ClassVar[bool] = False
 
@@ -179,11 +206,10 @@ class ToyDensity(Dataset):
         return self.sample(self.hparams["n_test"], generator)
 
     def init_noise(self, n: int, generator: torch.Generator) -> Tensor:
-        """Uniform on :attr:`bounds` in 2-D; otherwise a standard Gaussian."""
-        if self.bounds is not None:
-            lo = torch.tensor([b[0] for b in self.bounds])
-            hi = torch.tensor([b[1] for b in self.bounds])
-            return lo + (hi - lo) * torch.rand((n, self.dim), generator=generator)
+        """Uniform on :attr:`init_box`, else on :attr:`bounds`; with neither, N(0, I)."""
+        box = self.init_box if self.init_box is not None else self.bounds
+        if box is not None:
+            return uniform_in_box(box, n, generator)
         return torch.randn((n, self.dim), generator=generator)
 
 

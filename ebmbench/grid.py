@@ -91,6 +91,12 @@ class Task:
     results_dir: str
     #: ``--plugins-dir`` folders, so that a worker process loads the same plugins.
     plugins_dirs: list[str]
+    #: Keep each trained model in ``checkpoints/<train_key>.pt`` under ``results_dir`` (and
+    #: restore it from there instead of training again); ``--no-checkpoints`` turns it off.
+    checkpoints: bool = True
+    #: A model file to restore the first spec's model from instead of training
+    #: (``ebmbench.load_model``); None: the checkpoint under ``results_dir``, if any.
+    restore_from: str | None = None
 
 
 def hard_time_limit(task: Any, grace: float) -> float | None:
@@ -121,6 +127,7 @@ def portable_task(task: Any) -> Any:
         task,
         results_dir=os.path.abspath(task.results_dir),
         plugins_dirs=[os.path.abspath(d) for d in task.plugins_dirs],
+        restore_from=os.path.abspath(task.restore_from) if task.restore_from else None,
     )
 
 

@@ -9,13 +9,11 @@ any executor (a process pool, Ray, Slurm) can ship it.
 from __future__ import annotations
 
 import math
-import os
 import platform
 import resource
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,13 +23,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Combination, EvalContext, Method, Metric, TrainContext, is_finite
+from .base import Combination, Dataset, EvalContext, Method, Metric, TrainContext, is_finite
+from .checkpoint import model_payload, read_model_file, write_model_file
 from .device import derive_seed, resolve_device, seed_everything
 from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
 from .plugins import PluginManager, get_plugin_manager
 
-__all__ = ["execute_task", "unfinished_rows", "EVAL_SAMPLES", "STATUSES", "checkpoint_path"]
+__all__ = ["execute_task", "unfinished_rows", "train_model", "evaluate_spec", "TrainedRun",
+           "EVAL_SAMPLES", "STATUSES", "checkpoint_path"]
 
 #: Every status a result row can carry.
 STATUSES = ("ok", "diverged", "failed", "timeout", "skipped")
@@ -51,9 +51,32 @@ class _Trained:
     logs: dict[str, float]
 
 
+@dataclass
+class TrainedRun:
+    """A trained model and what it was trained and is evaluated on, as the harness holds it
+    between training and evaluation (``ebmbench.TrainedModel`` wraps one)."""
+
+    spec: RunSpec
+    energy: nn.Module
+    method: Method
+    dataset: Dataset
+    train_data: torch.Tensor
+    test_data: torch.Tensor
+    device: torch.device
+    train_seconds: float
+    logs: dict[str, float]
+
+
 def checkpoint_path(results_dir: str | Path, train_key: str) -> Path:
-    """Where a sampler-free training's weights are kept for re-evaluation."""
+    """Where a trained model is kept, for re-evaluation and ``ebmbench.load_model``."""
     return Path(results_dir) / "checkpoints" / f"{train_key}.pt"
+
+
+def _checkpoint_file(task: Task, spec: RunSpec) -> Path | None:
+    """The model file to restore from (if it exists) and to write after training."""
+    if task.restore_from:
+        return Path(task.restore_from)
+    return checkpoint_path(task.results_dir, spec.train_key) if task.checkpoints else None
 
 
 def _manager(task: Task) -> PluginManager:
@@ -145,9 +168,9 @@ def _train(
     data = train_data.to(device)
     method.setup(TrainContext(energy, sampler, dataset, data, device, generator))
 
-    ckpt = checkpoint_path(task.results_dir, spec.train_key)
-    if not spec.uses_sampler and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+    ckpt = _checkpoint_file(task, spec)
+    if ckpt is not None and ckpt.exists():
+        state = read_model_file(ckpt, map_location=device)
         energy.load_state_dict(state["energy"])
         method.load_state_dict(state["method"])
         return _Trained(energy, method, float(state["train_seconds"]), dict(state["logs"]))
@@ -173,16 +196,10 @@ def _train(
         check = energy(data[:_CHECK_BATCH])
     if not is_finite(check):
         raise RunDiverged("the trained energy is not finite on the training data")
-    if not spec.uses_sampler:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        # A name of its own per writer: two sweeps may train the same model at once.
-        tmp = ckpt.with_name(f"{ckpt.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        torch.save(
-            {"energy": energy.state_dict(), "method": method.state_dict(),
-             "train_seconds": train_seconds, "logs": logs},
-            tmp,
-        )
-        tmp.replace(ckpt)  # atomic: a killed run never leaves a half-written checkpoint
+    if ckpt is not None:  # written atomically: a killed run never leaves half a file
+        write_model_file(ckpt, model_payload(spec, energy, method.state_dict(),
+                                             train_seconds=train_seconds, logs=logs,
+                                             versions=_versions(pm, spec, {})))
     return _Trained(energy, method, train_seconds, logs)
 
 
@@ -222,6 +239,83 @@ def _load_data(dataset: Any, spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]
     return train, test
 
 
+def train_model(task: Task) -> TrainedRun:
+    """Load the data and train the model of ``task.specs[0]``, as a sweep does.
+
+    The same seeds, data and hyper-parameters as in a sweep, so the model is the one the
+    sweep trains; when the task's checkpoint (or ``task.restore_from``) exists the model is
+    restored from it instead of trained. Raises what training raises (:class:`RunDiverged`,
+    :class:`RunTimedOut`, a plugin's exception).
+    """
+    device = resolve_device(task.device)
+    pm = _manager(task)
+    spec = task.specs[0]
+    dataset = _build(pm, "dataset", spec)
+    train_data, test_data = _load_data(dataset, spec)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trained = _train(pm, spec, task, device, dataset, train_data)
+    return TrainedRun(spec, trained.energy, trained.method, dataset, train_data, test_data,
+                      device, trained.train_seconds, trained.logs)
+
+
+def evaluate_spec(
+    run: TrainedRun, spec: RunSpec, metrics: dict[str, Metric], row: dict[str, Any],
+    shared: dict[str, Any], *, timeout: float | None = None, artifact_dir: Path | None = None,
+) -> tuple[str, str]:
+    """Sample ``run``'s model with ``spec``'s sampler and compute ``metrics`` into ``row``.
+
+    Metrics that ignore samples depend only on the trained model: they are computed into
+    ``shared`` the first time (when it is empty) and copied into every later row.
+
+    Returns:
+        The row's status and reason: ``ok``, ``diverged`` (non-finite samples) or
+        ``timeout`` (sampling took longer than ``timeout``).
+    """
+    pm = get_plugin_manager()
+    dataset, device = run.dataset, run.device
+    row.update(train_seconds=run.train_seconds, train_logs=run.logs)
+    sampler = _build(pm, "sampler", spec)
+    combo = Combination(run.method, sampler, _build(pm, "architecture", spec), dataset)
+    applicable = {n: m for n, m in metrics.items() if m.applies_to(combo)}
+    ctx = EvalContext(
+        energy=run.energy, method=run.method, dataset=dataset, sampler=sampler,
+        samples=None, sample_stats={}, train_data=run.train_data, test_data=run.test_data,
+        device=device, seed=spec.seed, budget=spec.budget,
+        costs={"train_seconds": run.train_seconds}, artifact_dir=artifact_dir,
+    )
+    if not shared:
+        shared.update(_empty_values())
+        model_only = {n: m for n, m in applicable.items() if not m.needs_samples}
+        _evaluate(model_only, ctx, shared, spec.run_id)
+    for key in ("metrics", "directions", "artifacts", "metric_errors", "notes"):
+        row[key].update(shared[key])
+    for key in ("cost_values", "reference_values"):
+        row[key] = list(shared[key])
+
+    sample_seed = derive_seed("sample", spec.run_id)
+    n_eval = type(dataset).eval_samples.get(spec.budget, EVAL_SAMPLES[spec.budget])
+    row["hyperparams"]["eval_samples"] = n_eval
+    x0 = dataset.init_noise(n_eval, torch.Generator().manual_seed(sample_seed))
+    gen = torch.Generator(device).manual_seed(sample_seed)
+    start = time.perf_counter()
+    result = sampler.sample(run.energy, x0.to(device), generator=gen)
+    sample_seconds = time.perf_counter() - start
+    row.update(sample_seconds=sample_seconds,
+               sample_stats={k: float(v) for k, v in result.stats.items()})
+    if not is_finite(result.x):
+        row["peak_memory_mb"] = _peak_memory_mb(device)
+        return "diverged", f"sampler {spec.sampler} produced non-finite samples"
+    ctx.samples = result.x.detach()
+    ctx.sample_stats = row["sample_stats"]
+    ctx.costs["sample_seconds"] = sample_seconds
+    _evaluate({n: m for n, m in applicable.items() if m.needs_samples}, ctx, row, spec.run_id)
+    row["peak_memory_mb"] = _peak_memory_mb(device)
+    if timeout is not None and sample_seconds > timeout:
+        return "timeout", f"sampling took {sample_seconds:.1f} s, over the {timeout:g} s limit"
+    return "ok", ""
+
+
 def execute_task(task: Task) -> Iterator[dict[str, Any]]:
     """Train once and evaluate each spec of ``task``; yield one result row per spec."""
     device = resolve_device(task.device)
@@ -232,65 +326,19 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
         first = task.specs[0]
         for spec in task.specs:
             rows[spec.run_id]["versions"] = _versions(pm, spec, task.metrics)
-        dataset = _build(pm, "dataset", first)
-        train_data, test_data = _load_data(dataset, first)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        trained = _train(pm, first, task, device, dataset, train_data)
+        run = train_model(task)
         metric_objs = {
             n: pm.info("metric", n).cls(budget=first.budget, **p) for n, p in task.metrics.items()
         }
-        shared: dict[str, Any] | None = None
+        shared: dict[str, Any] = {}
         while pending:
             spec = pending[0]
-            row = rows[spec.run_id]
-            row.update(train_seconds=trained.train_seconds, train_logs=trained.logs)
-            sampler = _build(pm, "sampler", spec)
-            combo = Combination(trained.method, sampler, _build(pm, "architecture", spec), dataset)
-            applicable = {n: m for n, m in metric_objs.items() if m.applies_to(combo)}
-            ctx = EvalContext(
-                energy=trained.energy, method=trained.method, dataset=dataset, sampler=sampler,
-                samples=None, sample_stats={}, train_data=train_data, test_data=test_data,
-                device=device, seed=spec.seed, budget=spec.budget,
-                costs={"train_seconds": trained.train_seconds},
+            status, reason = evaluate_spec(
+                run, spec, metric_objs, rows[spec.run_id], shared, timeout=task.timeout,
                 artifact_dir=Path(task.results_dir) / "artifacts" / spec.run_id,
             )
-            # Metrics that ignore samples depend only on the trained model: computed once,
-            # shared by every sampler's row.
-            if shared is None:
-                shared = _empty_values()
-                model_only = {n: m for n, m in applicable.items() if not m.needs_samples}
-                _evaluate(model_only, ctx, shared, spec.run_id)
-            for key in ("metrics", "directions", "artifacts", "metric_errors", "notes"):
-                row[key].update(shared[key])
-            for key in ("cost_values", "reference_values"):
-                row[key] = list(shared[key])
-
-            sample_seed = derive_seed("sample", spec.run_id)
-            n_eval = type(dataset).eval_samples.get(spec.budget, EVAL_SAMPLES[spec.budget])
-            row["hyperparams"]["eval_samples"] = n_eval
-            x0 = dataset.init_noise(n_eval, torch.Generator().manual_seed(sample_seed))
-            gen = torch.Generator(device).manual_seed(sample_seed)
-            start = time.perf_counter()
-            result = sampler.sample(trained.energy, x0.to(device), generator=gen)
-            sample_seconds = time.perf_counter() - start
-            row.update(sample_seconds=sample_seconds,
-                       sample_stats={k: float(v) for k, v in result.stats.items()})
             pending.pop(0)
-            if not is_finite(result.x):
-                row["peak_memory_mb"] = _peak_memory_mb(device)
-                yield _finish(row, "diverged", f"sampler {spec.sampler} produced non-finite samples")
-                continue
-            ctx.samples = result.x.detach()
-            ctx.sample_stats = row["sample_stats"]
-            ctx.costs["sample_seconds"] = sample_seconds
-            _evaluate({n: m for n, m in applicable.items() if m.needs_samples}, ctx, row, spec.run_id)
-            row["peak_memory_mb"] = _peak_memory_mb(device)
-            if task.timeout is not None and sample_seconds > task.timeout:
-                yield _finish(row, "timeout",
-                              f"sampling took {sample_seconds:.1f} s, over the {task.timeout:g} s limit")
-            else:
-                yield _finish(row, "ok")
+            yield _finish(rows[spec.run_id], status, reason)
     except _DataUnavailable as exc:
         for spec in pending:
             yield _finish(rows[spec.run_id], "skipped", str(exc))
