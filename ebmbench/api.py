@@ -1,16 +1,27 @@
-"""The Python API: look plugins up, run a selection, load results."""
+"""The Python API: look plugins up, run a selection, load results.
+
+Trained models (``train``, ``load_model``) are in :mod:`ebmbench.model`. This module imports
+torch and pandas only inside the functions that need them, so that the command line can
+read :data:`DEFAULT_RESULTS` without them.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
-from .base import Architecture, Dataset, Executor, Method, Metric, Sampler
-from .plugins import get_plugin_manager
+    from .base import Architecture, Dataset, Executor, Method, Metric, Sampler
+
+
+def get_plugin_manager() -> Any:
+    from .plugins import get_plugin_manager as manager
+
+    return manager()
 
 __all__ = [
     "list_plugins",
@@ -91,6 +102,7 @@ def run(
     results: str | os.PathLike[str] = DEFAULT_RESULTS,
     retry_failed: bool = False,
     progress: bool = False,
+    checkpoints: bool = True,
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 
@@ -98,7 +110,8 @@ def run(
     plugin names; ``None`` means all registered ones (``all=True`` says so explicitly).
     ``overrides`` maps ``"kind.name.param"`` to a value, as ``--set`` does. Results are
     written to the SQLite store at ``results`` as each run ends; finished runs already in
-    the store are not run again.
+    the store are not run again. Every trained model is kept in ``checkpoints/`` beside the
+    store, for :func:`ebmbench.load_model`, unless ``checkpoints=False``.
 
     Returns:
         One row per run of the selection (including earlier, resumed ones).
@@ -124,6 +137,7 @@ def run(
         executor_params=dict(executor_params or {}),
         retry_failed=retry_failed,
         progress=progress,
+        checkpoints=checkpoints,
     )
     return report.frame
 

@@ -494,6 +494,19 @@ class Executor(Plugin, ABC):
     def map(self, fn: Callable[[T], Iterable[R]], tasks: Sequence[T]) -> Iterator[R]:
         """Run ``fn`` on every task; yield results as they come."""
 
+    def concurrency(self) -> int:
+        """How many tasks run at once, for the progress display (which shows the first
+        that many unfinished tasks as running). Default: the ``workers`` hyper-parameter
+        when the executor declares one (0 meaning one per usable core), else 1."""
+        workers = self.hparams.get("workers")
+        if workers is None:
+            return 1
+        if int(workers) <= 0:
+            from .device import usable_cpu_cores
+
+            return usable_cpu_cores()
+        return int(workers)
+
 
 PLUGIN_KINDS: dict[str, type[Plugin]] = {
     "method": Method,

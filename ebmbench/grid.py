@@ -224,7 +224,11 @@ def expand(
     }
     for kind, chosen in names.items():
         if not chosen:
-            raise UserError(f"no {kind} is selected or registered; see `ebmbench list {kind}`")
+            from .autoload import autoload_note
+
+            note = autoload_note()
+            raise UserError(f"no {kind} is selected or registered; see `ebmbench list {kind}`"
+                            + (f" ({note})" if note else ""))
     plugins = {
         kind: {n: instantiate(pm, kind, n, selection) for n in chosen}
         for kind, chosen in names.items()

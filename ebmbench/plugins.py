@@ -3,9 +3,12 @@
 Sources, in order:
 
 1. setuptools entry points in the ``ebmbench`` group (the built-ins are registered this
-   way too, by the ``ebmbench`` distribution). ``EBMBENCH_DISABLE_PLUGIN_AUTOLOAD`` (any
-   non-empty value) turns this off; ``EBMBENCH_LOAD_PLUGINS`` (a comma list of
-   distribution names, possibly empty) restricts it to those distributions.
+   way too, by the ``ebmbench`` distribution). ``EBMBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` (any
+   non-empty value but ``third-party``) turns this off, built-ins included;
+   ``EBMBENCH_DISABLE_PLUGIN_AUTOLOAD=third-party`` keeps the built-ins and drops every
+   other package; ``EBMBENCH_LOAD_PLUGINS`` (a comma list of distribution names, possibly
+   empty) restricts it to those distributions. :meth:`PluginManager.autoload_note` says
+   in one line what these variables left out.
 2. loose ``.py`` files in every ``--plugins-dir`` folder.
 3. objects passed to :func:`register_plugin` (tests, notebooks).
 
@@ -29,6 +32,14 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .autoload import (
+    BUILTIN_DISTRIBUTION,
+    ENV_DISABLE_AUTOLOAD,
+    ENV_LOAD_PLUGINS,
+    KEEP_BUILTINS,
+    autoload_filter,
+    autoload_note,
+)
 from .base import PLUGIN_KINDS, Plugin
 from .errors import UserError
 from .registry import PluginInfo, Registry
@@ -42,10 +53,9 @@ __all__ = [
     "add_plugins_dir",
     "ENV_LOAD_PLUGINS",
     "ENV_DISABLE_AUTOLOAD",
+    "BUILTIN_DISTRIBUTION",
+    "KEEP_BUILTINS",
 ]
-
-ENV_LOAD_PLUGINS = "EBMBENCH_LOAD_PLUGINS"
-ENV_DISABLE_AUTOLOAD = "EBMBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
 
 @dataclass(frozen=True)
@@ -108,12 +118,9 @@ class PluginManager:
         return True
 
     def _load_entry_points(self) -> list[object]:
-        if os.environ.get(ENV_DISABLE_AUTOLOAD):
+        wanted = autoload_filter()
+        if wanted is not None and not wanted:
             return []
-        wanted: set[str] | None = None
-        if ENV_LOAD_PLUGINS in os.environ:
-            raw = os.environ[ENV_LOAD_PLUGINS]
-            wanted = {d.strip().lower() for d in raw.split(",") if d.strip()}
         loaded: list[object] = []
         seen: set[tuple[str, str]] = set()
         for ep in importlib_metadata.entry_points(group=hookspecs.PROJECT_NAME):
@@ -200,6 +207,11 @@ class PluginManager:
 
     def info(self, kind: str, name: str) -> PluginInfo[Any]:
         return self.registry(kind).get(name)
+
+    @staticmethod
+    def autoload_note() -> str | None:
+        """Why installed plugins may be missing (see :func:`ebmbench.autoload.autoload_note`)."""
+        return autoload_note()
 
 
 def _import_file(module_name: str, path: Path) -> ModuleType:

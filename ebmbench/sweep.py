@@ -7,6 +7,8 @@ does none of it again (``retry_failed`` re-runs ``failed`` and ``timeout`` rows)
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -20,10 +22,12 @@ from .device import resolve_device
 from .errors import UserError
 from .grid import RunSpec, Selection, Task, expand, group_tasks
 from .plugins import get_plugin_manager
+from .progress import SweepProgress, live_progress
 from .runner import STATUSES, _base_row, _finish, execute_task
 from .store import ResultStore
 
-__all__ = ["run_sweep", "SweepReport", "RETRYABLE"]
+__all__ = ["run_sweep", "SweepReport", "RETRYABLE", "default_leaderboard_dir",
+           "render_leaderboards", "RENDERED_FILE"]
 
 #: Statuses re-run by ``--retry-failed``.
 RETRYABLE = ("failed", "timeout")
@@ -51,6 +55,7 @@ def run_sweep(
     retry_failed: bool = False,
     progress: bool = False,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    checkpoints: bool = True,
 ) -> SweepReport:
     """Run ``selection`` into the store at ``results`` and report.
 
@@ -62,8 +67,11 @@ def run_sweep(
         executor: Name of the executor plugin.
         executor_params: Its hyper-parameters.
         retry_failed: Run ``failed`` and ``timeout`` runs again.
-        progress: Show a progress bar with an ETA on stderr.
+        progress: Show progress on stderr when it is a terminal (or a notebook): runs
+            done, the tasks running now, an ETA, and each failure as it happens.
         on_row: Called with every row as it is written.
+        checkpoints: Keep every trained model in ``checkpoints/`` beside the store (for
+            re-evaluation and :func:`ebmbench.load_model`).
     """
     if timeout is not None and timeout <= 0:
         raise UserError(f"--timeout must be positive, got {timeout}")
@@ -91,23 +99,23 @@ def run_sweep(
         skipped = [s for s in todo if s.skip_reason]
         runnable = [s for s in todo if not s.skip_reason]
         for spec in skipped:
-            row = _base_row(spec, _task([spec], metrics, device, timeout, results, plugins_dirs), device)
-            store.write(_finish(row, "skipped", spec.skip_reason or ""), replace=retry_failed)
+            task = _task([spec], metrics, device, timeout, results, plugins_dirs, checkpoints)
+            store.write(_finish(_base_row(spec, task, device), "skipped", spec.skip_reason or ""),
+                        replace=retry_failed)
             counts["skipped"] += 1
         tasks = [
-            _task(group, metrics, device, timeout, results, plugins_dirs)
+            _task(group, metrics, device, timeout, results, plugins_dirs, checkpoints)
             for group in group_tasks(runnable)
         ]
-        bar = _progress(progress, len(runnable))
-        with bar as live:
-            job = live.add_task("runs", total=len(runnable)) if live else None
+        state = SweepProgress(tasks, executor_obj.concurrency())
+        with _progress(progress and bool(tasks), state) as show:
             for row in executor_obj.map(execute_task, tasks):
                 store.write(row, replace=retry_failed)
                 counts[row["status"]] += 1
                 if on_row:
                     on_row(row)
-                if live:
-                    live.update(job, advance=1, description=_label(row))
+                if show:
+                    show(row)
         frame = store.to_frame({s.run_id for s in specs})
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
@@ -117,38 +125,88 @@ def run_sweep(
 
 def _task(
     specs: list[RunSpec], metrics: dict[str, Any], device: str, timeout: float | None,
-    results: Path, plugins_dirs: list[str],
+    results: Path, plugins_dirs: list[str], checkpoints: bool,
 ) -> Task:
     return Task(
         specs=specs, metrics=metrics, device=device, timeout=timeout,
-        results_dir=str(results.parent), plugins_dirs=plugins_dirs,
+        results_dir=str(results.parent), plugins_dirs=plugins_dirs, checkpoints=checkpoints,
     )
 
 
-def _label(row: dict[str, Any]) -> str:
-    return f"{row['dataset']}/{row['method']}/{row['sampler']} {row['status']}"
-
-
-def _progress(enabled: bool, total: int) -> Any:
-    if not enabled or total == 0:
+def _progress(enabled: bool, state: SweepProgress) -> Any:
+    """The live display of ``state`` when asked for and stderr is a terminal or a notebook."""
+    if not enabled:
         return nullcontext(None)
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
-    return Progress(
-        TextColumn("{task.description:<48}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    )
+    console = Console(stderr=True)
+    if not (console.is_terminal or console.is_jupyter):
+        return nullcontext(None)
+    return live_progress(state, console)
+
+
+# --------------------------------------------------------------------------- leaderboards
+
+#: Written beside rendered pages: what they were rendered from, to skip an unchanged render.
+RENDERED_FILE = ".rendered.json"
+
+
+def default_leaderboard_dir(results: str | Path) -> Path:
+    """Where ``ebmbench run`` writes the leaderboard of the store ``results``: a folder
+    beside it named after it, so that two stores in one folder keep their own pages.
+
+    >>> default_leaderboard_dir("ebmbench-results/results.sqlite").as_posix()
+    'ebmbench-results/results-leaderboards'
+    """
+    results = Path(results)
+    return results.parent / f"{results.stem}-leaderboards"
+
+
+def _fingerprint(results: Path, out: Path) -> str:
+    """A digest of what the pages of ``out`` depend on: every stored row's id, status and
+    finish time (a re-run row gets a new one), the rendering code and where links point."""
+    from . import leaderboard
+
+    digest = hashlib.sha256()
+    with ResultStore.open_existing(results) as store:
+        for item in store.fingerprint_rows():
+            digest.update(repr(item).encode())
+    code = Path(leaderboard.__file__).parent
+    for source in sorted(code.glob("*.py")):
+        stat = source.stat()
+        digest.update(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    from . import __version__
+
+    digest.update(f"{__version__}|{results.resolve()}|{out.resolve()}".encode())
+    return digest.hexdigest()
+
+
+def render_leaderboards(results: Path, out: Path, *, force: bool = False) -> list[Path] | None:
+    """Write the leaderboard of ``results`` into ``out`` unless it is already there.
+
+    The pages are rendered again only when a row was added or replaced, the rendering
+    code changed, or a page is missing; a resumed sweep with nothing to do renders
+    nothing (rendering every dataset's page and figures takes seconds).
+
+    Returns:
+        The pages written, or None when the existing ones were up to date.
+    """
+    from .leaderboard import write_leaderboards
+
+    stamp = out / RENDERED_FILE
+    fingerprint = _fingerprint(results, out)
+    if not force and stamp.is_file():
+        try:
+            previous = json.loads(stamp.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = {}
+        files = previous.get("files", [])
+        if previous.get("fingerprint") == fingerprint and files and all(
+            (out / name).is_file() for name in files
+        ):
+            return None
+    written = write_leaderboards(results, out)
+    stamp.write_text(json.dumps({"fingerprint": fingerprint,
+                                 "files": [p.name for p in written]}, indent=1),
+                     encoding="utf-8")
+    return written

@@ -541,7 +541,7 @@ def test_installed_plugins_are_listed_run_and_ranked(kit_env, tmp_path):
     versions = {row.method: row.versions[f"method:{row.method}"] for row in frame.itertuples()}
     assert versions["kit_method"] == "ebmbench-kit-method==0.1.0"
     assert versions["ksd"] == "ebmbench-example==0.1.0"
-    board = tmp_path / "ebmbench-results" / "leaderboards" / "eight_gaussians.md"
+    board = tmp_path / "ebmbench-results" / "results-leaderboards" / "eight_gaussians.md"
     ranks = {}
     for line in board.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
