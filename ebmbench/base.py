@@ -332,12 +332,43 @@ class Method(Plugin, ABC):
     Subclasses extend :attr:`params` (``params = Method.params | {...}``) so that
     ``steps``, ``batch_size`` and ``lr`` are always present.
 
+    Lifecycle, as the harness (and ``ebmbench.train``) drives it:
+
+    1. ``Method(budget=..., **params)``: cheap; sets :attr:`budget` and :attr:`hparams`.
+       The grid builds one instance per plugin just to check compatibility.
+    2. :meth:`setup` with a :class:`TrainContext`, once, before the first step. The default
+       sets ``self.ctx`` (the context: ``sampler``, ``dataset``, ``train_data``,
+       ``device``, ``generator``), ``self.energy`` (``ctx.energy``, the module f_θ) and
+       ``self.optimizer`` (Adam over :meth:`trainable_parameters` at ``hparams["lr"]``).
+       Create your own parameters (:meth:`extra_parameters`) *before* calling
+       ``super().setup(ctx)`` so that the optimiser includes them.
+    3. :meth:`train_step` on a batch of ``batch_size`` training examples, ``steps``
+       times, the energy in train mode. The default takes one optimiser step on
+       :meth:`loss`; the returned logs must hold a finite ``loss``.
+    4. After the last step the harness puts the energy in eval mode, checks it is finite
+       on the training data, and saves ``energy.state_dict()`` and :meth:`state_dict`
+       (``checkpoints/<train_key>.pt``).
+    5. Evaluation reads the trained method through ``EvalContext.method``
+       (:meth:`log_partition`, or a method's own extras such as an amortised sampler).
+    6. Restoring (re-evaluation, ``ebmbench.load_model``) builds a fresh instance, calls
+       :meth:`setup` with the same data, then :meth:`load_state_dict`.
+
+    Attributes (after :meth:`setup`):
+        ctx: The :class:`TrainContext`.
+        energy: The energy module being trained.
+        optimizer: The default Adam optimiser (methods overriding :meth:`train_step` may
+            add their own, e.g. for a flow).
+
     Class attributes:
         uses_sampler: True when training draws samples from the model (e.g. contrastive
             divergence). Methods without it are trained once per (architecture, dataset,
             seed) and every sampler is evaluated on the same trained model.
         required_features: Architecture features the method needs.
     """
+
+    ctx: TrainContext
+    energy: nn.Module
+    optimizer: torch.optim.Optimizer
 
     kind: ClassVar[str] = "method"
     uses_sampler: ClassVar[bool] = False

@@ -94,8 +94,9 @@ def run_sweep(
         done = store.finished_ids()
         if retry_failed:
             done -= store.finished_ids(RETRYABLE)
-        resumed = sum(s.run_id in done for s in specs)
-        todo = [s for s in specs if s.run_id not in done]
+        run_ids = [s.run_id for s in specs]  # a hash each: computed once
+        resumed = sum(r in done for r in run_ids)
+        todo = [s for s, r in zip(specs, run_ids, strict=True) if r not in done]
         skipped = [s for s in todo if s.skip_reason]
         runnable = [s for s in todo if not s.skip_reason]
         for spec in skipped:
@@ -116,7 +117,7 @@ def run_sweep(
                     on_row(row)
                 if show:
                     show(row)
-        frame = store.to_frame({s.run_id for s in specs})
+        frame = store.to_frame(set(run_ids))
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
         all_counts.setdefault(status, 0)
