@@ -125,11 +125,19 @@ def load_catalogue(plugins_dirs: list[str], *, refresh: bool = False) -> tuple[d
     """The catalogue, from the cache when it is current, else built (and cached).
 
     Building it loads every plugin (and so imports torch); ``plugins_dirs`` are added to
-    the plugin manager first.
+    the plugin manager first. A process that already has a plugin manager builds from it
+    and skips the cache: it may hold plugins registered with ``register_plugin()``.
 
     Returns:
         The catalogue, and whether it came from the cache.
     """
+    plugins_module = sys.modules.get(f"{__package__}.plugins")
+    if plugins_module is not None and plugins_module._manager is not None:
+        # This process already has a plugin manager (a notebook, a test, a plugin registered
+        # with register_plugin()): it is the truth, and torch is imported already.
+        for folder in plugins_dirs:
+            plugins_module.add_plugins_dir(folder)
+        return build_catalogue(plugins_module.get_plugin_manager()), False
     use_cache = not refresh and not os.environ.get("EBMBENCH_NO_CACHE")
     path = cache_dir() / f"plugins-{catalogue_key(plugins_dirs)}.json"
     if use_cache and path.is_file():
