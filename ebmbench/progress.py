@@ -55,7 +55,8 @@ class SweepProgress:
     >>> p.running()
     ['d/m0/a (2 samplers)', 'd/m1/a (2 samplers)']
     >>> now[0] = 10.0
-    >>> p.record({"run_id": "r0ula", "status": "ok"}); p.record({"run_id": "r0mala", "status": "ok"})
+    >>> p.record({"run_id": "r0ula", "status": "ok"}), p.record({"run_id": "r0mala", "status": "failed"})
+    (False, True)
     >>> p.done, p.total, p.eta()
     (2, 6, 20.0)
     >>> p.running()
