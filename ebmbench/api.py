@@ -1,4 +1,9 @@
-"""The Python API: look plugins up, run a selection, load results."""
+"""The Python API: look plugins up, run a selection, load results.
+
+Trained models (``train``, ``load_model``) are in :mod:`ebmbench.model`. This module imports
+torch and pandas only inside the functions that need them, so that the command line can
+read :data:`DEFAULT_RESULTS` without them.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,21 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
-from .base import Architecture, Dataset, Executor, Method, Metric, Sampler
+    from .base import Architecture, Dataset, Executor, Method, Metric, Sampler
+
 from .errors import UserError, shown
 from .inputs import check_overrides, check_seeds, check_timeout, name_list
-from .plugins import get_plugin_manager
+
+
+def get_plugin_manager() -> Any:
+    from .plugins import get_plugin_manager as manager
+
+    return manager()
 
 __all__ = [
     "list_plugins",
@@ -102,6 +114,7 @@ def run(
     tune: int = 0,
     train_flops: float | None = None,
     sampler_board: bool = False,
+    checkpoints: bool = True,
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 
@@ -118,6 +131,9 @@ def run(
     ``tune=N`` first runs N tuning trials per study (same N and compute for every method,
     scored on the validation split; see :mod:`ebmbench.tuning`), then the seeds with each
     study's chosen values. ``train_flops`` replaces the budget's training compute.
+
+    Every trained model is kept in ``checkpoints/`` beside the store, for
+    :func:`ebmbench.load_model`, unless ``checkpoints=False``.
 
     ``sampler_board=True`` then also runs the sampler board (the selected samplers on the
     selected toy densities' true density and reference energy, at equal gradient budgets;
@@ -166,6 +182,7 @@ def run(
         progress=progress,
         tune=tune,
         sampler_board=sampler_board,
+        checkpoints=checkpoints,
     )
     return report.frame
 

@@ -44,10 +44,29 @@ __all__ = [
     "Executor",
     "EnergyFn",
     "PLUGIN_KINDS",
+    "uniform_in_box",
 ]
 
 #: A callable mapping a batch ``x`` of shape (B, *shape) to f(x) of shape (B,).
 EnergyFn = Callable[[Tensor], Tensor]
+
+#: An axis-aligned box, one ``(low, high)`` pair per coordinate.
+Box = Sequence[tuple[float, float]]
+
+
+def uniform_in_box(box: Box, n: int, generator: torch.Generator) -> Tensor:
+    """``n`` points uniform on ``box`` (one ``(low, high)`` per coordinate), shape
+    (n, len(box)), float32, drawn from ``generator`` alone.
+
+    Where samplers "from noise" start on a toy density (:attr:`ToyDensity.init_box`).
+
+    >>> x = uniform_in_box(((-1.0, 1.0), (2.0, 4.0)), 1000, torch.Generator().manual_seed(0))
+    >>> x.shape, bool((x[:, 1] >= 2).all() and (x[:, 1] <= 4).all())
+    (torch.Size([1000, 2]), True)
+    """
+    lo = torch.tensor([float(b[0]) for b in box])
+    hi = torch.tensor([float(b[1]) for b in box])
+    return lo + (hi - lo) * torch.rand((n, len(lo)), generator=generator)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -155,6 +174,12 @@ class ToyDensity(Dataset):
     Subclasses implement :meth:`sample` and :meth:`log_prob`; :meth:`score` defaults to
     autograd of ``log_prob``. Two-dimensional densities set :attr:`bounds`, a box holding
     all but a negligible mass, used for quadrature of the learned density.
+
+    Samplers "from noise" (evaluation chains, contrastive divergence's negatives) start
+    at :meth:`init_noise`: uniform on :attr:`init_box` when it is set, else uniform on
+    :attr:`bounds` in 2-D, else N(0, I). Set :attr:`init_box` (a class attribute, or in
+    ``__init__`` when it depends on the parameters) when the bounds are much wider than
+    the region holding the mass, as for heavy tails or a funnel.
     """
 
     data_kind: ClassVar[str] = "vector"
@@ -167,6 +192,8 @@ class ToyDensity(Dataset):
     dim: int = 2
     #: ((x_lo, x_hi), (y_lo, y_hi)) for 2-D densities, else None.
     bounds: tuple[tuple[float, float], ...] | None = None
+    #: The box samplers start on, one (low, high) per coordinate; None: :attr:`bounds`.
+    init_box: tuple[tuple[float, float], ...] | None = None
     #: True when the density is exactly Gaussian (closed-form checks use these).
     gaussian: ClassVar[bool] = False
     tuning_objective: ClassVar[str] = "fisher_divergence"
@@ -197,11 +224,10 @@ class ToyDensity(Dataset):
         return self.sample(self.hparams["n_test"], generator)
 
     def init_noise(self, n: int, generator: torch.Generator) -> Tensor:
-        """Uniform on :attr:`bounds` in 2-D; otherwise a standard Gaussian."""
-        if self.bounds is not None:
-            lo = torch.tensor([b[0] for b in self.bounds])
-            hi = torch.tensor([b[1] for b in self.bounds])
-            return lo + (hi - lo) * torch.rand((n, self.dim), generator=generator)
+        """Uniform on :attr:`init_box`, else on :attr:`bounds`; with neither, N(0, I)."""
+        box = self.init_box if self.init_box is not None else self.bounds
+        if box is not None:
+            return uniform_in_box(box, n, generator)
         return torch.randn((n, self.dim), generator=generator)
 
 
@@ -328,6 +354,33 @@ class Method(Plugin, ABC):
     Subclasses extend :attr:`params` (``params = Method.params | {...}``) so that
     ``steps``, ``batch_size`` and ``lr`` are always present.
 
+    Lifecycle, as the harness (and ``ebmbench.train``) drives it:
+
+    1. ``Method(budget=..., **params)``: cheap; sets :attr:`budget` and :attr:`hparams`.
+       The grid builds one instance per plugin just to check compatibility.
+    2. :meth:`setup` with a :class:`TrainContext`, once, before the first step. The default
+       sets ``self.ctx`` (the context: ``sampler``, ``dataset``, ``train_data``,
+       ``device``, ``generator``), ``self.energy`` (``ctx.energy``, the module f_θ) and
+       ``self.optimizer`` (Adam over :meth:`trainable_parameters` at ``hparams["lr"]``).
+       Create your own parameters (:meth:`extra_parameters`) *before* calling
+       ``super().setup(ctx)`` so that the optimiser includes them.
+    3. :meth:`train_step` on a batch of ``batch_size`` training examples, ``steps``
+       times, the energy in train mode. The default takes one optimiser step on
+       :meth:`loss`; the returned logs must hold a finite ``loss``.
+    4. After the last step the harness puts the energy in eval mode, checks it is finite
+       on the training data, and saves ``energy.state_dict()`` and :meth:`state_dict`
+       (``checkpoints/<train_key>.pt``).
+    5. Evaluation reads the trained method through ``EvalContext.method``
+       (:meth:`log_partition`, or a method's own extras such as an amortised sampler).
+    6. Restoring (re-evaluation, ``ebmbench.load_model``) builds a fresh instance, calls
+       :meth:`setup` with the same data, then :meth:`load_state_dict`.
+
+    Attributes (after :meth:`setup`):
+        ctx: The :class:`TrainContext`.
+        energy: The energy module being trained.
+        optimizer: The default Adam optimiser (methods overriding :meth:`train_step` may
+            add their own, e.g. for a flow).
+
     Class attributes:
         uses_sampler: True when training draws samples from the model (e.g. contrastive
             divergence). Methods without it are trained once per (architecture, dataset,
@@ -341,6 +394,10 @@ class Method(Plugin, ABC):
             estimate of it: its distance to log Z is reported as a bound gap (a reference
             value), never ranked with the estimation errors of methods that estimate log Z.
     """
+
+    ctx: TrainContext
+    energy: nn.Module
+    optimizer: torch.optim.Optimizer
 
     kind: ClassVar[str] = "method"
     uses_sampler: ClassVar[bool] = False
@@ -505,6 +562,19 @@ class Executor(Plugin, ABC):
     @abstractmethod
     def map(self, fn: Callable[[T], Iterable[R]], tasks: Sequence[T]) -> Iterator[R]:
         """Run ``fn`` on every task; yield results as they come."""
+
+    def concurrency(self) -> int:
+        """How many tasks run at once, for the progress display (which shows the first
+        that many unfinished tasks as running). Default: the ``workers`` hyper-parameter
+        when the executor declares one (0 meaning one per usable core), else 1."""
+        workers = self.hparams.get("workers")
+        if workers is None:
+            return 1
+        if int(workers) <= 0:
+            from .device import usable_cpu_cores
+
+            return usable_cpu_cores()
+        return int(workers)
 
 
 PLUGIN_KINDS: dict[str, type[Plugin]] = {

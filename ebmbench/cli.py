@@ -4,6 +4,11 @@ User errors (unknown names, bad values, missing files) print one short message n
 bad value and the valid choices, and exit with code 2, never with a traceback. A failing
 environment (a full disk, an I/O error) prints one line naming the file and what to do,
 and exits with code 1.
+
+Start-up is kept light (as pytest and llm do): this module imports click and the small
+modules that define the choices; torch, pandas and the plugins are imported inside the
+commands that need them, so ``ebmbench --help`` and a cached ``ebmbench list`` never load
+torch.
 """
 
 from __future__ import annotations
@@ -15,15 +20,24 @@ from typing import Any
 import click
 
 from .api import DEFAULT_RESULTS
-from .device import DEVICES, default_workers
+from .catalogue import KINDS as _KINDS
+from .device import DEVICES
 from .errors import EnvironmentFailure, UserError, unknown_choice
 from .inputs import parse_seeds, parse_timeout, parse_workers
 from .params import BUDGETS
-from .plugins import add_plugins_dir, get_plugin_manager
 
 __all__ = ["main", "cli"]
 
-_KINDS = ("method", "sampler", "architecture", "dataset", "metric", "executor")
+#: The ``--plugins-dir`` folders of this invocation; added to the plugin manager only by
+#: the commands that load plugins.
+_plugins_dirs: list[str] = []
+
+
+def _load_plugins_dirs() -> None:
+    from .plugins import add_plugins_dir
+
+    for folder in _plugins_dirs:
+        add_plugins_dir(folder)
 
 
 def _split(values: tuple[str, ...]) -> list[str] | None:
@@ -42,51 +56,62 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
 def cli(plugins_dirs: tuple[str, ...]) -> None:
     """ebmbench: train and rank energy-based-model methods, samplers and energies."""
     for folder in plugins_dirs:
-        add_plugins_dir(folder)
+        if not Path(folder).is_dir():
+            raise UserError(f"--plugins-dir {folder!r} is not a directory")
+    _plugins_dirs[:] = list(plugins_dirs)
 
 
 @cli.command("list")
 @click.argument("kind", required=False, type=click.Choice(_KINDS + tuple(k + "s" for k in _KINDS)))
 @click.option("-v", "--verbose", is_flag=True, help="Show hyper-parameters and their defaults.")
-def list_command(kind: str | None, verbose: bool) -> None:
-    """List registered plugins (of KIND), and any plugin that failed to load."""
+@click.option("--refresh", is_flag=True,
+              help="Load every plugin again instead of reading the cached list.")
+def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
+    """List registered plugins (of KIND), and any plugin that failed to load.
+
+    The list is cached (see docs/cli.md) so that listing does not import torch; any
+    install, upgrade or edit of a plugin file gives a fresh one.
+    """
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    pm = get_plugin_manager()
+    from .autoload import autoload_note
+    from .catalogue import load_catalogue
+
+    catalogue, _ = load_catalogue(list(_plugins_dirs), refresh=refresh)
+    note = autoload_note()
     console = Console(width=max(Console().width, 120))
     kinds = [kind.rstrip("s")] if kind else list(_KINDS)
+    empty = []
     for k in kinds:
+        entries = catalogue["kinds"][k]
+        if not entries:
+            empty.append(k)
+            console.print(f"[bold]{k}s[/bold]: none registered")
+            continue
         table = Table(title=f"{k}s", title_justify="left", show_lines=verbose)
         table.add_column("name", style="bold")
         table.add_column("description")
         table.add_column("from")
         if verbose:
             table.add_column("hyper-parameters (quick default [smoke/full])")
-        for info in pm.registry(k):
-            cells = [info.name, info.cls.description, f"{info.source} {info.version}"]
+        for entry in entries:
+            cells = [entry["name"], entry["description"], f"{entry['source']} {entry['version']}"]
             if verbose:
-                cells.append(_describe_params(info.cls.params))
+                cells.append(entry["params"])
             table.add_row(*(escape(c) for c in cells))
         console.print(table)
-    if pm.broken:
+    if empty and note:
+        click.echo(f"why: {note}")
+    elif empty:
+        click.echo("why: no installed package registers one; see `ebmbench new-plugin --help`")
+    elif note:
+        click.echo(f"note: {note}")
+    if catalogue["broken"]:
         click.echo("plugins that failed to load:")
-        for b in pm.broken:
-            click.echo(f"  {b.name} ({b.source}): {b.error}")
-
-
-def _describe_params(params: dict[str, Any]) -> str:
-    lines = []
-    for name, p in params.items():
-        extra = "/".join(str(p.for_budget(b)) for b in ("smoke", "full"))
-        line = f"{name}={p.default!r} [{extra}]: {p.help}"
-        if p.low is not None or p.high is not None or p.positive:
-            line += f" ({p.allowed()})"
-        if p.search is not None:
-            line += f"; tuned: {p.search.describe()}"
-        lines.append(line)
-    return "\n".join(lines)
+        for b in catalogue["broken"]:
+            click.echo(f"  {b['name']} ({b['source']}): {b['error']}")
 
 
 @cli.command("run")
@@ -108,8 +133,8 @@ def _describe_params(params: dict[str, Any]) -> str:
 @click.option("--results", type=click.Path(dir_okay=False), default=str(DEFAULT_RESULTS),
               show_default=True, help="The SQLite results store.")
 @click.option("--executor", default=None,
-              help="Executor plugin [default: process with several workers, local with one; "
-                   "ray with --address].")
+              help="Executor plugin [default: process with several workers (one per CPU core "
+                   "on the CPU), local with one; ray with --address].")
 @click.option("--workers", default=None, envvar="EBMBENCH_WORKERS",
               help="Worker processes [default: one per CPU core when running on the CPU, "
                    "else 1; 1 runs in this process]. Env: EBMBENCH_WORKERS.")
@@ -128,9 +153,14 @@ def _describe_params(params: dict[str, Any]) -> str:
                    "true density and reference energy at equal gradient budgets.")
 @click.option("--retry-failed", is_flag=True, help="Run failed and timed-out runs again.")
 @click.option("--leaderboard-out", type=click.Path(file_okay=False), default=None,
-              help="Where to write the leaderboard [default: beside the results].")
+              help="Where to write the leaderboard [default: <results stem>-leaderboards/ "
+                   "beside the results, e.g. ebmbench-results/results-leaderboards].")
 @click.option("--no-leaderboard", is_flag=True, help="Do not render a leaderboard at the end.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.option("--no-checkpoints", is_flag=True,
+              help="Do not keep trained models (checkpoints/ beside the results): saves disk "
+                   "in a big sweep; ebmbench.load_model then cannot load its runs.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show runs done, running now, an ETA and failures (on a terminal).")
 def run_command(
     run_all: bool, methods: tuple[str, ...], samplers: tuple[str, ...],
     architectures: tuple[str, ...], datasets: tuple[str, ...], metrics: tuple[str, ...],
@@ -138,18 +168,20 @@ def run_command(
     results: str, executor: str | None, workers: str | None, address: str | None,
     data_dir: str | None,
     fid_weights: str | None, tune: int, train_flops: float | None, sampler_board: bool,
-    retry_failed: bool,
-    leaderboard_out: str | None, no_leaderboard: bool, progress: bool,
+    retry_failed: bool, leaderboard_out: str | None, no_leaderboard: bool, no_checkpoints: bool,
+    progress: bool,
 ) -> None:
     """Train and evaluate every compatible combination of the selection.
 
     Finished runs already in the results store are not run again, so the same command
     resumes an interrupted sweep.
     """
+    from .device import default_workers
     from .grid import Selection
     from .inputs import parse_overrides
-    from .sweep import run_sweep
+    from .sweep import default_leaderboard_dir, render_leaderboards, run_sweep
 
+    _load_plugins_dirs()
     chosen = {"method": methods, "sampler": samplers, "architecture": architectures,
               "dataset": datasets}
     if not run_all and not any(chosen.values()):
@@ -201,7 +233,7 @@ def run_command(
             selection, results=Path(results), device=device, timeout=time_limit,
             executor=executor, executor_params=executor_params, retry_failed=retry_failed,
             progress=progress, notify=lambda message: click.echo(message, err=True), tune=tune,
-            sampler_board=sampler_board,
+            sampler_board=sampler_board, checkpoints=not no_checkpoints,
         )
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted. Every finished run is saved in {results}; run the same "
@@ -209,15 +241,18 @@ def run_command(
         sys.exit(130)
     _print_summary(report)
     if not no_leaderboard and len(report.frame):
-        from .leaderboard import write_leaderboards
-
-        out = Path(leaderboard_out) if leaderboard_out else Path(results).parent / "leaderboards"
-        written = _writing(out, lambda: write_leaderboards(Path(results), out))
-        click.echo(f"leaderboard: {out / 'README.md'} ({len(written) - 1} dataset tables)")
+        out = Path(leaderboard_out) if leaderboard_out else default_leaderboard_dir(results)
+        written = _writing(out, lambda: render_leaderboards(Path(results), out))
+        if written is None:
+            click.echo(f"leaderboard: {out / 'README.md'} (up to date: no run changed)")
+        else:
+            click.echo(f"leaderboard: {out / 'README.md'} ({len(written) - 1} dataset tables)")
 
 
 def _report_broken_plugins() -> None:
     """One line on stderr per plugin that failed to load (``ebmbench list`` shows more)."""
+    from .plugins import get_plugin_manager
+
     pm = get_plugin_manager()
     pm.load()
     for broken in pm.broken:
@@ -310,6 +345,8 @@ def data_command(names: tuple[str, ...], data_dir: str | None, download: bool) -
     NAMES are datasets or metrics (default: every plugin that needs files). Where there is
     no network, says exactly which files to put where, and exits 1.
     """
+    from .plugins import get_plugin_manager
+
     pm = get_plugin_manager()
     plugins = {info.name: info for kind in ("dataset", "metric") for info in pm.registry(kind)}
     for name in names:
@@ -337,12 +374,13 @@ def data_command(names: tuple[str, ...], data_dir: str | None, download: bool) -
 
 @cli.command("new-plugin")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(("method", "sampler", "architecture", "dataset",
-                                          "metric", "executor")),
-              default="method", show_default=True, help="The kind of plugin to generate.")
+@click.option("--kind", default="method", show_default=True, metavar="KIND[,KIND...]",
+              help="The kind of plugin to generate: method, sampler, architecture, dataset, "
+                   "metric or executor; several, comma-separated (method,sampler,dataset), "
+                   "make one package holding a plugin of each.")
 @click.option("--dest", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Folder in which to create the package folder.")
-@click.option("--description", default=None, help="One-line description of the plugin.")
+@click.option("--description", default=None, help="One-line description of the package.")
 def new_plugin_command(name: str, kind: str, dest: str, description: str | None) -> None:
     """Generate a working plugin package NAME, with its conformance test."""
     from .template import create_plugin_package

@@ -1,4 +1,8 @@
-"""Device choice and deterministic seeding, shared by the harness and executors."""
+"""Device choice and deterministic seeding, shared by the harness and executors.
+
+torch is imported inside the functions that use it: the command line reads
+:data:`DEVICES` before it knows whether the command needs torch.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,12 @@ import hashlib
 import json
 import os
 import random
-
-import torch
+from typing import TYPE_CHECKING
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["DEVICES", "resolve_device", "usable_cpu_cores", "default_workers", "derive_seed",
            "seed_everything"]
@@ -23,6 +29,8 @@ def resolve_device(name: str) -> torch.device:
     >>> resolve_device("cpu")
     device(type='cpu')
     """
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu" or name.startswith("cuda"):
@@ -72,5 +80,7 @@ def derive_seed(*parts: object) -> int:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's and torch's global generators (CPU and every CUDA device)."""
+    import torch
+
     random.seed(seed)
     torch.manual_seed(seed)

@@ -122,6 +122,12 @@ class Task:
     #: For a pruned tuning trial: ``{"objective": name, "history": [...]}`` (see
     #: :class:`ebmbench.tuning.CurvePruner`).
     pruning: dict[str, Any] | None = None
+    #: Keep each trained model in ``checkpoints/<train_key>.pt`` under ``results_dir`` (and
+    #: restore it from there instead of training again); ``--no-checkpoints`` turns it off.
+    checkpoints: bool = True
+    #: A model file to restore the first spec's model from instead of training
+    #: (``ebmbench.load_model``); None: the checkpoint under ``results_dir``, if any.
+    restore_from: str | None = None
 
     @property
     def train_flops(self) -> float | None:
@@ -157,6 +163,7 @@ def portable_task(task: Any) -> Any:
         task,
         results_dir=os.path.abspath(task.results_dir),
         plugins_dirs=[os.path.abspath(d) for d in task.plugins_dirs],
+        restore_from=os.path.abspath(task.restore_from) if task.restore_from else None,
     )
 
 
@@ -258,7 +265,11 @@ def expand(
     }
     for kind, chosen in names.items():
         if not chosen:
-            raise UserError(f"no {kind} is selected or registered; see `ebmbench list {kind}`")
+            from .autoload import autoload_note
+
+            note = autoload_note()
+            raise UserError(f"no {kind} is selected or registered; see `ebmbench list {kind}`"
+                            + (f" ({note})" if note else ""))
     metric_names = _names(pm, "metric", selection.metrics)
     for kind, chosen in [*names.items(), ("metric", metric_names)]:
         check_overrides_reach(pm, selection.overrides, kind, chosen)

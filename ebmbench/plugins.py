@@ -3,9 +3,12 @@
 Sources, in order:
 
 1. setuptools entry points in the ``ebmbench`` group (the built-ins are registered this
-   way too, by the ``ebmbench`` distribution). ``EBMBENCH_DISABLE_PLUGIN_AUTOLOAD`` (any
-   non-empty value) turns this off; ``EBMBENCH_LOAD_PLUGINS`` (a comma list of
-   distribution names, possibly empty) restricts it to those distributions.
+   way too, by the ``ebmbench`` distribution). ``EBMBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` (any
+   non-empty value but ``third-party``) turns this off, built-ins included;
+   ``EBMBENCH_DISABLE_PLUGIN_AUTOLOAD=third-party`` keeps the built-ins and drops every
+   other package; ``EBMBENCH_LOAD_PLUGINS`` (a comma list of distribution names, possibly
+   empty) restricts it to those distributions. :meth:`PluginManager.autoload_note` says
+   in one line what these variables left out.
 2. loose ``.py`` files in every ``--plugins-dir`` folder.
 3. objects passed to :func:`register_plugin` (tests, notebooks).
 
@@ -33,6 +36,14 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .autoload import (
+    BUILTIN_DISTRIBUTION,
+    ENV_DISABLE_AUTOLOAD,
+    ENV_LOAD_PLUGINS,
+    KEEP_BUILTINS,
+    autoload_filter,
+    autoload_note,
+)
 from .base import PLUGIN_KINDS, Plugin
 from .errors import UserError, shown
 from .registry import NameCollision, PluginInfo, Registry
@@ -46,10 +57,9 @@ __all__ = [
     "add_plugins_dir",
     "ENV_LOAD_PLUGINS",
     "ENV_DISABLE_AUTOLOAD",
+    "BUILTIN_DISTRIBUTION",
+    "KEEP_BUILTINS",
 ]
-
-ENV_LOAD_PLUGINS = "EBMBENCH_LOAD_PLUGINS"
-ENV_DISABLE_AUTOLOAD = "EBMBENCH_DISABLE_PLUGIN_AUTOLOAD"
 
 #: What a plugin may raise while it is imported or registers, and still be only "broken":
 #: ``SystemExit`` too (a module calling ``sys.exit`` at import must not end the host);
@@ -135,7 +145,8 @@ class PluginManager:
             UserError: ``EBMBENCH_LOAD_PLUGINS`` names a distribution with no ebmbench
                 entry points (a typo would otherwise silently load nothing from it).
         """
-        if os.environ.get(ENV_DISABLE_AUTOLOAD):
+        wanted = autoload_filter()
+        if wanted is not None and not wanted:
             return []
         found: list[tuple[Any, str, str]] = []
         seen: set[tuple[str, str]] = set()
@@ -148,13 +159,13 @@ class PluginManager:
                 continue
             seen.add(key)
             found.append((ep, dist_name, version))
-        if ENV_LOAD_PLUGINS not in os.environ:
+        if wanted is None:
             return found
-        raw = os.environ[ENV_LOAD_PLUGINS]
-        wanted = {_dist_key(d.strip()) for d in raw.split(",") if d.strip()}
+        wanted = {_dist_key(d) for d in wanted}
         installed = {_dist_key(name): name for _, name, _ in found}
         unknown = sorted(wanted - set(installed))
-        if unknown:
+        raw = os.environ.get(ENV_LOAD_PLUGINS, "")
+        if unknown and ENV_LOAD_PLUGINS in os.environ and not os.environ.get(ENV_DISABLE_AUTOLOAD):
             valid = ", ".join(sorted(installed.values())) or "(none)"
             raise UserError(
                 f"bad environment variable {ENV_LOAD_PLUGINS} {shown(raw)}: {shown(unknown[0])} "
@@ -264,6 +275,11 @@ class PluginManager:
                 f"{exc}. {len(self.broken)} plugin(s) failed to load, which may be why: "
                 f"{failed}{more}; see `ebmbench list`"
             ) from None
+
+    @staticmethod
+    def autoload_note() -> str | None:
+        """Why installed plugins may be missing (see :func:`ebmbench.autoload.autoload_note`)."""
+        return autoload_note()
 
 
 def _import_file(module_name: str, path: Path) -> ModuleType:

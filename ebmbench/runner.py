@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import errno
 import math
-import os
 import platform
 import resource
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,8 +25,9 @@ import torch
 from torch import nn
 
 from . import degenerate as degenerate_module
-from .base import Combination, EvalContext, Method, Metric, TrainContext, is_finite
+from .base import Combination, Dataset, EvalContext, Method, Metric, TrainContext, is_finite
 from .budgets import MAX_VALIDATION, VALIDATION_FRACTION, dataset_train_flops
+from .checkpoint import model_payload, read_model_file, write_model_file
 from .compute import ComputeMeter
 from .degenerate import degenerate_notes, gaussian_nll
 from .device import derive_seed, resolve_device, seed_everything
@@ -37,8 +36,9 @@ from .grid import RunSpec, Task
 from .learning_curve import LearningCurveProbe, curve_checkpoints
 from .plugins import PluginManager, get_plugin_manager
 
-__all__ = ["execute_task", "unfinished_rows", "EVAL_SAMPLES", "STATUSES", "checkpoint_path",
-           "validation_split", "ENVIRONMENT_FAILURE", "out_of_space"]
+__all__ = ["execute_task", "unfinished_rows", "train_model", "evaluate_spec", "TrainedRun",
+           "EVAL_SAMPLES", "STATUSES", "checkpoint_path", "validation_split",
+           "ENVIRONMENT_FAILURE", "out_of_space"]
 
 #: Every status a result row can carry (``pruned``: a tuning trial stopped by the pruner;
 #: ``degenerate``: finished, but the model or its samples collapsed, see
@@ -73,9 +73,40 @@ class _Trained:
     curve: list[dict[str, float]]
 
 
+@dataclass
+class TrainedRun:
+    """A trained model and what it was trained and is evaluated on, as the harness holds it
+    between training and evaluation (``ebmbench.TrainedModel`` wraps one).
+
+    ``train_data`` is the training split the model was fitted on (the validation split held
+    out); ``test_data`` the held-out test split (for a tuning trial: the validation split,
+    which is all a trial may read).
+    """
+
+    spec: RunSpec
+    energy: nn.Module
+    method: Method
+    dataset: Dataset
+    train_data: torch.Tensor
+    test_data: torch.Tensor
+    device: torch.device
+    train_seconds: float
+    logs: dict[str, float]
+    compute: dict[str, Any]
+    curve: list[dict[str, float]]
+    validation: torch.Tensor
+
+
 def checkpoint_path(results_dir: str | Path, train_key: str) -> Path:
-    """Where a sampler-free training's weights are kept for re-evaluation."""
+    """Where a trained model is kept, for re-evaluation and ``ebmbench.load_model``."""
     return Path(results_dir) / "checkpoints" / f"{train_key}.pt"
+
+
+def _checkpoint_file(task: Task, spec: RunSpec) -> Path | None:
+    """The model file to restore from (if it exists) and to write after training."""
+    if task.restore_from:
+        return Path(task.restore_from)
+    return checkpoint_path(task.results_dir, spec.train_key) if task.checkpoints else None
 
 
 def _manager(task: Task) -> PluginManager:
@@ -177,9 +208,9 @@ def _train(
     data = train_data.to(device)
     method.setup(TrainContext(energy, sampler, dataset, data, device, generator))
 
-    ckpt = checkpoint_path(task.results_dir, spec.train_key)
-    if not spec.uses_sampler and ckpt.exists():
-        state = torch.load(ckpt, map_location=device, weights_only=True)
+    ckpt = _checkpoint_file(task, spec)
+    if ckpt is not None and ckpt.exists():
+        state = read_model_file(ckpt, map_location=device)
         energy.load_state_dict(state["energy"])
         method.load_state_dict(state["method"])
         return _Trained(energy, method, float(state["train_seconds"]), dict(state["logs"]),
@@ -248,23 +279,11 @@ def _train(
         check = energy(data[:_CHECK_BATCH])
     if not is_finite(check):
         raise RunDiverged("the trained energy is not finite on the training data")
-    if not spec.uses_sampler:
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        # A name of its own per writer: two sweeps may train the same model at once.
-        tmp = ckpt.with_name(f"{ckpt.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
-            # Through a Python file, so that a full disk is an OSError (ENOSPC), which the
-            # sweep recognises, not torch's opaque RuntimeError.
-            with tmp.open("wb") as f:
-                torch.save(
-                    {"energy": energy.state_dict(), "method": method.state_dict(),
-                     "train_seconds": train_seconds, "logs": logs, "compute": spent,
-                     "curve": probe.points},
-                    f,
-                )
-            tmp.replace(ckpt)  # atomic: a killed run never leaves a half-written checkpoint
-        finally:
-            tmp.unlink(missing_ok=True)
+    if ckpt is not None:  # written atomically: a killed run never leaves half a file
+        write_model_file(ckpt, model_payload(spec, energy, method.state_dict(),
+                                             train_seconds=train_seconds, logs=logs,
+                                             versions=_versions(pm, spec, {}),
+                                             compute=spent, curve=probe.points))
     return _Trained(energy, method, train_seconds, logs, spent, probe.points)
 
 
@@ -337,6 +356,109 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
                 row["notes"][key] = str(value)
 
 
+def train_model(task: Task) -> TrainedRun:
+    """Load the data and train the model of ``task.specs[0]``, as a sweep does.
+
+    The same seeds, data (the validation split held out) and hyper-parameters as in a sweep,
+    so the model is the one the sweep trains; when the task's checkpoint (or
+    ``task.restore_from``) exists the model is restored from it instead of trained. A tuning
+    trial never reads the test split. Raises what training raises (:class:`RunDiverged`,
+    :class:`RunTimedOut`, a plugin's exception).
+    """
+    device = resolve_device(task.device)
+    pm = _manager(task)
+    spec = task.specs[0]
+    dataset = _build(pm, "dataset", spec)
+    trial = spec.trial is not None
+    all_train, test_data = _load_data(dataset, spec, read_test=not trial)
+    train_data, validation = validation_split(all_train, spec)
+    if trial:
+        test_data = validation  # trials are scored on the validation split, never the test
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trained = _train(pm, spec, task, device, dataset, train_data, validation)
+    assert test_data is not None
+    return TrainedRun(spec, trained.energy, trained.method, dataset, train_data, test_data,
+                      device, trained.train_seconds, trained.logs, trained.compute,
+                      trained.curve, validation)
+
+
+def evaluate_spec(
+    run: TrainedRun, spec: RunSpec, metrics: dict[str, Metric], row: dict[str, Any],
+    shared: dict[str, Any], *, timeout: float | None = None, artifact_dir: Path | None = None,
+) -> tuple[str, str]:
+    """Sample ``run``'s model with ``spec``'s sampler and compute ``metrics`` into ``row``.
+
+    Metrics that ignore samples depend only on the trained model: they are computed into
+    ``shared`` the first time (when it is empty) and copied into every later row.
+
+    Returns:
+        The row's status and reason: ``ok``, ``diverged`` (non-finite samples),
+        ``timeout`` (sampling took longer than ``timeout``) or ``degenerate`` (see
+        :mod:`ebmbench.degenerate`).
+    """
+    pm = get_plugin_manager()
+    dataset, device = run.dataset, run.device
+    trial = spec.trial is not None
+    row.update(train_seconds=run.train_seconds, train_logs=run.logs, compute=run.compute,
+               curve=run.curve)
+    sampler = _build(pm, "sampler", spec)
+    combo = Combination(run.method, sampler, _build(pm, "architecture", spec), dataset)
+    applicable = {n: m for n, m in metrics.items() if m.applies_to(combo)}
+    ctx = EvalContext(
+        energy=run.energy, method=run.method, dataset=dataset, sampler=sampler,
+        samples=None, sample_stats={}, train_data=run.train_data, test_data=run.test_data,
+        device=device, seed=spec.seed, budget=spec.budget,
+        costs={"train_seconds": run.train_seconds,
+               **{f"train_{k}": v for k, v in run.compute.items()
+                  if k in ("flops", "energy_rows", "grad_rows", "cpu_seconds", "steps")}},
+        artifact_dir=artifact_dir,
+    )
+    if not shared:
+        shared.update(_empty_values())
+        model_only = {n: m for n, m in applicable.items() if not m.needs_samples}
+        _evaluate(model_only, ctx, shared, spec.run_id)
+        if "test_nll" in shared["metrics"] and not trial:
+            # The degenerate test's reference (see ebmbench.degenerate).
+            shared["metrics"]["gaussian_nll"] = gaussian_nll(run.train_data, run.test_data)
+            shared["directions"]["gaussian_nll"] = False
+            shared["reference_values"] = sorted({*shared["reference_values"], "gaussian_nll"})
+    for key in ("metrics", "directions", "artifacts", "metric_errors", "notes"):
+        row[key].update(shared[key])
+    for key in ("cost_values", "reference_values"):
+        row[key] = list(shared[key])
+
+    sample_seed = derive_seed("sample", spec.run_id)
+    n_eval = type(dataset).eval_samples.get(spec.budget, EVAL_SAMPLES[spec.budget])
+    row["hyperparams"]["eval_samples"] = n_eval
+    x0 = dataset.init_noise(n_eval, torch.Generator().manual_seed(sample_seed))
+    gen = torch.Generator(device).manual_seed(sample_seed)
+    start = time.perf_counter()
+    result = sampler.sample(run.energy, x0.to(device), generator=gen)
+    sample_seconds = time.perf_counter() - start
+    row.update(sample_seconds=sample_seconds,
+               sample_stats={k: float(v) for k, v in result.stats.items()})
+    row["notes"].update({f"sampler_{k}": str(v) for k, v in getattr(result, "notes", {}).items()})
+    if not is_finite(result.x):
+        row["peak_memory_mb"] = _peak_memory_mb(device)
+        return "diverged", f"sampler {spec.sampler} produced non-finite samples"
+    ctx.samples = result.x.detach()
+    ctx.sample_stats = row["sample_stats"]
+    ctx.costs["sample_seconds"] = sample_seconds
+    _evaluate({n: m for n, m in applicable.items() if m.needs_samples}, ctx, row, spec.run_id)
+    row["peak_memory_mb"] = _peak_memory_mb(device)
+    judged = not trial and spec.budget in degenerate_module.JUDGED_BUDGETS
+    degenerate = {} if not judged else degenerate_notes(
+        row["metrics"].get("test_nll"), row["metrics"].get("gaussian_nll"), ctx.samples,
+        run.test_data)
+    row["notes"].update(degenerate)
+    if timeout is not None and sample_seconds > timeout:
+        return "timeout", f"sampling took {sample_seconds:.1f} s, over the {timeout:g} s limit"
+    if degenerate:
+        return "degenerate", "; ".join(degenerate.values())
+    return "ok", ""
+
+
 def _load_data(dataset: Any, spec: RunSpec, read_test: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(train, test); a tuning trial never reads the test split (``read_test`` False)."""
     data_seed = derive_seed("data", spec.dataset, spec.params["dataset"], spec.seed)
@@ -360,90 +482,27 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             rows[spec.run_id]["versions"] = _versions(pm, spec, task.metrics)
             if variant := _variant(pm, spec):
                 rows[spec.run_id]["hyperparams"]["variant"] = variant
-        dataset = _build(pm, "dataset", first)
-        trial = first.trial is not None
-        all_train, test_data = _load_data(dataset, first, read_test=not trial)
-        train_data, validation = validation_split(all_train, first)
-        if trial:
-            test_data = validation  # trials are scored on the validation split, never the test
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        trained = _train(pm, first, task, device, dataset, train_data, validation)
+        run = train_model(task)
         metric_objs = {
             n: pm.info("metric", n).cls(budget=first.budget, **p) for n, p in task.metrics.items()
         }
-        shared: dict[str, Any] | None = None
+        shared: dict[str, Any] = {}
         while pending:
             spec = pending[0]
             row = rows[spec.run_id]
-            row.update(train_seconds=trained.train_seconds, train_logs=trained.logs,
-                       compute=trained.compute, curve=trained.curve)
             if not task.sample:  # a trial scored on its learning curve: nothing to sample
+                row.update(train_seconds=run.train_seconds, train_logs=run.logs,
+                           compute=run.compute, curve=run.curve,
+                           peak_memory_mb=_peak_memory_mb(device))
                 pending.pop(0)
-                row["peak_memory_mb"] = _peak_memory_mb(device)
                 yield _finish(row, "ok")
                 continue
-            sampler = _build(pm, "sampler", spec)
-            combo = Combination(trained.method, sampler, _build(pm, "architecture", spec), dataset)
-            applicable = {n: m for n, m in metric_objs.items() if m.applies_to(combo)}
-            ctx = EvalContext(
-                energy=trained.energy, method=trained.method, dataset=dataset, sampler=sampler,
-                samples=None, sample_stats={}, train_data=train_data, test_data=test_data,
-                device=device, seed=spec.seed, budget=spec.budget,
-                costs={"train_seconds": trained.train_seconds,
-                       **{f"train_{k}": v for k, v in trained.compute.items()
-                          if k in ("flops", "energy_rows", "grad_rows", "cpu_seconds", "steps")}},
+            status, reason = evaluate_spec(
+                run, spec, metric_objs, row, shared, timeout=task.timeout,
                 artifact_dir=Path(task.results_dir) / "artifacts" / spec.run_id,
             )
-            # Metrics that ignore samples depend only on the trained model: computed once,
-            # shared by every sampler's row.
-            if shared is None:
-                shared = _empty_values()
-                model_only = {n: m for n, m in applicable.items() if not m.needs_samples}
-                _evaluate(model_only, ctx, shared, spec.run_id)
-                if "test_nll" in shared["metrics"] and not trial:
-                    # The degenerate test's reference (see ebmbench.degenerate).
-                    shared["metrics"]["gaussian_nll"] = gaussian_nll(train_data, test_data)
-                    shared["directions"]["gaussian_nll"] = False
-                    shared["reference_values"] = sorted({*shared["reference_values"], "gaussian_nll"})
-            for key in ("metrics", "directions", "artifacts", "metric_errors", "notes"):
-                row[key].update(shared[key])
-            for key in ("cost_values", "reference_values"):
-                row[key] = list(shared[key])
-
-            sample_seed = derive_seed("sample", spec.run_id)
-            n_eval = type(dataset).eval_samples.get(spec.budget, EVAL_SAMPLES[spec.budget])
-            row["hyperparams"]["eval_samples"] = n_eval
-            x0 = dataset.init_noise(n_eval, torch.Generator().manual_seed(sample_seed))
-            gen = torch.Generator(device).manual_seed(sample_seed)
-            start = time.perf_counter()
-            result = sampler.sample(trained.energy, x0.to(device), generator=gen)
-            sample_seconds = time.perf_counter() - start
-            row.update(sample_seconds=sample_seconds,
-                       sample_stats={k: float(v) for k, v in result.stats.items()})
-            row["notes"].update({f"sampler_{k}": str(v)
-                                 for k, v in getattr(result, "notes", {}).items()})
             pending.pop(0)
-            if not is_finite(result.x):
-                row["peak_memory_mb"] = _peak_memory_mb(device)
-                yield _finish(row, "diverged", f"sampler {spec.sampler} produced non-finite samples")
-                continue
-            ctx.samples = result.x.detach()
-            ctx.sample_stats = row["sample_stats"]
-            ctx.costs["sample_seconds"] = sample_seconds
-            _evaluate({n: m for n, m in applicable.items() if m.needs_samples}, ctx, row, spec.run_id)
-            row["peak_memory_mb"] = _peak_memory_mb(device)
-            judged = not trial and spec.budget in degenerate_module.JUDGED_BUDGETS
-            degenerate = {} if not judged else degenerate_notes(
-                row["metrics"].get("test_nll"), row["metrics"].get("gaussian_nll"), ctx.samples, test_data)
-            row["notes"].update(degenerate)
-            if task.timeout is not None and sample_seconds > task.timeout:
-                yield _finish(row, "timeout",
-                              f"sampling took {sample_seconds:.1f} s, over the {task.timeout:g} s limit")
-            elif degenerate:
-                yield _finish(row, "degenerate", "; ".join(degenerate.values()))
-            else:
-                yield _finish(row, "ok")
+            yield _finish(row, status, reason)
     except _DataUnavailable as exc:
         for spec in pending:
             yield _finish(rows[spec.run_id], "skipped", str(exc))

@@ -394,7 +394,8 @@ def _reference_target(
     had_checkpoint = checkpoint_path(task.results_dir, ref.train_key).exists()
     all_train, _ = _load_data(dataset, ref, read_test=False)
     train, validation = validation_split(all_train, ref)
-    ref_task = Task([ref], {}, task.device, task.timeout, task.results_dir, task.plugins_dirs)
+    ref_task = Task([ref], {}, task.device, task.timeout, task.results_dir, task.plugins_dirs,
+                    checkpoints=task.checkpoints)
     trained = _train(pm, ref, ref_task, device, dataset, train, validation)
     energy = trained.energy.eval()
     cells = GRID_CELLS[spec.budget]
@@ -605,16 +606,17 @@ def run_board(
     selection: Selection, *, store: ResultStore, executor: Any, device: str,
     timeout: float | None, results: Path, plugins_dirs: list[str], retry_statuses: Iterable[str] = (),
     progress: bool = False, on_row: Callable[[dict[str, Any]], None] | None = None,
-    commit: Callable[[dict[str, Any], bool], None] | None = None,
+    commit: Callable[[dict[str, Any], bool], None] | None = None, checkpoints: bool = True,
 ) -> BoardReport:
     """Run the sampler board of ``selection`` through ``executor`` into ``store``.
 
     Rows already stored are not run again, except those whose status is in
     ``retry_statuses`` (``--retry-failed``). ``commit(row, replace)`` stores a row (the
     sweep's, which keeps a row the store cannot take in the pending-rows journal; default
-    :meth:`ResultStore.write`).
+    :meth:`ResultStore.write`). ``checkpoints=False`` keeps no model file of the
+    reference energies (each task then trains its reference in memory).
     """
-    from .sweep import _closing, _label, _progress
+    from .sweep import _bar, _closing, _label
 
     pm = get_plugin_manager()
     specs = plan_board(selection, pm)
@@ -625,10 +627,11 @@ def run_board(
     todo = [s for s in specs if s.run_id not in done]
     metrics = board_metrics(selection, pm)
     tasks = [SamplerTask(specs=group, metrics=metrics, device=device, timeout=timeout,  # type: ignore[arg-type]
-                         results_dir=str(results.parent), plugins_dirs=plugins_dirs)
+                         results_dir=str(results.parent), plugins_dirs=plugins_dirs,
+                         checkpoints=checkpoints)
              for group in group_board_tasks(todo)]
     counts: Counter[str] = Counter()
-    with _progress(progress, len(todo)) as live:
+    with _bar(progress, len(todo)) as live:
         job = live.add_task("sampler board", total=len(todo)) if live else None
         with _closing(executor.map(execute_sampler_task, tasks)) as rows:
             for row in rows:

@@ -642,6 +642,11 @@ class ResultStore:
         self._db, self._immutable = _connect_read_only(self.path)
         return self._fetch(query, args)
 
+    def fingerprint_rows(self) -> Iterator[tuple[str, str, str]]:
+        """(run_id, status, finished_at) of every run, by run id: what changes when a row
+        is added or replaced, read without decoding the JSON columns."""
+        yield from self._db.execute("SELECT run_id, status, finished_at FROM runs ORDER BY run_id")
+
     def to_frame(self, run_ids: Iterable[str] | None = None) -> pd.DataFrame:
         """Runs as a DataFrame: one ``metric.<name>`` column per metric value."""
         wanted = None if run_ids is None else set(run_ids)

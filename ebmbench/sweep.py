@@ -14,6 +14,8 @@ first. Overlapping sweeps on one store claim each task before running it
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -30,10 +32,12 @@ from .inputs import check_timeout
 from .journal import PendingRows
 from .leases import Claimant, ClaimingTasks, Heartbeat, Leases
 from .plugins import get_plugin_manager
+from .progress import SweepProgress, live_progress
 from .runner import ENVIRONMENT_FAILURE, STATUSES, execute_task
 from .store import ResultStore, notice
 
-__all__ = ["run_sweep", "SweepReport", "RETRYABLE"]
+__all__ = ["run_sweep", "SweepReport", "RETRYABLE", "default_leaderboard_dir",
+           "render_leaderboards", "RENDERED_FILE"]
 
 #: Statuses re-run by ``--retry-failed``.
 RETRYABLE = ("failed", "timeout")
@@ -77,6 +81,7 @@ def run_sweep(
     notify: Callable[[str], None] = notice,
     tune: int = 0,
     sampler_board: bool = False,
+    checkpoints: bool = True,
 ) -> SweepReport:
     """Run ``selection`` into the store at ``results`` and report.
 
@@ -88,13 +93,16 @@ def run_sweep(
         executor: Name of the executor plugin.
         executor_params: Its hyper-parameters.
         retry_failed: Run ``failed`` and ``timeout`` runs again.
-        progress: Show a progress bar with an ETA on stderr.
+        progress: Show progress on stderr when it is a terminal (or a notebook): runs
+            done, the tasks running now, an ETA, and each failure as it happens.
         on_row: Called with every row as it is written.
         notify: Told, in one line each, what the sweep waits for and what it merged
             (default: printed on stderr).
         tune: Tuning trials per study before the runs (0: none; see :mod:`ebmbench.tuning`).
         sampler_board: After the runs, run the sampler board of the selected samplers on
             the selected toy densities (see :mod:`ebmbench.sampler_board`).
+        checkpoints: Keep every trained model in ``checkpoints/`` beside the store (for
+            re-evaluation and :func:`ebmbench.load_model`).
 
     Raises:
         UserError: A bad selection or value, before any run starts and before the store
@@ -142,8 +150,9 @@ def run_sweep(
         trials = 0
         if tune:
             def make_task(group: list[RunSpec], task_metrics: dict[str, Any], **extra: Any) -> Task:
-                return replace(_task(group, task_metrics, device, timeout, results, plugins_dirs),
-                               **extra)
+                # Trials keep no model file: only their rows matter, and there are many.
+                return replace(_task(group, task_metrics, device, timeout, results, plugins_dirs,
+                                     False), **extra)
 
             journal.reserve()
             specs, trials = _tune(specs, tune, selection, store, executor_obj, metrics, make_task,
@@ -160,8 +169,9 @@ def run_sweep(
             store.record_not_applicable(not_applicable)
         na_counts = Counter((dataset, reason) for dataset, *_, reason in not_applicable)
         applicable = [s for s in specs if not s.skip_reason]
-        resumed = sum(s.run_id in done for s in applicable)
-        runnable = [s for s in applicable if s.run_id not in done]
+        run_ids = [s.run_id for s in applicable]  # a hash each: computed once
+        resumed = sum(r in done for r in run_ids)
+        runnable = [s for s, r in zip(applicable, run_ids, strict=True) if r not in done]
         leases = Leases(store, claimant, redo=RETRYABLE if retry_failed else ())
         heartbeat = Heartbeat(results, claimant)
         if runnable:
@@ -169,15 +179,15 @@ def run_sweep(
             heartbeat.start()
         by_others = 0
         ran = 0
+        def make(group: list[RunSpec]) -> Task:
+            return _task(group, metrics, device, timeout, results, plugins_dirs, checkpoints)
+
         try:
-            bar = _progress(progress, len(runnable))
-            with bar as live:
-                job = live.add_task("runs", total=len(runnable)) if live else None
-                groups = group_tasks(runnable)
+            groups = group_tasks(runnable)
+            state = SweepProgress([make(g) for g in groups], executor_obj.concurrency())
+            with _progress(progress and bool(groups), state) as show:
                 while groups:
-                    tasks = ClaimingTasks(
-                        groups, lambda group: _task(group, metrics, device, timeout, results,
-                                                    plugins_dirs), leases)
+                    tasks = ClaimingTasks(groups, make, leases)
                     # closing(): a sweep that stops (a full disk, Ctrl-C) stops its workers now.
                     with _closing(executor_obj.map(execute_task, tasks)) as rows:
                         for row in rows:
@@ -186,17 +196,13 @@ def run_sweep(
                             counts[row["status"]] += 1
                             if on_row:
                                 on_row(row)
-                            if live:
-                                live.update(job, advance=1, description=_label(row))
+                            if show:
+                                show(row)
                     by_others += tasks.stored
-                    if live:
-                        live.update(job, advance=tasks.stored)
                     # Runs another sweep holds: wait until it stores them, or take them
                     # over when it stops renewing its claim.
                     free, stored = leases.wait_for_others(tasks.deferred, notify)
                     by_others += stored
-                    if live:
-                        live.update(job, advance=stored)
                     groups = group_tasks(free)
         finally:
             if runnable:
@@ -214,7 +220,8 @@ def run_sweep(
                               retry_statuses=RETRYABLE if retry_failed else (),
                               progress=progress, on_row=on_row,
                               commit=lambda row, replace: _commit(store, journal, row, replace,
-                                                                  None))
+                                                                  None),
+                              checkpoints=checkpoints)
     all_counts = Counter(frame["status"]) if len(frame) else Counter()
     for status in STATUSES:
         all_counts.setdefault(status, 0)
@@ -265,7 +272,7 @@ def _tune(
             by_study[(row["hyperparams"].get("tuning") or {}).get("study")].append(row)
         return by_study
 
-    bar = _progress(progress, n_trials * len(studies))
+    bar = _bar(progress, n_trials * len(studies))
     with bar as live:
         job = live.add_task("tuning", total=n_trials * len(studies)) if live else None
         for number in range(n_trials):
@@ -349,11 +356,11 @@ def _commit(store: ResultStore, journal: PendingRows, row: dict[str, Any], repla
 
 def _task(
     specs: list[RunSpec], metrics: dict[str, Any], device: str, timeout: float | None,
-    results: Path, plugins_dirs: list[str],
+    results: Path, plugins_dirs: list[str], checkpoints: bool,
 ) -> Task:
     return Task(
         specs=specs, metrics=metrics, device=device, timeout=timeout,
-        results_dir=str(results.parent), plugins_dirs=plugins_dirs,
+        results_dir=str(results.parent), plugins_dirs=plugins_dirs, checkpoints=checkpoints,
     )
 
 
@@ -361,7 +368,8 @@ def _label(row: dict[str, Any]) -> str:
     return f"{row['dataset']}/{row['method']}/{row['sampler']} {row['status']}"
 
 
-def _progress(enabled: bool, total: int) -> Any:
+def _bar(enabled: bool, total: int) -> Any:
+    """A plain rich progress bar with an ETA on stderr (tuning waves, the sampler board)."""
     if not enabled or total == 0:
         return nullcontext(None)
     from rich.console import Console
@@ -384,3 +392,82 @@ def _progress(enabled: bool, total: int) -> Any:
         console=Console(stderr=True),
         transient=False,
     )
+
+
+def _progress(enabled: bool, state: SweepProgress) -> Any:
+    """The live display of ``state`` when asked for and stderr is a terminal or a notebook."""
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if not (console.is_terminal or console.is_jupyter):
+        return nullcontext(None)
+    return live_progress(state, console)
+
+
+# --------------------------------------------------------------------------- leaderboards
+
+#: Written beside rendered pages: what they were rendered from, to skip an unchanged render.
+RENDERED_FILE = ".rendered.json"
+
+
+def default_leaderboard_dir(results: str | Path) -> Path:
+    """Where ``ebmbench run`` writes the leaderboard of the store ``results``: a folder
+    beside it named after it, so that two stores in one folder keep their own pages.
+
+    >>> default_leaderboard_dir("ebmbench-results/results.sqlite").as_posix()
+    'ebmbench-results/results-leaderboards'
+    """
+    results = Path(results)
+    return results.parent / f"{results.stem}-leaderboards"
+
+
+def _fingerprint(results: Path, out: Path) -> str:
+    """A digest of what the pages of ``out`` depend on: every stored row's id, status and
+    finish time (a re-run row gets a new one), the rendering code and where links point."""
+    from . import leaderboard
+
+    digest = hashlib.sha256()
+    with ResultStore.open_existing(results) as store:
+        for item in store.fingerprint_rows():
+            digest.update(repr(item).encode())
+    code = Path(leaderboard.__file__).parent
+    for source in sorted(code.glob("*.py")):
+        stat = source.stat()
+        digest.update(f"{source.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    from . import __version__
+
+    digest.update(f"{__version__}|{results.resolve()}|{out.resolve()}".encode())
+    return digest.hexdigest()
+
+
+def render_leaderboards(results: Path, out: Path, *, force: bool = False) -> list[Path] | None:
+    """Write the leaderboard of ``results`` into ``out`` unless it is already there.
+
+    The pages are rendered again only when a row was added or replaced, the rendering
+    code changed, or a page is missing; a resumed sweep with nothing to do renders
+    nothing (rendering every dataset's page and figures takes seconds).
+
+    Returns:
+        The pages written, or None when the existing ones were up to date.
+    """
+    from .leaderboard import write_leaderboards
+
+    stamp = out / RENDERED_FILE
+    fingerprint = _fingerprint(results, out)
+    if not force and stamp.is_file():
+        try:
+            previous = json.loads(stamp.read_text(encoding="utf-8"))
+        except ValueError:
+            previous = {}
+        files = previous.get("files", [])
+        if previous.get("fingerprint") == fingerprint and files and all(
+            (out / name).is_file() for name in files
+        ):
+            return None
+    written = write_leaderboards(results, out)
+    stamp.write_text(json.dumps({"fingerprint": fingerprint,
+                                 "files": [p.name for p in written]}, indent=1),
+                     encoding="utf-8")
+    return written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -15,6 +16,8 @@ torch.set_num_threads(1)
 # `ebmbench run` without --workers starts a worker per core; the tests run sweeps in-process
 # (plugins registered by a test live only in this process) unless a test says otherwise.
 os.environ.setdefault("EBMBENCH_WORKERS", "1")
+# `ebmbench list` caches the plugin catalogue; the tests keep theirs out of the user's cache.
+os.environ.setdefault("EBMBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="ebmbench-test-cache-"))
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def test_run_writes_results_and_leaderboard_then_resumes_without_training(tmp_pa
     first = ebmbench("run", *SLICE, "--seeds", "0,1", cwd=tmp_path)
     assert "2 runs: 2 ok" in first.stdout and "(2 run now, 0 already" in first.stdout
     results = tmp_path / "ebmbench-results" / "results.sqlite"
-    board = (tmp_path / "ebmbench-results" / "leaderboards" / "eight_gaussians.md").read_text()
+    board = (tmp_path / "ebmbench-results" / "results-leaderboards" / "eight_gaussians.md").read_text()
     assert "| 1 " in board and "dsm" in board and "fisher_divergence ↓" in board
     second = ebmbench("run", *SLICE, "--seeds", "0,1", cwd=tmp_path)
     assert "(0 run now, 2 already in" in second.stdout
@@ -93,7 +93,7 @@ def test_plugins_dir_method_is_listed_run_and_ranked(tmp_path):
     assert "broken.py" in listing.stdout and "this plugin is broken" in listing.stdout
     args = [a if a != "dsm" else "dsm,my_method" for a in SLICE]
     ebmbench("--plugins-dir", str(plugins), "run", *args, cwd=tmp_path)
-    board = (tmp_path / "ebmbench-results" / "leaderboards" / "eight_gaussians.md").read_text()
+    board = (tmp_path / "ebmbench-results" / "results-leaderboards" / "eight_gaussians.md").read_text()
     assert "my_method" in board and "dsm" in board
 
 

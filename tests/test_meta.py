@@ -40,10 +40,31 @@ def test_every_hookspec_is_in_the_kind_table():
 @pytest.mark.parametrize("name", ["list_plugins", "get_method", "get_sampler", "get_architecture",
                                   "get_dataset", "get_metric", "get_executor", "run",
                                   "load_results", "register_plugin", "add_plugins_dir",
-                                  "hookimpl"])
+                                  "hookimpl", "train", "load_model", "TrainedModel",
+                                  "uniform_in_box"])
 def test_python_api_is_exported_and_documented(name):
     assert name in ebmbench.__all__
     assert f"`{name}" in (ROOT / "docs" / "api.md").read_text()
+
+
+def test_every_public_name_resolves_lazily():
+    """``ebmbench/__init__.py`` imports on first use (PEP 562): every name of ``__all__``
+    maps to the submodule defining it, resolves, and is what that submodule holds."""
+    import importlib
+
+    exports = ebmbench._EXPORTS
+    assert set(ebmbench.__all__) == set(exports) | {"__version__"}
+    for name in ebmbench.__all__:
+        value = getattr(ebmbench, name)
+        if name != "__version__":
+            module = importlib.import_module(f"ebmbench.{exports[name]}")
+            assert value is getattr(module, name), name
+    assert set(ebmbench.__all__) <= set(dir(ebmbench))
+    namespace: dict = {}
+    exec("from ebmbench import *", namespace)
+    assert set(ebmbench.__all__) <= set(namespace)
+    with pytest.raises(AttributeError, match="has no attribute 'nonexistent'"):
+        ebmbench.nonexistent  # noqa: B018
 
 
 def _imports(path: Path) -> list[str]:

@@ -541,7 +541,7 @@ def test_installed_plugins_are_listed_run_and_ranked(kit_env, tmp_path):
     versions = {row.method: row.versions[f"method:{row.method}"] for row in frame.itertuples()}
     assert versions["kit_method"] == "ebmbench-kit-method==0.1.0"
     assert versions["ksd"] == "ebmbench-example==0.1.0"
-    board = tmp_path / "ebmbench-results" / "leaderboards" / "eight_gaussians.md"
+    board = tmp_path / "ebmbench-results" / "results-leaderboards" / "eight_gaussians.md"
     ranks = {}
     for line in board.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -549,3 +549,22 @@ def test_installed_plugins_are_listed_run_and_ranked(kit_env, tmp_path):
         if len(cells) > 4 and cells[0].isdigit() and cells[3:5] == ["mlp", "–"]:
             ranks[cells[2]] = int(cells[0])
     assert set(ranks) == {"kit_method", "ksd", "dsm"}, board.read_text()
+
+
+@pytest.mark.slow
+def test_a_new_user_trains_samples_evaluates_and_loads_a_run(kit_env, tmp_path):
+    """In the fresh venv: the README's trained-model lines, then load_model on a run of
+    `ebmbench run`, each in a process of its own, as a new user would type them."""
+    python = kit_env["python"]
+    readme = (ROOT / "README.md").read_text().split("## Your trained model", 1)[1]
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 6
+    out = _call([python, "-c", code.replace('budget="quick"', 'budget="smoke"')], tmp_path)
+    assert "fisher_divergence" in out and (tmp_path / "dsm.pt").is_file()
+    _call([python, "-m", "ebmbench.cli", "run", "--method", "kit_method", "--sampler", "ula",
+           "--dataset", "eight_gaussians", "--architecture", "mlp", "--metric", "fisher",
+           "--budget", "smoke", "--no-progress"], tmp_path)
+    run_id = ebmbench.load_results(tmp_path / "ebmbench-results" / "results.sqlite").run_id.iloc[0]
+    out = _call([python, "-c", "import ebmbench, sys; m = ebmbench.load_model(sys.argv[1]); "
+                 "print(m.spec.method, tuple(m.sample(10).shape))", run_id], tmp_path)
+    assert out.strip().splitlines()[-1] == "kit_method (10, 2)"

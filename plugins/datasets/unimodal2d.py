@@ -6,7 +6,8 @@
 
 Their boxes hold all but ≲ 1e-5 of the mass, which makes them much larger than the
 region where the mass concentrates, so they start samplers from a central box instead
-(:meth:`init_noise`). Everything is computed in float64 and returned in the input's dtype.
+(``init_box``, which ``ToyDensity.init_noise`` uses). Everything is computed in float64
+and returned in the input's dtype.
 """
 
 from __future__ import annotations
@@ -25,15 +26,10 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 class _CentralInit(ToyDensity):
-    """Samplers "from noise" start uniform on :attr:`init_box`, not on the whole bounds."""
+    """Samplers "from noise" start uniform on :attr:`init_box` (set by each density), not
+    on the whole bounds (``ToyDensity.init_noise`` reads it)."""
 
     dim = 2
-    init_box: tuple[tuple[float, float], tuple[float, float]]
-
-    def init_noise(self, n: int, generator: torch.Generator) -> Tensor:
-        lo = torch.tensor([b[0] for b in self.init_box])
-        hi = torch.tensor([b[1] for b in self.init_box])
-        return lo + (hi - lo) * torch.rand((n, 2), generator=generator)
 
 
 class Banana(_CentralInit):

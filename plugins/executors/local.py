@@ -16,12 +16,15 @@ R = TypeVar("R")
 class LocalExecutor(Executor):
     """Runs tasks one after another in this process, streaming each result as it comes.
 
+    The default of ``ebmbench.run``; ``ebmbench run`` uses it when it has one worker (one
+    usable core, a GPU, or ``--workers 1``) and the ``process`` pool otherwise.
+
     Time limits are enforced cooperatively by the harness between training steps; a run
     stuck inside one native call needs a process-based executor to be cut off.
     """
 
     name = "local"
-    description = "In-process, one run after another (the default)"
+    description = "In-process, one run after another (the API's default; the CLI's with one worker)"
 
     def map(self, fn: Callable[[T], Iterable[R]], tasks: Sequence[T]) -> Iterator[R]:
         for task in tasks:
