@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, log_mean_exp_with_se
+from .ais import (
+    AISResult,
+    AnnealedEnergy,
+    ais_log_partition,
+    ais_unreliable_reason,
+    annealed_importance_sampling,
+    log_mean_exp_with_se,
+    replicate_log_mean_exp,
+    thermodynamic_schedule,
+)
 from .api import (
     get_architecture,
     get_dataset,
@@ -20,6 +29,7 @@ from .api import (
     run,
 )
 from .base import (
+    UNRELIABLE_PREFIX,
     Architecture,
     Combination,
     Dataset,
@@ -34,6 +44,7 @@ from .base import (
     SampleResult,
     ToyDensity,
     TrainContext,
+    unreliable_values,
 )
 from .device import default_workers, usable_cpu_cores
 from .errors import PluginError, UserError
@@ -91,6 +102,8 @@ __all__ = [
     "Metric",
     "EvalContext",
     "Executor",
+    "UNRELIABLE_PREFIX",
+    "unreliable_values",
     # helpers
     "energy_and_score",
     "standardised_maf",
@@ -112,6 +125,10 @@ __all__ = [
     "AISResult",
     "AnnealedEnergy",
     "log_mean_exp_with_se",
+    "replicate_log_mean_exp",
+    "thermodynamic_schedule",
+    "ais_log_partition",
+    "ais_unreliable_reason",
     "ReplayBuffer",
     # quadrature (log-space, composite Gauss–Legendre)
     "gauss_legendre",

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Combination, EvalContext, Method, Metric, TrainContext, is_finite
+from .base import UNRELIABLE_PREFIX, Combination, EvalContext, Method, Metric, TrainContext, is_finite
 from .device import derive_seed, resolve_device, seed_everything
 from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
@@ -196,6 +196,7 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
     for name, metric in metrics.items():
         ctx.artifacts = {}
+        ctx.unreliable = {}
         try:
             values = metric.compute(ctx)
         except Exception as exc:
@@ -210,6 +211,8 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
                 row["artifacts"][key] = f"artifacts/{run_id}/{value}"
             else:
                 row["notes"][key] = str(value)
+        for value_name, reason in ctx.unreliable.items():
+            row["notes"][f"{UNRELIABLE_PREFIX}{value_name}"] = str(reason)
 
 
 def _load_data(dataset: Any, spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]:
