@@ -689,15 +689,16 @@ def ais_unreliable_reason(result: AISResult, min_ess_fraction: float = 0.1,
     n = result.n_chains
     if not (math.isfinite(result.log_z) and math.isfinite(result.log_z_se)):
         return f"AIS log Z {result.log_z:.4g} ± {result.log_z_se:.3g} is not finite"
-    if result.ess < min_ess_fraction * n:
-        return (f"AIS ESS {result.ess:.1f} of {n} chains < {min_ess_fraction:.0%}: "
+    ess = log_mean_exp_with_se(result.log_w)[2]
+    if ess < min_ess_fraction * n:
+        return (f"AIS ESS {ess:.1f} of {n} chains < {min_ess_fraction:.0%}: "
                 f"the weights are too heavy-tailed to trust")
     r = result.replicates
-    if r >= 2 and result.log_z_replicates is not None:
-        per = result.log_w.view(r, -1)
-        own = torch.tensor([log_mean_exp_with_se(row)[1] for row in per], dtype=torch.float64)
+    if r >= 2:
+        own = torch.tensor([log_mean_exp_with_se(row)[1] for row in result.log_w.view(r, -1)],
+                           dtype=torch.float64)
         typical = float(own.pow(2).mean().sqrt())
-        spread = float(result.log_z_replicates.std(correction=1))
+        spread = float(replicate_log_mean_exp(result.log_w, r)[2].std(correction=1))
         if typical > 0 and spread > max_spread_ratio * typical:
             return (f"AIS replicates disagree: their spread {spread:.3g} is "
                     f"{spread / typical:.1f}x the standard error each reports "
