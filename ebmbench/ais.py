@@ -44,9 +44,10 @@ class AISResult:
 
     Attributes:
         log_z: log Ẑ = log (1/N Σᵢ wᵢ) over all N chains, the estimate of log Z = log ∫ exp f.
-        log_z_se: Its standard error. With R ≥ 2 replicates, sd(log Ẑ_r)/√R over the
-            replicates' own estimates (see :func:`replicate_log_mean_exp`); with one, the
-            delta-method sd(w)/(√N mean w), which cannot see weights it has not drawn.
+        log_z_se: Its standard error. With R ≥ 2 replicates, the larger of sd(log Ẑ_r)/√R
+            over the replicates' own estimates (see :func:`replicate_log_mean_exp`) and
+            the delta-method sd(w)/(√N mean w) over all N chains; with one replicate, the
+            delta method alone, which cannot see weights it has not drawn.
         ess: The effective sample size (Σw)²/Σw² over all N chains (Kong 1992), in [1, N].
         log_w: The log importance weights, shape (N,) = (replicates · n_chains,), float64,
             replicate r holding entries r·n … (r+1)·n − 1.
@@ -402,10 +403,14 @@ def annealed_importance_sampling(
     HMC; ULA adds an O(ε) bias. log Ẑ is biased low (Jensen) by about Var(w)/(2N Z²).
 
     **Replicates.** With ``replicates`` = R ≥ 2, R·n chains (n = ``n_chains``) run as R
-    independent replicates, batched together; the standard error is the spread of the
-    replicates' estimates (:func:`replicate_log_mean_exp`). With R = 1 it is the
-    delta-method sd(w)/(√n mean w) (:func:`log_mean_exp_with_se`), which understates the
-    error when the weights are heavy-tailed: it cannot see weights it has not drawn.
+    independent replicates, batched together; the standard error is the larger of the
+    spread of the replicates' estimates (:func:`replicate_log_mean_exp`) and the
+    delta-method sd(w)/(√N mean w) over all N chains. Both estimate the same thing when
+    the kernel is fixed in advance (every chain is then an independent draw): the
+    replicates' spread has only R − 1 degrees of freedom (measured: at R = 16 it alone
+    covered the exact log Z of 128-D mixtures 80 % of the time at ±2 se), the delta method
+    cannot see weights it has not drawn (it is ≈ 1 whenever one weight dominates, whatever
+    N). With R = 1 it is the delta method alone (:func:`log_mean_exp_with_se`).
 
     **Step sizes.** ``step_sizes`` sets the kernel's ``step_size`` hyper-parameter at every
     intermediate temperature: one number, or K − 1 of them (one per temperature; see
@@ -483,8 +488,12 @@ def annealed_importance_sampling(
                     eps[k] = eps[k - 1] * math.exp(adapt_gain * (rate - target_accept))
         x = chains.x
     if replicates > 1:
-        log_z, log_z_se, per_replicate = replicate_log_mean_exp(log_w, replicates)
-        ess = log_mean_exp_with_se(log_w)[2]
+        log_z, replicate_se, per_replicate = replicate_log_mean_exp(log_w, replicates)
+        _, delta_se, ess = log_mean_exp_with_se(log_w)
+        # Both estimate the same standard deviation (every chain is an independent draw);
+        # the larger guards against the noise of R − 1 degrees of freedom and against
+        # weight tails the delta method does not see.
+        log_z_se = max(replicate_se, delta_se)
     else:
         log_z, log_z_se, ess = log_mean_exp_with_se(log_w)
         per_replicate = torch.tensor([log_z], dtype=torch.float64)
