@@ -607,9 +607,10 @@ def ais_log_partition(
        step size at each is interpolated from the pilot's (in log ε).
     4. **Replicates.** ``replicates`` independent AIS runs of ``n_chains`` chains each,
        batched, with that fixed kernel: the estimate is log mean w over all of them and its
-       standard error the replicates' spread (:func:`replicate_log_mean_exp`). The
-       kernels are fixed before the replicates start, so each replicate's Ẑ_r is exactly
-       unbiased for Z and the replicates are independent.
+       standard error the larger of the replicates' spread and the delta method (see
+       :func:`annealed_importance_sampling`). The kernels are fixed before the replicates
+       start, so each replicate's Ẑ_r is exactly unbiased for Z and the replicates (and
+       the chains) are independent.
 
     The pilot's cost is in ``stats`` (``pilot_energy_evals``, ``pilot_grad_evals``).
 

@@ -5,7 +5,8 @@ rule (error < 1e-3 nats for smooth energies on the default grid; tested). Above 
 energy's own closed form when it has one (``energy.log_partition()``, e.g. the quadratic
 energy), else annealed importance sampling (Neal 2001) from a Gaussian fitted to the
 training data, tuned and replicated by :func:`ebmbench.ais_log_partition`, with a standard
-error from independent replicates and its effective sample size.
+error from independent replicates (or the delta method over all chains, whichever is
+larger) and its effective sample size.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class LogPartition(Metric):
     params = {
         "grid": Param(256, "2-D: about √(quadrature nodes) on the box", smoke=128, full=512),
         "ais_chains": Param(32, "AIS: chains per replicate", smoke=8, full=64),
-        "ais_replicates": Param(16, "AIS: independent replicates (their spread is the SE)",
+        "ais_replicates": Param(16, "AIS: independent replicates (their spread bounds the SE)",
                                 smoke=4, full=32),
         "ais_temperatures": Param(300, "AIS: annealing steps", smoke=20, full=3000),
         "ais_kernel": Param("hmc", "AIS: transition kernel (a registered sampler)",
