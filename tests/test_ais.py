@@ -308,7 +308,7 @@ def test_unreliable_when_the_weights_are_degenerate_or_replicates_disagree() -> 
     # One chain carries all the weight: ESS 1 of 256.
     degenerate = replace(equal, log_w=torch.cat([torch.tensor([50.0]), torch.zeros(255)]).double())
     reason = ais_unreliable_reason(degenerate)
-    assert reason is not None and "ESS 1.0 of 256 chains < 10%" in reason
+    assert reason is not None and "ESS 1.0 of 256 chains < 30%" in reason
     # Every replicate's own weights are equal (own SE 0.01-ish), but the replicates sit
     # 1 nat apart.
     g = gen(1)

@@ -118,7 +118,7 @@ class LogPartition(Metric):
         "ais_kernel": Param("hmc", "AIS: transition kernel (a registered sampler)",
                             choices=("hmc", "mala")),
         "ais_leapfrog_steps": Param(3, "AIS: leapfrog steps per HMC move"),
-        "ais_min_ess": Param(0.1, "AIS: ESS / chains below which a value is unreliable"),
+        "ais_min_ess": Param(0.3, "AIS: ESS / chains below which a value is unreliable"),
         "max_test": Param(10_000, "held-out examples used for the NLL"),
     }
 
