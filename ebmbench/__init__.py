@@ -13,13 +13,16 @@ from typing import TYPE_CHECKING, Any
 # Every public name → the submodule defining it. Nothing is imported until a name is first
 # used (PEP 562), so `ebmbench --help` and `import ebmbench.cli` do not pay for torch.
 _EXPORTS: dict[str, str] = {
-    **dict.fromkeys(["AISResult", "AnnealedEnergy", "annealed_importance_sampling",
-                     "log_mean_exp_with_se"], "ais"),
+    **dict.fromkeys(["AISResult", "AnnealedEnergy", "ais_log_partition",
+                     "ais_unreliable_reason", "annealed_importance_sampling",
+                     "log_mean_exp_with_se", "replicate_log_mean_exp",
+                     "thermodynamic_schedule"], "ais"),
     **dict.fromkeys(["get_architecture", "get_dataset", "get_executor", "get_method",
                      "get_metric", "get_sampler", "list_plugins", "load_results", "run"], "api"),
     **dict.fromkeys(["Architecture", "Combination", "Dataset", "EnergyFn", "EvalContext",
                      "Executor", "ImageDataset", "Method", "Metric", "Plugin", "Sampler",
-                     "SampleResult", "ToyDensity", "TrainContext", "uniform_in_box"], "base"),
+                     "SampleResult", "ToyDensity", "TrainContext", "UNRELIABLE_PREFIX",
+                     "uniform_in_box", "unreliable_values"], "base"),
     **dict.fromkeys(["default_workers", "usable_cpu_cores"], "device"),
     **dict.fromkeys(["EnvironmentFailure", "PluginError", "UserError"], "errors"),
     **dict.fromkeys(["flow_rsample", "standardised_maf"], "flows"),
@@ -74,7 +77,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports lazily
-    from .ais import AISResult, AnnealedEnergy, annealed_importance_sampling, log_mean_exp_with_se
+    from .ais import (
+        AISResult,
+        AnnealedEnergy,
+        ais_log_partition,
+        ais_unreliable_reason,
+        annealed_importance_sampling,
+        log_mean_exp_with_se,
+        replicate_log_mean_exp,
+        thermodynamic_schedule,
+    )
     from .api import (
         get_architecture,
         get_dataset,
@@ -87,6 +99,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         run,
     )
     from .base import (
+        UNRELIABLE_PREFIX,
         Architecture,
         Combination,
         Dataset,
@@ -102,6 +115,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         ToyDensity,
         TrainContext,
         uniform_in_box,
+        unreliable_values,
     )
     from .device import default_workers, usable_cpu_cores
     from .errors import EnvironmentFailure, PluginError, UserError
@@ -169,6 +183,8 @@ __all__ = [
     "Metric",
     "EvalContext",
     "Executor",
+    "UNRELIABLE_PREFIX",
+    "unreliable_values",
     # helpers
     "energy_and_score",
     "standardised_maf",
@@ -192,6 +208,10 @@ __all__ = [
     "AISResult",
     "AnnealedEnergy",
     "log_mean_exp_with_se",
+    "replicate_log_mean_exp",
+    "thermodynamic_schedule",
+    "ais_log_partition",
+    "ais_unreliable_reason",
     "ReplayBuffer",
     # mixed precision (bf16 autocast with a float32 output)
     "PRECISIONS",

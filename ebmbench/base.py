@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -45,6 +45,8 @@ __all__ = [
     "EnergyFn",
     "PLUGIN_KINDS",
     "uniform_in_box",
+    "UNRELIABLE_PREFIX",
+    "unreliable_values",
 ]
 
 #: A callable mapping a batch ``x`` of shape (B, *shape) to f(x) of shape (B,).
@@ -485,6 +487,10 @@ class EvalContext:
         costs: ``train_seconds``, ``sample_seconds``, ``peak_memory_mb``, ...
         artifact_dir: A folder for figures; record paths in ``artifacts``.
         artifacts: Name → path (relative to the results folder) of files written.
+        unreliable: Value name → why that value should not be trusted (e.g. "AIS ESS 3.1
+            of 128 chains < 10%"). The harness records each entry in the row's ``notes`` as
+            ``"unreliable:<value name>"``; leaderboards show such a value but do not rank
+            it (see :func:`unreliable_values`).
     """
 
     energy: nn.Module
@@ -501,10 +507,32 @@ class EvalContext:
     costs: dict[str, float] = field(default_factory=dict)
     artifact_dir: Path | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
+    unreliable: dict[str, str] = field(default_factory=dict)
 
     def generator(self, salt: int = 0, device: torch.device | str = "cpu") -> torch.Generator:
         """A generator seeded from the run's seed and ``salt``, independent of others."""
         return torch.Generator(device).manual_seed(self.seed * 1_000_003 + salt)
+
+
+#: The prefix of the ``notes`` entries that flag a value as unreliable.
+UNRELIABLE_PREFIX = "unreliable:"
+
+
+def unreliable_values(notes: Mapping[str, Any] | None) -> dict[str, str]:
+    """Value name → reason, for the values a run's ``notes`` flag as unreliable.
+
+    A metric flags a value through ``ctx.unreliable[name] = reason``; the harness stores it
+    as ``notes["unreliable:<name>"]``. Pass a result row's ``notes`` (a dict, as in
+    :func:`~ebmbench.load_results`' frame).
+
+    >>> unreliable_values({"unreliable:test_nll": "AIS ESS 3 of 512 chains < 10%",
+    ...                    "fid_extractor": "ebmbench-digits-v1"})
+    {'test_nll': 'AIS ESS 3 of 512 chains < 10%'}
+    """
+    if not notes:
+        return {}
+    return {key[len(UNRELIABLE_PREFIX):]: str(value) for key, value in notes.items()
+            if key.startswith(UNRELIABLE_PREFIX)}
 
 
 class Metric(Plugin, ABC):
@@ -520,6 +548,9 @@ class Metric(Plugin, ABC):
     ``ctx.artifacts[key] = path relative to ctx.artifact_dir``; an entry that is not a file
     written there (e.g. "FID unavailable: no weights") is kept as a note. A metric that
     raises is noted in the row's ``metric_errors`` and never fails the run.
+
+    A value the metric returns but cannot vouch for (an estimate whose diagnostics fail)
+    is flagged with ``ctx.unreliable[name] = reason``: it is stored, shown, and not ranked.
     """
 
     kind: ClassVar[str] = "metric"

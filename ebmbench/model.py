@@ -36,11 +36,13 @@ from .runner import TrainedRun, _base_row, checkpoint_path, evaluate_spec, train
 __all__ = ["TrainedModel", "train", "load_model", "LOG_Z_SETTINGS"]
 
 #: Budget → settings of :meth:`TrainedModel.log_partition` where the method has no estimate:
-#: the 2-D quadrature grid (about √nodes) and the AIS chains and temperatures above 2-D.
+#: the 2-D quadrature grid (about √nodes) and, above 2-D for energies without a closed form,
+#: the AIS recipe of :func:`ebmbench.ais_log_partition` (chains per replicate, replicates,
+#: temperatures): the ``log_partition`` metric's defaults at each budget.
 LOG_Z_SETTINGS = {
-    "smoke": {"grid": 128, "ais_chains": 64, "ais_temperatures": 50},
-    "quick": {"grid": 256, "ais_chains": 128, "ais_temperatures": 200},
-    "full": {"grid": 512, "ais_chains": 1024, "ais_temperatures": 2000},
+    "smoke": {"grid": 128, "ais_chains": 8, "ais_replicates": 4, "ais_temperatures": 20},
+    "quick": {"grid": 256, "ais_chains": 32, "ais_replicates": 16, "ais_temperatures": 300},
+    "full": {"grid": 512, "ais_chains": 64, "ais_replicates": 32, "ais_temperatures": 3000},
 }
 
 
@@ -193,12 +195,15 @@ class TrainedModel:
             source: ``"method"``: the method's own estimate (NCE's and FCE's learned log Z,
                 the adversarial method's bound); ``"quadrature"``: a Gauss–Legendre rule over
                 a 2-D toy density's ``bounds`` (log Z of the model restricted to that box);
-                ``"ais"``: annealed importance sampling (Neal 2001) from a Gaussian fitted to
-                the training data, with MALA kernels, for vector data; ``"auto"``: the
-                method's estimate when it makes one, else quadrature in 2-D, else AIS.
+                ``"closed_form"``: the energy's own ``log_partition()`` (the quadratic
+                energy's ½ log det 2πΣ); ``"ais"``: annealed importance sampling (Neal 2001)
+                from a Gaussian fitted to the training data, by the tuned and replicated
+                recipe of :func:`ebmbench.ais_log_partition` (HMC kernels), for vector data;
+                ``"auto"``: the method's estimate when it makes one, else quadrature in 2-D,
+                else the closed form, else AIS, as the ``log_partition`` metric chooses.
                 Settings per budget: :data:`LOG_Z_SETTINGS`.
         """
-        choices = ("auto", "method", "quadrature", "ais")
+        choices = ("auto", "method", "quadrature", "closed_form", "ais")
         if source not in choices:
             raise UserError(f"unknown log-Z source {source!r}. Valid sources: {', '.join(choices)}")
         if source in ("auto", "method"):
@@ -207,23 +212,31 @@ class TrainedModel:
                 return float(estimate)
             if source == "method":
                 raise UserError(f"method {self.spec.method} makes no estimate of log Z: "
-                                "use source='quadrature' or 'ais'")
+                                "use source='quadrature', 'closed_form' or 'ais'")
         settings = LOG_Z_SETTINGS[self.spec.budget]
         bounds = getattr(self.dataset, "bounds", None)
         if source == "quadrature" or (source == "auto" and bounds is not None):
             if bounds is None or len(bounds) != 2:
                 raise UserError(f"dataset {self.spec.dataset} has no 2-D bounds to integrate "
-                                "over: use source='ais'")
+                                "over: use source='closed_form' or 'ais'")
             from .quadrature import log_integrate_2d
 
             return log_integrate_2d(self.energy, bounds, settings["grid"], device=self.device,
                                     dtype=_dtype(self.energy))
+        if source in ("auto", "closed_form"):
+            closed = getattr(self.energy, "log_partition", None)
+            if callable(closed):
+                with torch.no_grad():
+                    return float(closed())
+            if source == "closed_form":
+                raise UserError(f"architecture {self.spec.architecture} states no closed-form "
+                                "log Z: use source='ais'")
         return self._log_z_ais(settings)
 
     def _log_z_ais(self, settings: dict[str, int]) -> float:
         from torch.distributions import MultivariateNormal
 
-        from .ais import annealed_importance_sampling
+        from .ais import ais_log_partition
 
         if len(self.dataset.shape) != 1 or not isinstance(self.dataset, ToyDensity):
             raise UserError(f"AIS estimates log Z of vector data only, not of {self.spec.dataset}")
@@ -233,17 +246,20 @@ class TrainedModel:
         cov = 0.5 * (cov + cov.T) + 1e-4 * float(cov.diagonal().mean()) * torch.eye(
             d, dtype=cov.dtype, device=cov.device)
         dtype = _dtype(self.energy)
-        chol = torch.linalg.cholesky(cov)
-        base = MultivariateNormal(data.mean(0).to(dtype), scale_tril=chol.to(dtype))
-        # A step of the order of the narrowest direction's scale, shrinking slowly with d.
-        step = float(torch.linalg.eigvalsh(cov)[0]) * d ** (-1 / 3)
+        base = MultivariateNormal(data.mean(0).to(dtype),
+                                  scale_tril=torch.linalg.cholesky(cov).to(dtype))
         pm = get_plugin_manager()
-        name = "mala" if "mala" in pm.registry("sampler") else "ula"
-        kernel = pm.info("sampler", name).cls(budget=self.spec.budget, step_size=step)
+        if "hmc" in pm.registry("sampler"):
+            kernel = pm.info("sampler", "hmc").cls(budget=self.spec.budget, leapfrog_steps=3)
+            target_accept = 0.65  # Neal (2011), §5.4.4
+        else:
+            kernel = pm.info("sampler", "mala").cls(budget=self.spec.budget)
+            target_accept = 0.574  # Roberts & Rosenthal (1998)
         gen = torch.Generator(self.device).manual_seed(derive_seed("model-log-z", self.train_key))
-        result = annealed_importance_sampling(
+        result = ais_log_partition(
             self.energy, base, kernel, n_chains=settings["ais_chains"],
-            n_temperatures=settings["ais_temperatures"], generator=gen,
+            replicates=settings["ais_replicates"], n_temperatures=settings["ais_temperatures"],
+            target_accept=target_accept, generator=gen,
         )
         return result.log_z
 

@@ -25,7 +25,16 @@ import torch
 from torch import nn
 
 from . import degenerate as degenerate_module
-from .base import Combination, Dataset, EvalContext, Method, Metric, TrainContext, is_finite
+from .base import (
+    UNRELIABLE_PREFIX,
+    Combination,
+    Dataset,
+    EvalContext,
+    Method,
+    Metric,
+    TrainContext,
+    is_finite,
+)
 from .budgets import MAX_VALIDATION, VALIDATION_FRACTION, dataset_train_flops
 from .checkpoint import model_payload, read_model_file, write_model_file
 from .compute import ComputeMeter
@@ -336,6 +345,7 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
         ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
     for name, metric in metrics.items():
         ctx.artifacts = {}
+        ctx.unreliable = {}
         try:
             values = metric.compute(ctx)
         except Exception as exc:
@@ -354,6 +364,8 @@ def _evaluate(metrics: dict[str, Metric], ctx: EvalContext, row: dict[str, Any],
                 row["artifacts"][key] = f"artifacts/{run_id}/{value}"
             else:
                 row["notes"][key] = str(value)
+        for value_name, reason in ctx.unreliable.items():
+            row["notes"][f"{UNRELIABLE_PREFIX}{value_name}"] = str(reason)
 
 
 def train_model(task: Task) -> TrainedRun:

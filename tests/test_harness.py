@@ -143,3 +143,33 @@ def test_executor_overrides_from_set_reach_the_executor(plugins, tmp_path):
     _run(tmp_path, methods=["counting"], samplers=["identity"], metrics=[],
          executor="tagging", overrides={"executor.tagging.tag": "from-set"})
     assert fault_plugins.EXECUTOR_TAGS == ["from-set"]
+
+
+class _Doubtful(ebmbench.Metric):
+    """Returns two values and flags one of them, as a metric does whose estimate fails its
+    own diagnostics."""
+
+    name = "doubtful"
+    description = "test: one value it vouches for, one it does not"
+    higher_is_better = {"sure": False, "unsure": False}
+
+    def compute(self, ctx):
+        ctx.unreliable["unsure"] = "ESS 2 of 64 chains < 10%"
+        return {"sure": 1.0, "unsure": 2.0}
+
+
+class _DoubtfulPlugin:
+    @ebmbench.hookimpl
+    def ebmbench_register_metrics(self, register):
+        register(_Doubtful)
+
+
+def test_values_a_metric_flags_as_unreliable_are_noted_in_the_row(plugins, tmp_path):
+    ebmbench.register_plugin(_DoubtfulPlugin(), name="doubtful")
+    frame = _run(tmp_path, methods=["counting"], samplers=["identity", "ula"],
+                 metrics=["doubtful"])
+    assert len(frame) == 2  # model-only metric: computed once, copied to every sampler's row
+    for _, row in frame.iterrows():
+        assert row["metric.sure"] == 1.0 and row["metric.unsure"] == 2.0
+        assert row["notes"]["unreliable:unsure"] == "ESS 2 of 64 chains < 10%"
+        assert ebmbench.unreliable_values(row["notes"]) == {"unsure": "ESS 2 of 64 chains < 10%"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from pathlib import Path
@@ -304,7 +305,11 @@ def _fid(metric, ctx):
     return values
 
 
-def test_fid_floor_is_small_and_far_below_noise_and_shuffled_pixels(digits, tmp_path):
+DIGITS_VALUES = {"kid", "kid_se", "kid_floor", "kid_floor_se", "fid", "fid_floor", "fid_samples",
+                 "kid_samples"}
+
+
+def test_floors_are_small_and_far_below_noise_and_shuffled_pixels(digits, tmp_path):
     dataset, train, test = digits
     metric = FrechetDistance(budget="smoke", cache_dir=str(tmp_path))
     n = metric.hparams["max_samples"]
@@ -314,15 +319,34 @@ def test_fid_floor_is_small_and_far_below_noise_and_shuffled_pixels(digits, tmp_
     shuffled = torch.gather(test[:n].flatten(1), 1, perm).view(n, 1, 8, 8)
 
     held_out = _fid(metric, _ctx(dataset, test, train, test))
-    assert held_out["fid_samples"] == n
+    assert set(held_out) == DIGITS_VALUES
+    assert held_out["fid_samples"] == held_out["kid_samples"] == n
     assert held_out["fid"] == held_out["fid_floor"]  # test data *are* the floor's samples
     fid_noise = _fid(metric, _ctx(dataset, noise, train, test))["fid"]
     fid_shuffled = _fid(metric, _ctx(dataset, shuffled, train, test))["fid"]
     assert held_out["fid"] < 0.05 * fid_noise and held_out["fid"] < 0.1 * fid_shuffled
-    # KID agrees on the order; near zero for held-out data relative to its spread.
-    kid_noise = _fid(metric, _ctx(dataset, noise, train, test))["kid"]
-    assert abs(held_out["kid"]) < 3 * held_out["kid_se"] + 0.01 * kid_noise
-    assert set(held_out) == {"fid", "kid", "kid_se", "fid_floor", "fid_samples"}
+    # KID: held-out data are within their standard error of the floor and of zero (the
+    # extractor generalises to unseen digits); noise is many standard errors above.
+    noisy = _fid(metric, _ctx(dataset, noise, train, test))
+    assert abs(held_out["kid"] - held_out["kid_floor"]) < 3 * math.hypot(
+        held_out["kid_se"], held_out["kid_floor_se"])
+    assert abs(held_out["kid_floor"]) < 3 * held_out["kid_floor_se"]
+    assert noisy["kid"] > 10 * noisy["kid_se"] > 0
+
+
+def test_kid_uses_every_sample_and_fid_stops_at_the_held_out_count(digits, tmp_path):
+    """KID compares all n samples (more than the 500 held-out digits); FID compares as many
+    as its floor can (the held-out count), so that the two are at the same n."""
+    dataset, train, test = digits
+    metric = FrechetDistance(budget="quick", cache_dir=str(tmp_path))
+    samples = (train + 0.3 * torch.randn(train.shape, generator=torch.Generator().manual_seed(3)))
+    values = _fid(metric, _ctx(dataset, samples.clamp(-1, 1), train, test))
+    assert values["kid_samples"] == len(train) == 1297
+    assert values["fid_samples"] == len(test) == 500
+    assert values["kid"] > 3 * values["kid_se"] > 0  # blurred digits are told apart
+    assert FrechetDistance.reference_values >= {"fid", "fid_floor", "kid_floor", "fid_samples"}
+    assert set(FrechetDistance.higher_is_better) - FrechetDistance.reference_values == {
+        "kid", "kid_inception"}
 
 
 def test_fid_matches_the_reference_formula(digits, tmp_path):
@@ -363,8 +387,8 @@ def test_fid_reference_and_floor_are_cached(digits, tmp_path, monkeypatch):
     start = time.perf_counter()
     first = metric.compute(_ctx(dataset, samples, train, test))
     first_seconds = time.perf_counter() - start
-    # The samples, the whole training set (reference) and 150 test images (floor).
-    assert sum(seen) == 150 + len(train) + 150
+    # The samples, the whole training set (reference) and the held-out set (floors).
+    assert sum(seen) == 150 + len(train) + len(test)
     seen.clear()
     start = time.perf_counter()
     second = metric.compute(_ctx(dataset, samples, train, test))
@@ -438,12 +462,13 @@ def test_inception_path_feeds_rgb_uint8_and_names_values_apart(tmp_path, monkeyp
     ctx = _ctx(MNIST(), torch.rand(30, 1, 28, 28) * 2 - 1, train, test)
     values = FrechetDistance(budget="smoke", inception_weights=str(weights),
                              cache_dir=str(tmp_path / "cache")).compute(ctx)
-    assert set(values) == {"fid_inception", "kid_inception", "kid_inception_se",
-                           "fid_inception_floor", "fid_samples"}
-    assert values["fid_samples"] == 30 and ctx.artifacts["fid_extractor"] == "inception-v3-compat"
+    assert set(values) == {"kid_inception", "kid_inception_se", "kid_inception_floor",
+                           "kid_inception_floor_se", "fid_inception", "fid_inception_floor",
+                           "fid_samples", "kid_samples"}
+    assert values["kid_samples"] == 30 and ctx.artifacts["fid_extractor"] == "inception-v3-compat"
     assert all(c["feature_extractor_weights_path"] == str(weights) for c in calls)
     ranked = set(FrechetDistance.higher_is_better) - FrechetDistance.reference_values
-    assert ranked == {"fid", "kid", "fid_inception", "kid_inception"}
+    assert ranked == {"kid", "kid_inception"}
     # The cache is keyed by the weights as well: other weights, other reference entry.
     cached = {p.name for p in (tmp_path / "cache").iterdir()}
     assert any("-w" in name and "ebmbench-mnist-train" in name for name in cached)
@@ -484,3 +509,95 @@ def test_sample_grid_writes_a_png_of_the_samples(digits, tmp_path):
     assert image.shape == (4 * 34 + 2, 4 * 34 + 2)
     assert image[2:34, 2:34].min() == 255 and image[2:34, 36:68].max() == 0
     assert SampleGrid().compute(_ctx(dataset, samples, train, test)) == {}  # no folder: no file
+
+
+# ------------------------------------------------------------------ KID and its standard error
+
+
+def _polynomial_mmd2(mean_a, cov_a, mean_b, cov_b) -> float:
+    """Exact MMD² of N(a) and N(b) under k(u, v) = (uᵀv/d + 1)³.
+
+    (uᵀv/d + 1)³ = Σₖ C(3, k) d⁻ᵏ ⟨u^⊗k, v^⊗k⟩, so MMD² = Σₖ C(3, k) d⁻ᵏ ‖M_k(a) − M_k(b)‖²
+    with the moment tensors M₁ = μ, M₂ = Σ + μμᵀ and
+    M₃ = μ⊗μ⊗μ + (μ⊗Σ + its two index permutations) of a Gaussian.
+    """
+    def moments(mu, cov):
+        m3 = torch.einsum("i,j,k->ijk", mu, mu, mu)
+        m3 = m3 + torch.einsum("i,jk->ijk", mu, cov) + torch.einsum("j,ik->ijk", mu, cov) \
+            + torch.einsum("k,ij->ijk", mu, cov)
+        return mu, cov + torch.outer(mu, mu), m3
+
+    d = len(mean_a)
+    ma, mb = moments(mean_a, cov_a), moments(mean_b, cov_b)
+    return sum(math.comb(3, k) / d**k * float((a - b).pow(2).sum())
+               for k, a, b in zip((1, 2, 3), ma, mb, strict=True))
+
+
+def test_kid_matches_torch_fidelity_and_a_brute_force_jackknife():
+    from ebmbench_plugins.images.kid import kid_with_se, polynomial_kernel
+    from torch_fidelity.metric_kid import kernel_mmd
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 5, generator=g, dtype=torch.float64) + 0.3
+    y = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    expected = kernel_mmd(x.numpy(), y.numpy(), kid_kernel="poly", kid_kernel_poly_degree=3,
+                          kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1)
+    assert kid_with_se(x, y, chunk=7)[0] == pytest.approx(float(expected), rel=1e-10)
+
+    def kid(a, b):
+        n, m = len(a), len(b)
+        kaa, kbb = polynomial_kernel(a, a), polynomial_kernel(b, b)
+        return float((kaa.sum() - kaa.trace()) / (n * (n - 1))
+                     + (kbb.sum() - kbb.trace()) / (m * (m - 1))
+                     - 2 * polynomial_kernel(a, b).mean())
+
+    y = y[:31]
+    drop_x = torch.tensor([kid(torch.cat([x[:i], x[i + 1:]]), y) for i in range(len(x))])
+    drop_y = torch.tensor([kid(x, torch.cat([y[:j], y[j + 1:]])) for j in range(len(y))])
+    var = (39 / 40 * (drop_x - drop_x.mean()).pow(2).sum()
+           + 30 / 31 * (drop_y - drop_y.mean()).pow(2).sum())
+    value, se = kid_with_se(x, y, chunk=7)
+    assert value == pytest.approx(kid(x, y), rel=1e-10)
+    assert se == pytest.approx(float(var.sqrt()), rel=1e-6)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.75])
+def test_kid_interval_covers_the_exact_mmd2(shift):
+    """Over 100 independent draws, KID ± 2 se covers the exact MMD² of two Gaussians at
+    least 90 % of the time: with no difference (MMD² = 0) and with one."""
+    from ebmbench_plugins.images.kid import kid_with_se
+
+    d = 4
+    g = torch.Generator().manual_seed(10 + int(100 * shift))
+    mean_b = torch.zeros(d, dtype=torch.float64)
+    mean_b[0] = shift
+    cov_b = torch.eye(d, dtype=torch.float64) * (1 + shift)
+    truth = _polynomial_mmd2(torch.zeros(d, dtype=torch.float64), torch.eye(d, dtype=torch.float64),
+                             mean_b, cov_b)
+    assert (truth == 0) == (shift == 0)
+    covered, trials = 0, 100
+    for _ in range(trials):
+        x = torch.randn(150, d, generator=g, dtype=torch.float64)
+        y = mean_b + torch.randn(200, d, generator=g, dtype=torch.float64) @ cov_b.sqrt()
+        value, se = kid_with_se(x, y)
+        covered += abs(value - truth) <= 2 * se
+    assert covered >= 0.9 * trials, f"coverage {covered}/{trials}"
+    if shift:  # the test has teeth: the difference is many standard errors
+        assert truth > 3 * se
+
+
+def test_kid_of_two_halves_of_the_same_digits_is_zero_within_its_error(digits):
+    """Disjoint halves of the training digits (the same distribution, both seen by the
+    extractor): KID ± 2 se contains 0 for at least 90 % of 40 random splits."""
+    from ebmbench_plugins.images.fidelity import features
+    from ebmbench_plugins.images.kid import kid_with_se
+
+    _, train, _ = digits
+    feats = features(to_uint8(train), extractor=DIGITS_EXTRACTOR)
+    g = torch.Generator().manual_seed(4)
+    covered = 0
+    for _ in range(40):
+        perm = torch.randperm(len(feats), generator=g)
+        value, se = kid_with_se(feats[perm[:648]], feats[perm[648:]])
+        covered += abs(value) <= 2 * se
+    assert covered >= 36, f"coverage {covered}/40"

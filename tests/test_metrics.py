@@ -26,7 +26,6 @@ from ebmbench import (
 )
 
 F64 = torch.float64
-HAS_AIS = hasattr(ebmbench, "annealed_importance_sampling")
 
 
 def gen(seed: int) -> torch.Generator:
@@ -181,18 +180,64 @@ def test_test_nll_ranks_a_worse_model_lower():
     assert out["test_nll"] - d.entropy() > 0.3  # the KL, ½ δᵀS⁻¹δ = 0.37
 
 
-@pytest.mark.skipif(not HAS_AIS, reason="ebmbench.annealed_importance_sampling not there yet")
-def test_log_partition_above_2d_uses_ais_with_its_standard_error():
-    """A 16-D Gaussian energy with known log Z: AIS (MALA kernel) is within its error bars."""
+def test_log_partition_above_2d_uses_ais_with_its_standard_error_and_ess():
+    """A 16-D Gaussian energy with known log Z (not given to the metric): AIS is within its
+    error bars, and the ESS and chain count come along as reference values."""
     d = density("correlated_gaussian_16d")
-    metric = get_metric("log_partition", budget="smoke", ais_chains=64, ais_temperatures=30)
+    metric = get_metric("log_partition", budget="smoke", ais_chains=16, ais_replicates=8,
+                        ais_temperatures=60)
     energy = Quadratic(d.mean, d.covariance, c=-2.0)
     ctx = context(d, energy, method=FixedLogZ(energy.log_z() + 1.0), n=4000)
     out = metric.compute(ctx)
     assert out["log_z_abs_error_se"] > 0
-    assert abs(out["log_z_abs_error"] - 1.0) < 5 * out["log_z_abs_error_se"] + 0.02
-    entropy = d.entropy()
-    assert abs(out["test_nll"] - entropy) < 5 * out["test_nll_se"] + 0.02
+    assert abs(out["log_z_abs_error"] - 1.0) < 4 * out["log_z_abs_error_se"] + 0.02
+    assert abs(out["test_nll"] - d.entropy()) < 4 * out["test_nll_se"] + 0.02
+    assert out["log_z_chains"] == 128 and 0.5 * 128 < out["log_z_ess"] <= 128
+    assert ctx.unreliable == {}
+    assert {"log_z_ess", "log_z_chains"} <= type(metric).reference_values
+
+
+class ClosedForm(Quadratic):
+    """A Gaussian energy that states its exact log Z, as the quadratic architecture does."""
+
+    def log_partition(self) -> torch.Tensor:
+        return torch.tensor(self.log_z())
+
+
+def test_log_partition_uses_the_energys_closed_form_instead_of_ais(monkeypatch):
+    """An energy with ``log_partition()`` gets its exact log Z: no AIS, no ESS, and the
+    test NLL's error is the Monte Carlo error of the test average alone."""
+    d = density("correlated_gaussian_16d")
+    metric = get_metric("log_partition", budget="smoke")
+    monkeypatch.setattr(metric, "log_z_ais", lambda *a: pytest.fail("AIS was run"))
+    energy = ClosedForm(d.mean, d.covariance, c=3.0)
+    out = metric.compute(context(d, energy, method=FixedLogZ(energy.log_z() - 0.25), n=5000))
+    assert out["log_z_abs_error"] == pytest.approx(0.25, abs=1e-6)  # float32 log Z
+    assert "log_z_abs_error_se" not in out and "log_z_ess" not in out
+    assert abs(out["test_nll"] - d.entropy()) < 4 * out["test_nll_se"]
+    assert out["test_nll_se"] == pytest.approx(math.sqrt(0.5 * d.dim / 5000), rel=0.1)
+
+
+def test_the_built_in_quadratic_energy_states_its_log_z():
+    from ebmbench_plugins.metrics.partition import closed_form_log_partition
+
+    q = ebmbench.get_architecture("quadratic").build((16,))
+    assert closed_form_log_partition(q) == pytest.approx(8 * math.log(2 * math.pi))
+    assert closed_form_log_partition(nn.Linear(16, 1)) is None
+
+
+def test_an_ais_value_whose_weights_collapse_is_flagged_unreliable():
+    """A target far narrower than the data (so than the fitted base) with a starved AIS:
+    the ESS collapses, and the metric says why its values should not be ranked."""
+    d = density("correlated_gaussian_16d")
+    metric = get_metric("log_partition", budget="smoke", ais_chains=8, ais_replicates=4,
+                        ais_temperatures=3)
+    energy = Quadratic(d.mean + 0.5, 0.01 * d.covariance)
+    ctx = context(d, energy, method=FixedLogZ(0.0))
+    out = metric.compute(ctx)
+    assert out["log_z_ess"] < 0.1 * out["log_z_chains"]
+    assert set(ctx.unreliable) == {"test_nll", "log_z_abs_error"}
+    assert "ESS" in ctx.unreliable["test_nll"] and "of 32 chains" in ctx.unreliable["test_nll"]
 
 
 # ----------------------------------------------------------------------------- fisher
@@ -373,8 +418,11 @@ def test_where_each_metric_applies():
 def test_declared_directions():
     hib = {n: type(get_metric(n)).higher_is_better for n in
            ("fisher", "log_partition", "mmd", "c2st", "density_figure")}
-    assert hib["log_partition"] == {"test_nll": False, "log_z_abs_error": False, "log_z_bound_gap": False}
-    assert type(get_metric("log_partition")).reference_values == {"log_z_bound_gap"}
+    assert hib["log_partition"] == {"test_nll": False, "log_z_abs_error": False,
+                                    "log_z_bound_gap": False, "log_z_ess": True,
+                                    "log_z_chains": True}
+    ranked = set(hib["log_partition"]) - type(get_metric("log_partition")).reference_values
+    assert ranked == {"test_nll", "log_z_abs_error"}
     assert hib["mmd"] == {"mmd": False, "mmd_floor": False}
     assert hib["c2st"] == {"c2st_accuracy": False}
     assert hib["density_figure"] == {}

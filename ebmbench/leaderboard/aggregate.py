@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..base import unreliable_values
 from .ranking import rank_rows
 from .targets import curve_target
 
@@ -281,7 +282,7 @@ def _reported(rows: pd.DataFrame, names: Iterable[str]) -> list[str]:
 
 
 def _unreliable(notes: dict[str, Any]) -> set[str]:
-    return {k.split(":", 1)[1] for k in notes if k.startswith("unreliable:")}
+    return set(unreliable_values(notes))
 
 
 def _runs_text(statuses: Iterable[str]) -> str:

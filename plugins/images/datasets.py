@@ -43,6 +43,8 @@ __all__ = [
 DIGITS_LEVELS = 17
 #: Held-out digits; stratified, so every class keeps its share.
 DIGITS_N_TEST = 500
+#: Training digits: the other 1297 of scikit-learn's 1797.
+DIGITS_N_TRAIN = 1797 - DIGITS_N_TEST
 # Constants, not the run seed: the data must not change between runs (module docstring).
 _SPLIT_SEED = 0
 _SUBSET_SEED = 1
@@ -157,6 +159,9 @@ class Digits(LevelImages):
     }
 
     n_levels = DIGITS_LEVELS
+    # KID compares the samples with the training digits: at quick, as many samples as there
+    # are training digits (the sampler's cost on 8x8 images allows it).
+    eval_samples: ClassVar[dict[str, int]] = {"smoke": 128, "quick": DIGITS_N_TRAIN}
 
     def levels(self) -> tuple[Tensor, Tensor]:
         x_train, _, x_test, _ = digits_split()

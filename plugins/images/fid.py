@@ -1,24 +1,34 @@
-"""FID and KID of a run's samples against its training images, with the data-vs-data floor.
+"""KID (ranked) and FID of a run's samples against its training images, with data-vs-data floors.
 
 Which feature extractor, and so which value names (values from different extractors are
 never comparable, so they never share a name and never meet in one leaderboard column):
 
-============  =========================  ===============================================
+============  =========================  =================================================
 dataset       extractor                  values
-============  =========================  ===============================================
-digits        ``ebmbench-digits-v1``     ``fid``, ``kid`` (ranked, lower is better);
-              (a digits classifier)      ``kid_se``, ``fid_floor``, ``fid_samples``
-others        ``inception-v3-compat``    ``fid_inception``, ``kid_inception`` (ranked);
-              (torch-fidelity)           ``kid_inception_se``, ``fid_inception_floor``,
-                                         ``fid_samples``
-============  =========================  ===============================================
+============  =========================  =================================================
+digits        ``ebmbench-digits-v1``     ``kid`` (ranked, lower is better), ``kid_se``;
+              (a digits classifier)      ``kid_floor``, ``kid_floor_se``, ``fid``,
+                                         ``fid_floor``, ``fid_samples``, ``kid_samples``
+                                         (reference)
+others        ``inception-v3-compat``    ``kid_inception`` (ranked), ``kid_inception_se``;
+              (torch-fidelity)           ``kid_inception_floor`` (+ ``_se``),
+                                         ``fid_inception``, ``fid_inception_floor``,
+                                         ``fid_samples``, ``kid_samples``
+                                         (reference)
+============  =========================  =================================================
 
-``*_floor`` is the FID of held-out test images against the same training images at the
-same sample count n: what a perfect sampler would score (FID is biased upwards at finite n).
-``fid_samples`` is n. ``kid*_se`` is the spread of KID over its random subsets. Only
-``fid``, ``kid``, ``fid_inception`` and ``kid_inception`` are ranked; the floors and
-``fid_samples`` are declared too (the metric contract wants every returned name declared)
-but listed in ``reference_values``, which keeps them out of the ranking.
+KID is the unbiased MMD² on all n samples against all training images, with a jackknife
+standard error (:mod:`.kid`); being unbiased, it is ≈ 0 for a perfect sampler at any n and
+comparable across runs with different n, so it is what leaderboards rank. ``kid*_floor``
+is the KID of the held-out test images against the same training images, with its own
+standard error: what a perfect sampler scores (above 0 by the extractor's generalisation
+gap). ``kid_samples`` is n. FID is biased upwards by about c/n, has no simple standard
+error and is reported but not ranked: ``fid*`` on the first n_F = ``fid_samples`` samples,
+n_F = min(n, held-out images), and ``fid*_floor``, the FID of n_F held-out images, so that
+the two are at the same n_F.
+Reference values are declared in ``higher_is_better`` (the metric contract wants every
+returned name declared) and listed in ``reference_values``, which keeps them out of the
+ranking.
 
 When the Inception weights are not available offline the metric returns nothing and sets
 ``ctx.artifacts["fid_unavailable"]`` to the reason; ``ctx.artifacts["fid_extractor"]``
@@ -49,8 +59,8 @@ _INCEPTION_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + _INCEPTION_FILE
 )
 
-# Floors already computed in this process: cache key → FID.
-_FLOORS: dict[str, float] = {}
+# Floors already computed in this process: cache key → {kid, kid_se, fid}.
+_FLOORS: dict[str, dict[str, float]] = {}
 
 
 def inception_weights(given: str = "") -> tuple[Path | None, str | None]:
@@ -83,39 +93,45 @@ def _file_digest(path: Path, size: int, mtime_ns: int) -> str:
 
 
 class FrechetDistance(Metric):
-    """FID (Heusel et al. 2017) and KID (Bińkowski et al. 2018) through torch-fidelity.
+    """KID (Bińkowski et al. 2018; ranked) and FID (Heusel et al. 2017; reported) on features.
 
-    FID = ‖μ_s − μ_r‖² + Tr(Σ_s + Σ_r − 2(Σ_s Σ_r)^½), the Fréchet distance between
-    Gaussians fitted to extractor features of n samples (s) and of the training images (r).
-    KID is the unbiased MMD² with the cubic polynomial kernel on the same features.
-    See the module docstring for the extractor per dataset and the value names.
+    KID = unbiased MMD² with the cubic kernel (aᵀb/d + 1)³ between extractor features of
+    the n samples and of the training images, with a jackknife standard error.
+    FID = ‖μ_s − μ_r‖² + Tr(Σ_s + Σ_r − 2(Σ_s Σ_r)^½) between Gaussians fitted to the same
+    features. Both come with the floor that held-out data score. See the module docstring
+    for the extractor per dataset and the value names.
     """
 
     name = "fid"
-    description = "FID and KID via torch-fidelity (digits classifier or Inception-v3), with floor"
+    description = "KID (ranked, with SE) and FID via torch-fidelity features, with data floors"
     needs_samples = True
     higher_is_better = {
-        "fid": False, "kid": False, "fid_inception": False, "kid_inception": False,
+        "kid": False, "kid_inception": False,
         # Reference values, shown beside the scores but never ranked.
-        "fid_floor": False, "fid_inception_floor": False, "fid_samples": True,
+        "fid": False, "fid_inception": False,
+        "kid_floor": False, "kid_inception_floor": False,
+        "fid_floor": False, "fid_inception_floor": False,
+        "fid_samples": True, "kid_samples": True,
     }
-    # A floor is a property of the data and n, the same for every run of a dataset; more
-    # samples give a less biased FID. Both give context to the score, not a ranking.
-    reference_values = frozenset({"fid_floor", "fid_inception_floor", "fid_samples"})
+    # KID is unbiased with a real standard error: it is what is ranked. FID is biased by
+    # about c/n and has no simple standard error; the floors are properties of the data.
+    reference_values = frozenset({
+        "fid", "fid_inception", "kid_floor", "kid_inception_floor",
+        "fid_floor", "fid_inception_floor", "fid_samples", "kid_samples",
+    })
     params = {
         "extractor": Param("auto", "feature extractor: auto = digits classifier on digits, "
                                    "Inception-v3 elsewhere", choices=("auto", "digits",
                                                                       "inception")),
         "inception_weights": Param("", "Inception-v3 weights file (default: torch-fidelity's "
                                        "in $TORCH_HOME/hub/checkpoints)"),
-        "max_samples": Param(1_000, "most samples compared (also at most the test-set size)",
+        "max_samples": Param(2_000, "most samples compared (also at most the test-set size)",
                              smoke=200, full=10_000, low=2),
-        "n_reference": Param(5_000, "training images in the reference statistics (0 = all)",
+        "n_reference": Param(5_000, "training images in the reference (0 = all)",
                              smoke=1_000, full=0, low=0),
-        "kid_subsets": Param(50, "random subsets KID is averaged over", smoke=10, full=100, low=1),
         "batch_size": Param(64, "images per Inception-v3 batch (the digits net takes 1000)",
                             full=128, low=1),
-        "cache_dir": Param("", "torch-fidelity cache (default: ~/.cache/ebmbench/fidelity)"),
+        "cache_dir": Param("", "feature cache (default: ~/.cache/ebmbench/fidelity)"),
     }
 
     def applies_to(self, combo) -> bool:
@@ -163,43 +179,49 @@ class FrechetDistance(Metric):
             extractor, suffix = "inception-v3-compat", "_inception"
 
         samples = ctx.samples
-        if samples is None or len(samples) < 2:
-            return self._unavailable(ctx, "fewer than 2 samples")
+        if samples is None or len(samples) < 3:
+            return self._unavailable(ctx, "fewer than 3 samples")
         if not bool(torch.isfinite(samples).all()):
             return self._unavailable(ctx, "the samples have non-finite values")
-        n = min(len(samples), len(ctx.test_data), self.hparams["max_samples"])
+        n = min(len(samples), self.hparams["max_samples"])
         n_ref = self.hparams["n_reference"] or len(ctx.train_data)
         rgb = extractor != DIGITS_EXTRACTOR
         fake = self._uint8(samples[:n], rgb)
-        test = self._uint8(ctx.test_data[:n], rgb)
+        test = self._uint8(ctx.test_data, rgb)
         ref = self._uint8(ctx.train_data[:n_ref], rgb)
 
-        from .fidelity import content_name, fid_kid
+        from .fidelity import content_name, features, fid_from_features, fid_statistics
+        from .kid import kid_with_se
 
         tag = ""
         if weights is not None:  # the cache keys on the extractor's name, not its weights
             stat = weights.stat()
             tag = "-w" + _file_digest(weights.resolve(), stat.st_size, stat.st_mtime_ns)
-        cache_root = fidelity_cache_dir(self.hparams["cache_dir"])
-        ref_name = content_name(f"ebmbench-{ctx.dataset.name}-train", ref) + tag
         options = dict(
-            reference_name=ref_name, extractor=extractor, cache_root=cache_root,
+            extractor=extractor, cache_root=fidelity_cache_dir(self.hparams["cache_dir"]),
             weights=weights, cuda=ctx.device.type == "cuda",
-            kid_subsets=self.hparams["kid_subsets"],
             batch_size=1000 if extractor == DIGITS_EXTRACTOR else self.hparams["batch_size"],
         )
+        ref_name = content_name(f"ebmbench-{ctx.dataset.name}-train", ref) + tag
+        test_name = content_name(f"ebmbench-{ctx.dataset.name}-test", test) + tag
         on_device = torch.cuda.device(ctx.device) if ctx.device.type == "cuda" else nullcontext()
         with on_device:
-            scores = fid_kid(fake, ref, **options)
-            test_name = content_name(f"ebmbench-{ctx.dataset.name}-test", test) + tag
-            floor = self._floor(test, ref, test_name, options)
+            ref_feats = features(ref, name=ref_name, **options)
+            fake_feats = features(fake, **options)
+            ref_stats = fid_statistics(ref_feats)
+            n_fid = min(n, len(test))
+            floor = self._floor(test, test_name, ref_feats, ref_stats, ref_name, n_fid, options)
+        kid, kid_se = kid_with_se(fake_feats, ref_feats)
         ctx.artifacts["fid_extractor"] = extractor
         return {
-            f"fid{suffix}": scores["fid"],
-            f"kid{suffix}": scores["kid"],
-            f"kid{suffix}_se": scores["kid_std"],
-            f"fid{suffix}_floor": floor,
-            "fid_samples": float(n),
+            f"kid{suffix}": kid,
+            f"kid{suffix}_se": kid_se,
+            f"kid{suffix}_floor": floor["kid"],
+            f"kid{suffix}_floor_se": floor["kid_se"],
+            f"fid{suffix}": fid_from_features(fake_feats[:n_fid], ref_stats),
+            f"fid{suffix}_floor": floor["fid"],
+            "fid_samples": float(n_fid),
+            "kid_samples": float(n),
         }
 
     @staticmethod
@@ -208,21 +230,28 @@ class FrechetDistance(Metric):
         return x.expand(-1, 3, -1, -1).contiguous() if rgb and x.shape[1] == 1 else x
 
     @staticmethod
-    def _floor(test: Tensor, ref: Tensor, test_name: str, options: dict) -> float:
-        """FID(test, reference): once per process, and once per cache folder on disk."""
-        from .fidelity import fid_kid
+    def _floor(test: Tensor, test_name: str, ref_feats: Tensor, ref_stats: dict, ref_name: str,
+               n_fid: int, options: dict) -> dict[str, float]:
+        """KID(test, reference) ± se, and the FID of the first ``n_fid`` test images: computed
+        once per process, and once per cache folder on disk."""
+        from .fidelity import features, fid_from_features
+        from .kid import kid_with_se
 
-        key = f"{test_name}-vs-{options['reference_name']}-{options['extractor']}"
+        key = f"{test_name}-vs-{ref_name}-{options['extractor']}-n{n_fid}"
         if key in _FLOORS:
             return _FLOORS[key]
         path = Path(options["cache_root"]) / f"{key}-floor.json"
         try:
-            value = float(json.loads(path.read_text())["fid"])
-        except (OSError, ValueError, KeyError):
-            value = fid_kid(test, ref, images_name=test_name, kid=False, **options)["fid"]
+            value = {k: float(v) for k, v in json.loads(path.read_text()).items()}
+            assert set(value) == {"kid", "kid_se", "fid"}
+        except (OSError, ValueError, AssertionError, AttributeError):
+            test_feats = features(test, name=test_name, **options)
+            kid, kid_se = kid_with_se(test_feats, ref_feats)
+            fid = fid_from_features(test_feats[:n_fid], ref_stats)
+            value = {"kid": kid, "kid_se": kid_se, "fid": fid}
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")  # atomic: runs may share the folder
-            tmp.write_text(json.dumps({"fid": value}))
+            tmp.write_text(json.dumps(value))
             os.replace(tmp, path)
         _FLOORS[key] = value
         return value

@@ -1,18 +1,20 @@
-"""torch-fidelity glue: the digits feature extractor, uint8 inputs, cached FID and KID.
+"""torch-fidelity glue: the digits feature extractor, uint8 inputs, cached features, FID.
 
 Imported lazily (by the ``fid`` metric's ``compute``), so that listing plugins does not
 import torch-fidelity and torchvision.
 
 Offline rules this module follows (measured with torch-fidelity 0.4): inputs are a torch
 ``Dataset`` whose items are uint8 tensors; ``cuda`` must be False without a GPU;
-``save_cpu_ram=True`` avoids DataLoader worker processes; ``kid_subset_size`` must not
-exceed the sample count; the cache (``cache_root`` + ``input*_cache_name``) keys on the
-extractor's *name* only, so weights are versioned in names.
+``save_cpu_ram=True`` avoids DataLoader worker processes. Features are cached here (not by
+torch-fidelity, which loads its cache with ``weights_only=False``) under names that carry
+the images' hash, the extractor's name and, for Inception, a hash of the weights.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,9 @@ __all__ = [
     "Uint8Images",
     "ensure_registered",
     "content_name",
-    "fid_kid",
+    "features",
+    "fid_statistics",
+    "fid_from_features",
 ]
 
 
@@ -107,52 +111,65 @@ def content_name(prefix: str, images: Tensor) -> str:
     return f"{prefix}-n{len(images)}-{digest}"
 
 
-def fid_kid(
+def features(
     images: Tensor,
-    reference: Tensor,
     *,
-    reference_name: str,
     extractor: str,
-    cache_root: Path,
-    images_name: str | None = None,
+    name: str | None = None,
+    cache_root: Path | None = None,
     weights: Path | None = None,
     cuda: bool = False,
-    kid: bool = True,
-    kid_subsets: int = 100,
     batch_size: int = 64,
-) -> dict[str, float]:
-    """FID and KID between two uint8 image sets; ``reference`` statistics are cached.
+) -> Tensor:
+    """The extractor's FID/KID features of uint8 images, (n, d) float64 on the CPU.
 
-    FID = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) on the extractor's features (Heusel et
-    al. 2017). KID is the unbiased MMD² with the cubic kernel k(a, b) = (aᵀb/d + 1)³,
-    averaged over ``kid_subsets`` random subsets of min(1000, n) (Bińkowski et al. 2018).
-
-    Returns:
-        ``fid``, and unless ``kid`` is False, ``kid`` and ``kid_std`` (the spread of the
-        subset estimates).
+    Extracted by torch-fidelity (its default FID layer of ``extractor``). With a ``name``
+    and a ``cache_root`` they are cached there as ``<name>-<extractor>-features.pt`` and
+    loaded with ``weights_only=True`` (a tensor); the name must change with the images and
+    the weights (see :func:`content_name`).
     """
     if extractor == DIGITS_EXTRACTOR:
         ensure_registered()
-    n = min(len(images), len(reference))
-    out = torch_fidelity.calculate_metrics(
-        input1=Uint8Images(images),
-        input2=Uint8Images(reference),
-        input1_cache_name=images_name,
-        input2_cache_name=reference_name,
-        cache_root=str(cache_root),
+    path = None
+    if name is not None and cache_root is not None:
+        path = Path(cache_root) / f"{name}-{extractor}-features.pt"
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError):
+            pass
+    from torch_fidelity.utils import (
+        create_feature_extractor,
+        get_featuresdict_from_dataset,
+        resolve_feature_layer_for_metric,
+    )
+
+    kwargs: dict[str, Any] = dict(
         feature_extractor=extractor,
         feature_extractor_weights_path=None if weights is None else str(weights),
-        fid=True,
-        kid=kid,
-        kid_subsets=kid_subsets,
-        kid_subset_size=min(1000, n),
-        batch_size=batch_size,
-        cuda=cuda,
-        save_cpu_ram=True,
-        verbose=False,
+        cuda=cuda, verbose=False,
     )
-    values = {"fid": float(out["frechet_inception_distance"])}
-    if kid:
-        values["kid"] = float(out["kernel_inception_distance_mean"])
-        values["kid_std"] = float(out["kernel_inception_distance_std"])
-    return values
+    layer = resolve_feature_layer_for_metric("fid", **kwargs)
+    net = create_feature_extractor(extractor, [layer], **kwargs)
+    out = get_featuresdict_from_dataset(Uint8Images(images), net, batch_size, cuda,
+                                        True, False)[layer].to("cpu", torch.float64)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # atomic: runs may share the folder
+        torch.save(out, tmp)
+        os.replace(tmp, path)
+    return out
+
+
+def fid_statistics(feats: Tensor) -> dict[str, Any]:
+    """The mean and covariance FID compares (torch-fidelity's, float64)."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    return fid_features_to_statistics(feats.to(torch.float64))
+
+
+def fid_from_features(feats: Tensor, reference: dict[str, Any]) -> float:
+    """FID = ‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) between ``feats`` and ``reference``'s
+    :func:`fid_statistics` (Heusel et al. 2017), by torch-fidelity."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
+
+    return float(fid_statistics_to_metric(fid_statistics(feats), reference, False)[KEY_METRIC_FID])
