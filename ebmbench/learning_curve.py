@@ -1,8 +1,12 @@
 """Learning curves: a model's sampler-free quality at log-spaced points of its compute.
 
 As benchopt draws a solver's objective against time, the harness records, during every
-training run, the quality of the model at the points where the spent compute crosses the
-fractions :data:`CURVE_FRACTIONS` of the budget (1/128, 1/64, …, 1/2, 1), and at the end:
+training run, the quality of the model at the points where its *progress* crosses the
+fractions :data:`CURVE_FRACTIONS` (1/128, 1/64, …, 1/2, 1), and at the end. Progress is the
+larger of the compute spent over the budget and the updates made over the method's step cap
+(:func:`run_progress`): a run stops at whichever it reaches first, and an energy so cheap
+that the cap binds first (the ``quadratic`` energy) still gets its eight points, and its
+pruner its rungs. Each point holds:
 
 - ``fisher_divergence``: ½ mean ‖∇ₓ log p(x) − ∇ₓ f_θ(x)‖² over the *validation split*
   (held out from the training set; toy densities, whose exact score is known);
@@ -10,8 +14,8 @@ fractions :data:`CURVE_FRACTIONS` of the budget (1/128, 1/64, …, 1/2, 1), and 
   validation negative log-likelihood log Z(θ) − mean f_θ(x) (a coarser grid than the
   ``log_partition`` metric's, enough to follow the trend);
 - ``log_z_error``: |log Ẑ − log Z(θ)| when the method estimates log Z itself (NCE, FCE);
-- the compute spent so far (``flops``, ``energy_rows``, ``grad_rows``, ``seconds``) and
-  ``step``, and the training ``loss``.
+- the compute spent so far (``flops``, ``energy_rows``, ``grad_rows``, ``seconds``),
+  ``step``, ``progress``, and the training ``loss``.
 
 Evaluating a point is measurement, not training: it is not counted in the compute, and the
 model's parameters and the training random streams are left untouched. The curves feed
@@ -32,7 +36,7 @@ from .compute import TrainingCompute
 from .functional import energy_and_score
 from .quadrature import log_integrate_2d
 
-__all__ = ["CURVE_FRACTIONS", "CURVE_GRID", "LearningCurveProbe", "curve_checkpoints"]
+__all__ = ["CURVE_FRACTIONS", "CURVE_GRID", "LearningCurveProbe", "run_progress"]
 
 #: Fractions of the compute budget at which a curve point is taken (log-spaced).
 CURVE_FRACTIONS: tuple[float, ...] = tuple(2.0 ** -k for k in range(7, -1, -1))
@@ -43,13 +47,16 @@ CURVE_GRID = {"smoke": 48, "quick": 96, "full": 256}
 _CHUNK = 8192
 
 
-def curve_checkpoints(budget_flops: float) -> list[float]:
-    """The FLOPs at which curve points are taken.
+def run_progress(flops: float, steps: int, budget_flops: float, max_steps: int) -> float:
+    """How far a run is through its training, in [0, 1]: a run stops at its compute budget
+    or at its step cap, whichever comes first, so progress is the larger of the two fractions.
 
-    >>> curve_checkpoints(128.0)
-    [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]
+    >>> run_progress(30.0, 10, budget_flops=120.0, max_steps=1000)  # compute-bound
+    0.25
+    >>> run_progress(30.0, 500, budget_flops=120.0, max_steps=1000)  # the cap binds first
+    0.5
     """
-    return [f * budget_flops for f in CURVE_FRACTIONS]
+    return max(flops / budget_flops, steps / max_steps)
 
 
 def _dtype(energy: nn.Module) -> torch.dtype:
@@ -102,12 +109,15 @@ class LearningCurveProbe:
         return total / len(self.validation)
 
     def __call__(self, energy: nn.Module, compute: TrainingCompute,
-                 logs: dict[str, float]) -> dict[str, float]:
-        """Take one point now and keep it in :attr:`points`."""
+                 logs: dict[str, float], progress: float | None = None) -> dict[str, float]:
+        """Take one point now and keep it in :attr:`points` (``progress``: see
+        :func:`run_progress`)."""
         point: dict[str, Any] = {
             "step": compute.steps, "flops": compute.flops, "energy_rows": compute.energy_rows,
             "grad_rows": compute.grad_rows, "seconds": compute.wall_seconds,
         }
+        if progress is not None:
+            point["progress"] = float(progress)
         loss = logs.get("loss")
         if loss is not None and math.isfinite(loss):
             point["loss"] = float(loss)

@@ -42,7 +42,7 @@ from .degenerate import degenerate_notes, gaussian_nll
 from .device import derive_seed, resolve_device, seed_everything
 from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
-from .learning_curve import LearningCurveProbe, curve_checkpoints
+from .learning_curve import CURVE_FRACTIONS, LearningCurveProbe, run_progress
 from .plugins import PluginManager, get_plugin_manager
 
 __all__ = ["execute_task", "unfinished_rows", "train_model", "evaluate_spec", "TrainedRun",
@@ -228,13 +228,15 @@ def _train(
     budget_flops = task.train_flops or dataset_train_flops(dataset, spec.budget)
     max_steps, batch_size = method.hparams["steps"], method.hparams["batch_size"]
     batch_gen = torch.Generator().manual_seed(derive_seed("batches", spec.train_key))
-    points = curve_checkpoints(budget_flops)
+    # Curve points at fractions of the run's progress: of its compute budget, or of its step
+    # cap where that binds first (an energy too cheap to spend the budget in the cap).
+    points = list(CURVE_FRACTIONS)
     probe = LearningCurveProbe(dataset, validation, device, spec.budget, method)
     pruner = None
     if task.pruning is not None:
         from .tuning import CurvePruner
 
-        pruner = CurvePruner(task.pruning["objective"], task.pruning["history"], budget_flops)
+        pruner = CurvePruner(task.pruning["objective"], task.pruning["history"])
     logs: dict[str, float] = {}
     energy.train()
     # The clock starts here, not before setup: one-off imports (the first optimiser pulls
@@ -246,22 +248,24 @@ def _train(
     try:
         # Train until the compute budget is spent: the step count is what it buys.
         while compute.steps < max_steps and compute.flops < budget_flops:
-            if points and compute.flops + (meter.flops_per_step or 0.0) >= points[0]:
+            if points and run_progress(compute.flops + (meter.flops_per_step or 0.0),
+                                       compute.steps + 1, budget_flops, max_steps) >= points[0]:
                 meter.probe_next()  # count exactly the step that reaches a curve point
             idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=batch_gen)
             with meter.step():
                 logs = method.train_step(data[idx.to(device)])
             if not is_finite(logs["loss"]):
                 raise RunDiverged(f"loss became {logs['loss']} at step {compute.steps}")
-            if points and compute.flops >= points[0]:
-                while points and compute.flops >= points[0]:
+            done = run_progress(compute.flops, compute.steps, budget_flops, max_steps)
+            if points and done >= points[0]:
+                while points and done >= points[0]:
                     points.pop(0)
                 with meter.paused():
-                    point = probe(energy, compute, logs)
+                    point = probe(energy, compute, logs, progress=done)
                 if pruner is not None and pruner.should_stop(point):
                     raise _Pruned(
-                        f"pruned by successive halving at {compute.flops / budget_flops:.1%} of "
-                        f"the compute budget ({pruner.objective} {point.get(pruner.objective):.4g})",
+                        f"pruned by successive halving at {done:.1%} of the run "
+                        f"({pruner.objective} {point.get(pruner.objective):.4g})",
                         compute.as_dict() | {"budget_flops": budget_flops,
                                              "budget_fraction": compute.flops / budget_flops,
                                              "stopped_by": "pruner"},
@@ -274,7 +278,9 @@ def _train(
                 )
         if not probe.points or probe.points[-1]["step"] != compute.steps:
             with meter.paused():
-                probe(energy, compute, logs)  # the final model is always a point
+                # The final model is always a point.
+                probe(energy, compute, logs,
+                      progress=run_progress(compute.flops, compute.steps, budget_flops, max_steps))
     finally:
         meter.detach()
     spent = compute.as_dict() | {

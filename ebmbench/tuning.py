@@ -197,12 +197,21 @@ def _distribution(space: Search) -> Any:
     return FloatDistribution(space.low, space.high, log=space.kind == "log_uniform")
 
 
+def _progress(point: dict[str, Any], budget_flops: float | None) -> float | None:
+    """A curve point's progress through its run (rows before ``progress`` was recorded: its
+    compute over the budget)."""
+    if "progress" in point:
+        return float(point["progress"])
+    return point["flops"] / budget_flops if budget_flops else None
+
+
 def _curve_values(row: dict[str, Any], objective: str) -> dict[int, float]:
     out: dict[int, float] = {}
     budget = (row.get("compute") or {}).get("budget_flops")
     for point in row.get("curve") or []:
-        if objective in point and budget:
-            step = max(1, round(CURVE_RESOURCE * point["flops"] / budget))
+        progress = _progress(point, budget)
+        if objective in point and progress is not None:
+            step = max(1, round(CURVE_RESOURCE * progress))
             out.setdefault(step, float(point[objective]))  # as the trial reported it
     return out
 
@@ -295,12 +304,11 @@ class CurvePruner:
     point of this trial.
     """
 
-    def __init__(self, objective: str, history: list[dict[str, Any]], budget_flops: float) -> None:
+    def __init__(self, objective: str, history: list[dict[str, Any]]) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.objective = objective
-        self.budget_flops = budget_flops
         pruner = optuna.pruners.SuccessiveHalvingPruner(
             min_resource=PRUNER_MIN_RESOURCE, reduction_factor=PRUNER_REDUCTION)
         self.study = optuna.create_study(direction="minimize", pruner=pruner)
@@ -321,12 +329,13 @@ class CurvePruner:
         self._last_step = 0
 
     def should_stop(self, point: dict[str, float]) -> bool:
-        """Report a new curve point; True when the trial should stop here."""
+        """Report a new curve point (with its ``progress``, see
+        :func:`ebmbench.learning_curve.run_progress`); True when the trial should stop here."""
         value = point.get(self.objective)
         if value is None:
             return False
-        step = max(1, round(CURVE_RESOURCE * point["flops"] / self.budget_flops))
-        if step <= self._last_step:  # two points within one 1/128 of the budget: keep the first
+        step = max(1, round(CURVE_RESOURCE * point["progress"]))
+        if step <= self._last_step:  # two points within one 1/128 of the run: keep the first
             return False
         self._last_step = step
         self.trial.report(float(value) if math.isfinite(value) else float("nan"), step)

@@ -143,6 +143,34 @@ def test_learning_curve_points_sit_at_log_spaced_compute(tmp_path):
             assert math.isfinite(point[key]), (key, point)
     # Training moves the model: the last point's Fisher divergence is below the first's.
     assert curve[-1]["fisher_divergence"] < curve[0]["fisher_divergence"]
+    assert [p["progress"] for p in curve] == pytest.approx(fractions)
+
+
+def test_a_run_that_hits_its_step_cap_first_still_gets_the_whole_curve(tmp_path):
+    """The quadratic energy is so cheap that the step cap, not the compute budget, ends its
+    runs: its curve points sit at fractions of the cap (a budget-only schedule gave one
+    point, the last, and so no pruning), and its trials are pruned at the same rungs."""
+    steps = 256
+    frame = ebmbench.run(methods=["dsm"], samplers=["ula"], architectures=["quadratic"],
+                         datasets=["correlated_gaussian"], metrics=["fisher"], budget="smoke",
+                         overrides={"method.dsm.steps": steps}, train_flops=1e12,
+                         results=tmp_path / "r.sqlite", device="cpu")
+    row = frame.iloc[0]
+    assert row["compute"]["stopped_by"] == "max_steps"
+    assert row["compute"]["flops"] < 1e-3 * row["compute"]["budget_flops"]
+    curve = row["curve"]
+    assert [p["step"] for p in curve] == [round(f * steps) for f in CURVE_FRACTIONS]
+    assert [p["progress"] for p in curve] == pytest.approx(list(CURVE_FRACTIONS))
+    from ebmbench.tuning import CurvePruner, _curve_values
+
+    # The pruner's rungs (1/8 and 1/2 of the run, of 128 resource units) are reached.
+    assert {16, 64} <= set(_curve_values(row.to_dict(), "fisher_divergence"))
+    pruner = CurvePruner("fisher_divergence", [
+        {"curve": {"16": 0.1, "64": 0.05, "128": 0.01}, "pruned": False},
+        {"curve": {"16": 0.2, "64": 0.1, "128": 0.02}, "pruned": False},
+    ])
+    assert not pruner.should_stop({"fisher_divergence": 5.0, "progress": 1 / 128})
+    assert pruner.should_stop({"fisher_divergence": 5.0, "progress": 1 / 8})
 
 
 def test_the_last_curve_point_is_the_trained_models_validation_fisher(tmp_path):
