@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import UserError, shown
@@ -100,6 +100,19 @@ class Param:
     def for_budget(self, budget: str) -> Any:
         value = getattr(self, budget, _UNSET) if budget in ("smoke", "full") else _UNSET
         return self.default if value is _UNSET else value
+
+    def with_quick_default(self, value: Any) -> Param:
+        """This parameter with ``value`` as its ``quick`` default, the ``smoke`` and ``full``
+        values kept: how a method takes what tuning chose most often at ``quick``
+        (``scripts/tuned_defaults.py``) without moving the other budgets.
+
+        >>> lr = Param(1e-3, "learning rate", positive=True)
+        >>> tuned = lr.with_quick_default(3e-3)
+        >>> [tuned.for_budget(b) for b in ("smoke", "quick", "full")]
+        [0.001, 0.003, 0.001]
+        """
+        return replace(self, default=value, smoke=self.for_budget("smoke"),
+                       full=self.for_budget("full"))
 
     def allowed(self) -> str:
         """What values are allowed, in words (for errors and ``ebmbench list -v``).

@@ -91,8 +91,12 @@ def draw_galleries(frame: pd.DataFrame, not_applicable: pd.DataFrame, results_di
     return drawn
 
 
+def _by_status(rows: pd.DataFrame) -> str:
+    return ", ".join(f"{s} {n}" for s, n in rows["status"].value_counts().sort_index().items())
+
+
 def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
-    counts = frame["status"].value_counts().sort_index()
+    role = frame["role"].fillna("run") if "role" in frame else pd.Series("run", index=frame.index)
     plugin_versions = sorted({
         version for versions in frame.get("versions", []) if isinstance(versions, dict)
         for key, version in versions.items() if ":" in key
@@ -116,11 +120,15 @@ def provenance(frame: pd.DataFrame, args: argparse.Namespace) -> str:
         lines.append(f"- ebmbench commit: `{args.commit}`.")
     if args.wall_seconds:
         lines.append(f"- Wall-clock time of the sweep: {args.wall_seconds / 60:.1f} min.")
-    trials = int((frame["role"] == "trial").sum()) if "role" in frame else 0
-    if trials and not args.trials:
-        lines.append(f"- Tuning trials: {trials} (not published; each run records its study's trials, "
-                     "choice and score in `hyperparams['tuning']`).")
-    lines += ["- Runs by status: " + ", ".join(f"{s} {n}" for s, n in counts.items()) + ".",
+    trials = frame[role == "trial"]
+    if len(trials):
+        kept = "published" if args.trials else "not published"
+        lines.append(f"- Tuning trials by status: {_by_status(trials)} ({kept}; each run records its "
+                     "study's trials, choice and score in `hyperparams['tuning']`).")
+    board = frame[role == "sampler"]
+    if len(board):
+        lines.append(f"- Sampler-board rows by status: {_by_status(board)}.")
+    lines += ["- Runs by status: " + _by_status(frame[role == "run"]) + ".",
               f"- Published on {dt.date.today():%Y-%m-%d} with `scripts/publish_results.py`.",
               "", "## Hardware", ""]
     lines += [f"- {key}: {value}" for key, value in hardware().items()]

@@ -53,9 +53,9 @@ def test_committed_tables_are_what_the_committed_results_render():
 #: ("What was cut"); a test below checks that it names each of them. A publication that adds
 #: one must remove it here (the tests then fail until it does).
 NOT_IN_THIS_PUBLICATION: dict[str, list[str]] = {
-    "dataset": [],
-    "architecture": [],
-    "method": [],
+    "dataset": ["twenty_five_gaussians", "funnel", "student_t", "gmm_8d", "gmm_32d", "gmm_128d"],
+    "architecture": ["resnet", "wide_resnet"],
+    "method": ["ksd"],
 }
 #: The example third-party plugin's method (examples/ebmbench-example).
 EXAMPLE_METHOD = "ksd"
@@ -65,7 +65,7 @@ EXAMPLE_METHOD = "ksd"
 def test_every_builtin_plugin_has_a_finished_run(results, kind):
     ok = results[results["status"] == "ok"]
     missing = sorted(i.name for i in builtins(kind) if i.name not in set(ok[kind]))
-    cut = sorted(NOT_IN_THIS_PUBLICATION.get(kind, []))
+    cut = sorted(set(NOT_IN_THIS_PUBLICATION.get(kind, [])) & {i.name for i in builtins(kind)})
     assert missing == cut, (
         f"built-in {kind}s with no ok run in the published results: {missing} "
         f"(expected only those this publication cuts: {cut})"
