@@ -78,6 +78,8 @@ class AdversarialFlow(Method):
     variant_params = ("alpha",)
     log_partition_is_bound = True  # E_q f + H(q) ≤ log Z(θ)
     params = Method.params | {
+        # quick: what tuning chose most often (docs/protocol.md, 6)
+        "lr": Method.params["lr"].with_quick_default(5e-4),
         "flow_transforms": Param(3, "MAF transforms", smoke=2, full=5, low=1,
                                  search=int_range(1, 5)),
         "flow_hidden": Param(32, "hidden width of each MAF conditioner", smoke=16, full=128, low=1,

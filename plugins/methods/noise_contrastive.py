@@ -89,11 +89,13 @@ class NoiseContrastiveEstimation(Method):
     name = "nce"
     description = "Noise-contrastive estimation with learned log Z and fitted Gaussian noise"
     params = Method.params | {
+        # quick: what tuning chose most often (docs/protocol.md, 6)
+        "lr": Method.params["lr"].with_quick_default(1e-2),
         "noise_ratio": Param(1.0, "ν: noise samples per data example", positive=True,
                              search=log_uniform(0.25, 8.0)),
         "noise": Param("full", "Gaussian noise covariance", choices=("full", "diagonal")),
         "noise_scale": Param(1.0, "s: noise standard deviation over the data's", positive=True,
-                             search=log_uniform(0.5, 3.0)),
+                             search=log_uniform(0.5, 3.0)).with_quick_default(2.0),
         "init_samples": Param(4096, "noise samples for the initial log Z estimate", smoke=512,
                               low=1),
     }
@@ -198,14 +200,16 @@ class FlowContrastiveEstimation(Method):
     description = "Flow contrastive estimation (Gao et al. 2020): NCE against an adversarial flow"
     params = Method.params | {
         # Each update also trains the flow (about 4 flow passes): fewer updates at quick.
+        # quick: what tuning chose most often (docs/protocol.md, 6)
+        "lr": Method.params["lr"].with_quick_default(8e-3),
         "noise_ratio": Param(1.0, "ν: flow samples per data example", positive=True,
-                             search=log_uniform(0.25, 8.0)),
+                             search=log_uniform(0.25, 8.0)).with_quick_default(0.5),
         "flow_transforms": Param(3, "MAF transforms", smoke=2, full=5, low=1,
                                  search=int_range(1, 5)),
         "flow_hidden": Param(32, "hidden width of each MAF conditioner", smoke=16, full=128, low=1,
-                             search=int_range(16, 128, log=True)),
+                             search=int_range(16, 128, log=True)).with_quick_default(26),
         "flow_lr": Param(1e-3, "Adam learning rate of the flow", positive=True,
-                         search=log_uniform(1e-4, 1e-2)),
+                         search=log_uniform(1e-4, 1e-2)).with_quick_default(6e-4),
         "flow_steps": Param(1, "flow updates per energy update", low=1),
         "pretrain_steps": Param(50, "maximum-likelihood warm-up steps of the flow",
                                 smoke=10, full=1000, low=0),

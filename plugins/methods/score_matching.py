@@ -164,6 +164,8 @@ class ExactScoreMatching(Method):
     description = "Exact score matching ½‖∇f‖² + tr∇²f (Hyvärinen 2005); small d only"
     required_features = frozenset({"nonzero_hessian"})
     params = Method.params | {
+        # quick: what tuning chose most often (docs/protocol.md, 6)
+        "lr": Method.params["lr"].with_quick_default(4e-3),
         # d backward passes per step: at d = 8 a CPU step already costs ~4x DSM's.
         "max_dim": Param(
             8, "refuse data with more coordinates (d backward passes per step)", full=1024,

@@ -111,6 +111,8 @@ class SlicedScoreMatching(Method):
     required_features = frozenset({"nonzero_hessian"})
     variance_reduction = False
     params = Method.params | {
+        # quick: what tuning chose most often (docs/protocol.md, 6)
+        "lr": Method.params["lr"].with_quick_default(4e-3),
         "n_projections": Param(1, "random projections M per example", low=1),
         "projection": Param(
             "gaussian", "distribution of the projections v", choices=PROJECTIONS
