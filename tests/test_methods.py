@@ -423,7 +423,7 @@ RECIPES = {
     "ssm": ({"batch_size": 2048, "lr": 0.05}, 250, 2048),
     "ssm_vr": ({"batch_size": 2048, "lr": 0.05}, 250, 2048),
     "dsm": ({"batch_size": 2048, "lr": 0.05, "sigma": 0.5}, 250, 2048),
-    "nce": ({"batch_size": 2048, "lr": 0.02}, 300, 2048),
+    "nce": ({"batch_size": 2048, "lr": 0.02, "noise_scale": 1.0}, 300, 2048),
     "cd": ({"batch_size": 1024, "lr": 0.03, "mcmc_steps": 30}, 200, 4096),
     "pcd": ({"batch_size": 1024, "lr": 0.03, "mcmc_steps": 5, "buffer_size": 2048}, 300, 4096),
     "fce": ({"batch_size": 512, "lr": 0.03, "flow_lr": 0.002, "flow_transforms": 1,

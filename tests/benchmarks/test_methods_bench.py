@@ -136,9 +136,10 @@ def _interleaved(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str,
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+# The bare NCE and FCE losses are written for ν = 1 noise sample per example.
 METHODS = {
-    "dsm": {}, "exact_sm": {}, "ssm": {}, "ssm_vr": {}, "nce": {},
-    "cd": {"mcmc_steps": CD_STEPS}, "fce": FLOW | {"pretrain_steps": 0},
+    "dsm": {}, "exact_sm": {}, "ssm": {}, "ssm_vr": {}, "nce": {"noise_ratio": 1.0},
+    "cd": {"mcmc_steps": CD_STEPS}, "fce": FLOW | {"pretrain_steps": 0, "noise_ratio": 1.0},
     "adversarial": FLOW,
 }
 
