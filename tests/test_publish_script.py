@@ -86,7 +86,8 @@ def test_publish_writes_a_light_checkable_export_with_galleries_and_no_machine_p
 
     run = (out / PROVENANCE_FILE).read_text()
     assert run.index("run --method dsm,exact_sm") < run.index("run --seeds 0-1")
-    for text in ("--results …/results.sqlite", "abc1234", "1.5 min", "## Hardware", "Tuning trials by status: ok 1 (not published",
+    for text in ("--results …/results.sqlite", "abc1234", "1.5 min", "## Hardware",
+                 "Tuning trials by status: ok 1 (not published",
                  "scratch space was …/scratch", f"torch {__import__('torch').__version__.split('+')[0]}"):
         assert text in run, text
 
