@@ -78,8 +78,6 @@ class ContrastiveDivergence(Method):
     # α > 0 regularises the energy's magnitude (Du & Mordatch 2019): a labelled variant.
     variant_params = ("alpha",)
     params = Method.params | {
-        # quick: what tuning chose most often (docs/protocol.md, 6)
-        "lr": Method.params["lr"].with_quick_default(3e-3),
         "mcmc_steps": Param(20, "sampler steps K per update", smoke=5, full=100, low=1,
                            search=int_range(1, 50, log=True)),
         "alpha": Param(
