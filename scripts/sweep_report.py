@@ -1,0 +1,88 @@
+"""Where a tuned sweep's time went, and the protocol's targets measured on it.
+
+Prints, from a results store (or export), the per-dataset time table of docs/protocol.md §7
+(studies, trials and how many were pruned, training and sampling CPU seconds, rows, the wall
+time from a dataset's first row to its last) and then the targets of the fair-protocol
+issue, each marked met or not met::
+
+    python scripts/sweep_report.py sweep/results.sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+import ebmbench
+
+OFFLINE = ["mnist", "fashion_mnist", "cifar10"]
+
+
+def time_table(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame[~frame["dataset"].isin(OFFLINE)].copy()
+    frame["finished"] = pd.to_datetime(frame["finished_at"])
+    rows = []
+    for dataset, g in frame.groupby("dataset", sort=False):
+        trials, runs = g[g["role"] == "trial"], g[g["role"] == "run"]
+        models = runs.drop_duplicates("train_key")
+        studies = {(h.get("tuning") or {}).get("study") for h in runs["hyperparams"]} - {None}
+        rows.append({
+            "dataset": dataset, "energies": ", ".join(sorted(set(runs["architecture"]))),
+            "studies": len(studies),
+            "trials (pruned)": f"{len(trials)} ({int((trials['status'] == 'pruned').sum())})",
+            "trial training, CPU s": trials["train_seconds"].sum(),
+            "models (3 seeds)": len(models),
+            "model training, CPU s": models["train_seconds"].sum(), "rows": len(runs),
+            "sampling, CPU s": runs["sample_seconds"].sum(),
+            "sampler-board rows": int((g["role"] == "sampler").sum()),
+            "wall, min": (g["finished"].max() - g["finished"].min()).total_seconds() / 60,
+        })
+    return pd.DataFrame(rows)
+
+
+def targets(frame: pd.DataFrame) -> list[str]:
+    models = frame[(frame["role"] == "run") & frame["status"].isin(["ok", "degenerate"])]
+    models = models.drop_duplicates("train_key")
+    mark = {True: "met", False: "not met"}
+    out = []
+    banana = models[(models["dataset"] == "banana") & (models["architecture"] == "mlp")]
+    if len(banana):
+        fd = banana.groupby(["method", "sampler"])["metric.fisher_divergence"].mean()
+        ratio = fd.loc["cd"].min() / fd.min()
+        out.append(f"- tuned cd on banana within 10x of the best: {mark[ratio <= 10]} "
+                   f"({fd.loc['cd'].min():.3g} vs {fd.min():.3g}, {ratio:.1f}x)")
+    two_d = models[models["dataset"].map(lambda d: len(ebmbench.get_dataset(d).shape) == 1
+                                         and ebmbench.get_dataset(d).shape[0] == 2)]
+    bad = two_d[two_d["status"] == "degenerate"].groupby(
+        ["dataset", "method", "architecture", "sampler"])["seed"].count()
+    out.append(f"- no tuned 2-D model degenerate: {mark[len(bad) == 0]} ({len(bad)} models, "
+               + "; ".join(f"{d} {m}/{a}/{s}: {n} seeds" for (d, m, a, s), n in bad.items()) + ")")
+    quad = models[(models["dataset"] == "correlated_gaussian") & (models["architecture"] == "quadratic")]
+    if len(quad):
+        fd = quad.groupby(["method", "sampler"])["metric.fisher_divergence"].mean()
+        worst = {k: v for k, v in fd.items() if v > 0.05}
+        out.append(f"- every method with the quadratic energy on correlated_gaussian <= 0.05: "
+                   f"{mark[not worst]} (above: "
+                   + ", ".join(f"{m}/{s} {v:.3g}" for (m, s), v in worst.items()) + ")")
+    spent = models["compute"].map(lambda c: (c or {}).get("budget_fraction"))
+    stop = models["compute"].map(lambda c: (c or {}).get("stopped_by"))
+    at_budget = spent[stop == "budget"]
+    out.append(f"- compute of the runs stopped by their budget: {at_budget.min():.3f}-"
+               f"{at_budget.max():.3f} of it ({len(at_budget)} models; "
+               f"{int((stop == 'max_steps').sum())} stopped at the step cap first)")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a results store or export")
+    frame = ebmbench.load_results(parser.parse_args().results)
+    print(time_table(frame).to_markdown(index=False, floatfmt=".0f"))
+    print()
+    print("\n".join(targets(frame)))
+
+
+if __name__ == "__main__":
+    main()
