@@ -1,0 +1,35 @@
+"""scripts/sweep_report.py: the time table and targets of docs/protocol.md §7, on a real tuned store."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import ebmbench
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("sweep_report", ROOT / "scripts" / "sweep_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_report_counts_a_tuned_sweep(tmp_path):
+    frame = ebmbench.run(methods=["dsm"], samplers=["ula", "mala"], architectures=["mlp"],
+                         datasets=["eight_gaussians"], metrics=["fisher"], budget="smoke",
+                         tune=2, seeds=[0, 1], results=tmp_path / "r.sqlite", device="cpu",
+                         sampler_board=False)
+    report = _script()
+    table = report.time_table(ebmbench.load_results(tmp_path / "r.sqlite"))
+    row = table.iloc[0]
+    assert row["dataset"] == "eight_gaussians" and row["energies"] == "mlp"
+    assert row["studies"] == 1  # dsm trains without a sampler: one study for both samplers
+    assert row["trials (pruned)"].startswith("2 (")
+    assert row["models (3 seeds)"] == 2 and row["rows"] == 4  # 2 seeds x 2 samplers, 2 trainings
+    assert row["trial training, CPU s"] > 0 and row["model training, CPU s"] > 0
+    lines = report.targets(frame)
+    assert any(line.startswith("- no tuned 2-D model degenerate: ") for line in lines)
+    assert lines[-1].startswith("- compute of the runs stopped by their budget: ")
