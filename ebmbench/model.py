@@ -33,18 +33,7 @@ from .grid import RunSpec, Selection, Task, expand, instantiate
 from .plugins import get_plugin_manager
 from .runner import TrainedRun, _base_row, checkpoint_path, evaluate_spec, train_model
 
-__all__ = ["TrainedModel", "train", "load_model", "LOG_Z_SETTINGS"]
-
-#: Budget → settings of :meth:`TrainedModel.log_partition` where the method has no estimate:
-#: the 2-D quadrature grid (about √nodes) and, above 2-D for energies without a closed form,
-#: the AIS recipe of :func:`ebmbench.ais_log_partition` (chains per replicate, replicates,
-#: temperatures): the ``log_partition`` metric's defaults at each budget.
-LOG_Z_SETTINGS = {
-    "smoke": {"grid": 128, "ais_chains": 8, "ais_replicates": 4, "ais_temperatures": 20},
-    "quick": {"grid": 256, "ais_chains": 32, "ais_replicates": 16, "ais_temperatures": 300},
-    "full": {"grid": 512, "ais_chains": 64, "ais_replicates": 32, "ais_temperatures": 3000},
-}
-
+__all__ = ["TrainedModel", "train", "load_model"]
 
 class TrainedModel:
     """A trained energy-based model p_θ(x) = exp(f_θ(x)) / Z(θ) with the plugins and data
@@ -201,7 +190,8 @@ class TrainedModel:
                 recipe of :func:`ebmbench.ais_log_partition` (HMC kernels), for vector data;
                 ``"auto"``: the method's estimate when it makes one, else quadrature in 2-D,
                 else the closed form, else AIS, as the ``log_partition`` metric chooses.
-                Settings per budget: :data:`LOG_Z_SETTINGS`.
+                Quadrature and AIS are that metric's own (its grid, chains, replicates and
+                temperatures at the model's budget), so the two always agree.
         """
         choices = ("auto", "method", "quadrature", "closed_form", "ais")
         if source not in choices:
@@ -213,16 +203,14 @@ class TrainedModel:
             if source == "method":
                 raise UserError(f"method {self.spec.method} makes no estimate of log Z: "
                                 "use source='quadrature', 'closed_form' or 'ais'")
-        settings = LOG_Z_SETTINGS[self.spec.budget]
+        # The metric plugin holds the recipes and their per-budget settings: one place for both.
+        metric = get_plugin_manager().info("metric", "log_partition").cls(budget=self.spec.budget)
         bounds = getattr(self.dataset, "bounds", None)
         if source == "quadrature" or (source == "auto" and bounds is not None):
             if bounds is None or len(bounds) != 2:
                 raise UserError(f"dataset {self.spec.dataset} has no 2-D bounds to integrate "
                                 "over: use source='closed_form' or 'ais'")
-            from .quadrature import log_integrate_2d
-
-            return log_integrate_2d(self.energy, bounds, settings["grid"], device=self.device,
-                                    dtype=_dtype(self.energy))
+            return metric.log_z_quadrature(self.energy, bounds, self.device)
         if source in ("auto", "closed_form"):
             closed = getattr(self.energy, "log_partition", None)
             if callable(closed):
@@ -231,37 +219,10 @@ class TrainedModel:
             if source == "closed_form":
                 raise UserError(f"architecture {self.spec.architecture} states no closed-form "
                                 "log Z: use source='ais'")
-        return self._log_z_ais(settings)
-
-    def _log_z_ais(self, settings: dict[str, int]) -> float:
-        from torch.distributions import MultivariateNormal
-
-        from .ais import ais_log_partition
-
         if len(self.dataset.shape) != 1 or not isinstance(self.dataset, ToyDensity):
             raise UserError(f"AIS estimates log Z of vector data only, not of {self.spec.dataset}")
-        data = self.train_data.to(device=self.device, dtype=torch.float64)
-        d = data.shape[1]
-        cov = torch.cov(data.T).reshape(d, d)
-        cov = 0.5 * (cov + cov.T) + 1e-4 * float(cov.diagonal().mean()) * torch.eye(
-            d, dtype=cov.dtype, device=cov.device)
-        dtype = _dtype(self.energy)
-        base = MultivariateNormal(data.mean(0).to(dtype),
-                                  scale_tril=torch.linalg.cholesky(cov).to(dtype))
-        pm = get_plugin_manager()
-        if "hmc" in pm.registry("sampler"):
-            kernel = pm.info("sampler", "hmc").cls(budget=self.spec.budget, leapfrog_steps=3)
-            target_accept = 0.65  # Neal (2011), §5.4.4
-        else:
-            kernel = pm.info("sampler", "mala").cls(budget=self.spec.budget)
-            target_accept = 0.574  # Roberts & Rosenthal (1998)
         gen = torch.Generator(self.device).manual_seed(derive_seed("model-log-z", self.train_key))
-        result = ais_log_partition(
-            self.energy, base, kernel, n_chains=settings["ais_chains"],
-            replicates=settings["ais_replicates"], n_temperatures=settings["ais_temperatures"],
-            target_accept=target_accept, generator=gen,
-        )
-        return result.log_z
+        return metric.log_z_ais(self.energy, self.train_data, self.device, gen).log_z
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model to ``path``, a file that :func:`load_model` reads back.
