@@ -572,6 +572,19 @@ def unfinished_rows(
 
     if isinstance(task, SamplerTask):
         return unfinished_sampler_rows(task, done_run_ids, status, reason, tb)
+
+    def base_row(spec: RunSpec) -> dict[str, Any]:
+        return _base_row(spec, task, task.device) | {"peak_memory_mb": peak_memory_mb}
+
+    return finished_rows(task, done_run_ids, base_row, status, reason, tb)
+
+
+def finished_rows(task: Any, done_run_ids: Iterable[str], base_row: Any, status: str,
+                  reason: str, tb: str = "") -> list[dict[str, Any]]:
+    """Final rows, from ``base_row(spec)``, for the specs of ``task`` not in ``done_run_ids``
+    (shared by run tasks and sampler-board tasks)."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}. Valid statuses: {', '.join(STATUSES)}")
     done = set(done_run_ids)
     # The caller (the driver) has the task's plugins loaded already: versions make the row
     # re-runnable. Adding the task's plugin folders again could load them twice.
@@ -580,8 +593,7 @@ def unfinished_rows(
     for spec in task.specs:
         if spec.run_id in done:
             continue
-        row = _base_row(spec, task, task.device)
-        row["peak_memory_mb"] = peak_memory_mb
+        row = base_row(spec)
         try:
             row["versions"] = _versions(pm, spec, task.metrics)
         except Exception:  # a plugin this process does not have: the row is still final

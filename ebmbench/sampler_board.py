@@ -57,7 +57,6 @@ from .exact_sampling import ExactLogDensity, GridDensity2D
 from .grid import RunSpec, Selection, Task, _digest, _names, expand, instantiate
 from .plugins import PluginManager, get_plugin_manager
 from .runner import (
-    STATUSES,
     _base_row,
     _evaluate,
     _finish,
@@ -67,6 +66,7 @@ from .runner import (
     _status_of,
     _train,
     checkpoint_path,
+    finished_rows,
     validation_split,
 )
 from .store import ResultStore
@@ -576,21 +576,8 @@ def unfinished_sampler_rows(
 ) -> list[dict[str, Any]]:
     """Final rows for the specs of ``task`` a dead or killed worker did not finish (what
     :func:`ebmbench.unfinished_rows` returns for a :class:`SamplerTask`)."""
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}. Valid statuses: {', '.join(STATUSES)}")
-    done = set(done_run_ids)
-    pm = get_plugin_manager()
-    rows = []
-    for spec in task.specs:
-        if spec.run_id in done:
-            continue
-        row = _row(spec, task, task.device)
-        try:
-            row["versions"] = _versions(pm, spec, task.metrics)
-        except Exception:  # a plugin this process does not have: the row is still final
-            pass
-        rows.append(_finish(row, status, reason, tb))
-    return rows
+    return finished_rows(task, done_run_ids, lambda spec: _row(spec, task, task.device),
+                         status, reason, tb)
 
 
 # ----------------------------------------------------------------------- the driver
