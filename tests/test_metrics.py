@@ -325,6 +325,19 @@ def test_mmd_metric_floor_and_a_shifted_sampler():
     assert type(metric).reference_values == {"mmd_floor"}
 
 
+
+
+def test_mmd_metric_reused_across_samplers_seeds_and_densities_equals_a_fresh_one():
+    # The harness evaluates one model with every sampler through one metric object, which
+    # keeps the data side between calls: it must give exactly what a fresh object gives, and
+    # a new seed, sample count or density must not see the previous data.
+    reused = get_metric("mmd", budget="smoke")
+    for name, seed, n, shift in [("eight_gaussians", 0, 256, 0.0), ("eight_gaussians", 0, 256, 0.3),
+                                 ("eight_gaussians", 1, 256, 0.3), ("eight_gaussians", 1, 100, 0.0),
+                                 ("banana", 1, 100, 0.0), ("eight_gaussians", 0, 256, 0.0)]:
+        d = density(name)
+        ctx = context(d, None, samples=d.sample(n, gen(90 + seed)) + shift, seed=seed)
+        assert reused.compute(ctx) == get_metric("mmd", budget="smoke").compute(ctx), (name, seed, n)
 # ------------------------------------------------------------------------------- c2st
 
 
@@ -413,6 +426,18 @@ def test_where_each_metric_applies():
         assert m.applies_to(flat) and m.applies_to(high) and not m.applies_to(images), name
     fig = get_metric("density_figure")
     assert fig.applies_to(flat) and not fig.applies_to(high) and not fig.applies_to(images)
+
+
+@pytest.mark.parametrize("budget", ["smoke", "quick", "full"])
+def test_the_harness_draws_every_sample_the_toy_sample_metrics_read(budget):
+    # EVAL_SAMPLES (the chains run per sampler on a toy) was cut to what the metrics read at
+    # quick; it must never fall below it, or a metric would silently compare fewer samples.
+    from ebmbench.runner import EVAL_SAMPLES
+
+    reads = {name: get_metric(name, budget=budget).hparams["max_samples"] for name in ("mmd", "c2st")}
+    assert all(n <= EVAL_SAMPLES[budget] for n in reads.values()), (reads, EVAL_SAMPLES[budget])
+    if budget == "quick":  # and no more is drawn than they read
+        assert EVAL_SAMPLES[budget] == max(reads.values())
 
 
 def test_declared_directions():

@@ -88,19 +88,32 @@ class MMD(Metric):
     def applies_to(self, combo) -> bool:
         return isinstance(combo.dataset, ToyDensity)
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        # The data side (y, the bandwidths, k(y, y) and the floor) depends on the density, the
+        # run's seed and m, not on the samples: the harness evaluates one model with every
+        # sampler through one metric object, so it is computed once for all of them. The
+        # cache holds the density itself, so its identity cannot be reused by another.
+        self._cached_for: tuple = ()
+        self._cached: tuple[Tensor, Tensor, Tensor, float] | None = None
+
+    def _data_side(self, ctx: EvalContext, m: int) -> tuple[Tensor, Tensor, Tensor, float]:
+        key = (ctx.seed, m, str(ctx.device))
+        if self._cached is None or self._cached_for[0] is not ctx.dataset or self._cached_for[1:] != key:
+            density: ToyDensity = ctx.dataset  # type: ignore[assignment]
+            fresh = density.sample(2 * m, ctx.generator(salt=307))
+            y = fresh[:m].to(device=ctx.device, dtype=torch.float64)
+            y2 = fresh[m:].to(device=ctx.device, dtype=torch.float64)
+            factors = torch.tensor([float(c) for c in self.hparams["bandwidth_factors"]],
+                                   dtype=torch.float64, device=ctx.device)
+            bandwidths = factors * median_distance(y[:1000])
+            k_yy = _kernel(y, y, bandwidths)
+            floor = mmd2_unbiased(y2, y, bandwidths, k_yy=k_yy)
+            self._cached_for, self._cached = (ctx.dataset, *key), (y, bandwidths, k_yy, floor)
+        return self._cached
+
     def compute(self, ctx: EvalContext) -> dict[str, float]:
-        density: ToyDensity = ctx.dataset  # type: ignore[assignment]
         x = ctx.samples.reshape(len(ctx.samples), -1)[: self.hparams["max_samples"]]
-        m = len(x)
-        fresh = density.sample(2 * m, ctx.generator(salt=307))
+        y, bandwidths, k_yy, floor = self._data_side(ctx, len(x))
         x = x.to(device=ctx.device, dtype=torch.float64)
-        y = fresh[:m].to(device=ctx.device, dtype=torch.float64)
-        y2 = fresh[m:].to(device=ctx.device, dtype=torch.float64)
-        factors = torch.tensor([float(c) for c in self.hparams["bandwidth_factors"]],
-                               dtype=torch.float64, device=ctx.device)
-        bandwidths = factors * median_distance(y[:1000])
-        k_yy = _kernel(y, y, bandwidths)
-        return {
-            "mmd": mmd2_unbiased(x, y, bandwidths, k_yy=k_yy),
-            "mmd_floor": mmd2_unbiased(y2, y, bandwidths, k_yy=k_yy),
-        }
+        return {"mmd": mmd2_unbiased(x, y, bandwidths, k_yy=k_yy), "mmd_floor": floor}
