@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import types
 
 import pytest
@@ -68,6 +69,28 @@ def test_paused_work_is_not_training_compute():
         net(torch.ones(3, 4)).sum().backward()
     meter.detach()
     assert meter.compute.energy_rows == 3
+
+
+def _busy_cpu(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_cpu_seconds_count_the_steps_not_the_paused_work():
+    # The CPU clock is read at curve points (paused) and at detach only, not every step:
+    # the value must still be every step's CPU time, without the paused work.
+    net = torch.nn.Linear(4, 1)
+    meter = ComputeMeter(net)
+    with meter.step():
+        _busy_cpu(0.05)
+    with meter.paused():
+        assert 0.04 < meter.compute.cpu_seconds < 0.5  # as of the point
+        _busy_cpu(0.2)
+    with meter.step():
+        _busy_cpu(0.05)
+    meter.detach()
+    assert 0.09 < meter.compute.cpu_seconds < 0.2
 
 
 # ------------------------------------------------------------------------ equal compute
