@@ -253,6 +253,20 @@ def test_sampler_runs_under_no_grad_and_default_steps(name: str) -> None:
     assert energy.calls >= sampler.hparams["steps"]
 
 
+@pytest.mark.parametrize("budget", ["smoke", "quick", "full"])
+def test_default_chains_of_the_gradient_samplers_spend_equal_gradients(budget: str) -> None:
+    # The harness's evaluation runs each sampler's default chain length: hmc's iterations
+    # of L leapfrog steps must cost what ula's and mala's steps cost, within one iteration.
+    energy = GaussianEnergy(torch.zeros(2), torch.eye(2))
+    spent = {}
+    for name in ("ula", "mala", "hmc"):
+        result = get_sampler(name, budget=budget).sample(energy, torch.randn(3, 2), generator=gen(0))
+        spent[name] = result.stats["grad_evals"]
+    leapfrog = get_sampler("hmc", budget=budget).hparams["leapfrog_steps"]
+    assert abs(spent["ula"] - spent["mala"]) <= 1, spent
+    assert abs(spent["hmc"] - spent["mala"]) <= leapfrog, (spent, leapfrog)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_continuing_the_chains_equals_one_long_run(name: str) -> None:
     """Persistent chains: x0 = sampler.state.x continues exactly where the last call ended."""
