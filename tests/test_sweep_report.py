@@ -39,7 +39,7 @@ def test_the_wall_time_of_a_dataset_extended_later_sums_its_bursts():
     import pandas as pd
 
     report = _script()
-    times = pd.to_datetime(pd.Series(["2026-01-01 01:00", "2026-01-01 01:04", "2026-01-01 01:06",
-                                      "2026-01-01 04:00", "2026-01-01 04:01:30"]))
+    times = pd.to_datetime(pd.Series(["2026-01-01 01:00:00", "2026-01-01 01:04:00", "2026-01-01 01:06:00",
+                                      "2026-01-01 04:00:00", "2026-01-01 04:01:30"]))
     assert report.wall_minutes(times) == 6 + 1.5  # not the 181.5 min from first to last
     assert report.wall_minutes(times[:3]) == 6
