@@ -60,8 +60,13 @@ def time_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def targets(frame: pd.DataFrame) -> list[str]:
-    models = frame[(frame["role"] == "run") & frame["status"].isin(["ok", "degenerate"])]
-    models = models.drop_duplicates("train_key")
+    rows = frame[(frame["role"] == "run") & frame["status"].isin(["ok", "degenerate"])].copy()
+    # One row per trained model: degenerate when any of its rows is (collapsed samples under
+    # one evaluation sampler exclude the model too); a method that trains without a sampler
+    # is named without one.
+    rows["degenerate"] = rows.groupby("train_key")["status"].transform(lambda s: (s == "degenerate").any())
+    rows["sampler"] = rows["sampler"].where(rows["uses_sampler"].fillna(True).astype(bool), "–")
+    models = rows.drop_duplicates("train_key")
     mark = {True: "met", False: "not met"}
     out = []
     banana = models[(models["dataset"] == "banana") & (models["architecture"] == "mlp")]
@@ -72,7 +77,7 @@ def targets(frame: pd.DataFrame) -> list[str]:
                    f"({fd.loc['cd'].min():.3g} vs {fd.min():.3g}, {ratio:.1f}x)")
     two_d = models[models["dataset"].map(lambda d: len(ebmbench.get_dataset(d).shape) == 1
                                          and ebmbench.get_dataset(d).shape[0] == 2)]
-    bad = two_d[two_d["status"] == "degenerate"].groupby(
+    bad = two_d[two_d["degenerate"]].groupby(
         ["dataset", "method", "architecture", "sampler"])["seed"].count()
     out.append(f"- no tuned 2-D model degenerate: {mark[len(bad) == 0]} ({len(bad)} models, "
                + "; ".join(f"{d} {m}/{a}/{s}: {n} seeds" for (d, m, a, s), n in bad.items()) + ")")
