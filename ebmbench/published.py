@@ -5,15 +5,19 @@ of the committed leaderboards, so they are kept small and readable on GitHub:
 
 ``results.csv``
     One row per run: its identity (``run_id``, ``train_key``, ``role``, ``trial``, method,
-    sampler, architecture, dataset, seed, budget), ``status`` and ``reason``, timings, the
+    sampler, architecture, dataset, seed, budget), ``status`` and ``reason`` (``@<key>``: a
+    long reason many rows share, stored once in the configurations file's
+    ``parts["reason"]``), timings, the
     metric values (``metric.<name>``), the compute it spent (``compute.<name>``), the small
-    per-run records (``notes``, ``metric_errors``, ``sample_stats``, ``train_logs``, as JSON)
+    per-run records (``notes``, ``metric_errors``, ``sample_stats``, ``train_logs``, as JSON,
+    their numbers to 6 significant digits)
     and ``config``, the hash of its configuration.
 ``results.configurations.json``
     ``config`` → the run's hyper-parameters, plugin versions and the value declarations of
     its metrics (directions, cost, reference and sample values). Most of a configuration is
     shared by many runs (the metric settings, the versions, a sampler's settings), so each
-    part is stored once under ``parts`` and a configuration names its parts by hash.
+    part is stored once under ``parts`` and a configuration names its parts by hash. One
+    line per configuration and per part.
 ``results.curves.csv``
     The learning curves, one line per point, keyed by ``train_key`` (every sampler's row of
     a model shares its training, hence its curve) or by ``run_id`` where rows of one
@@ -84,6 +88,10 @@ _CONFIG_FIELDS = ("directions", "cost_values", "reference_values", "sample_value
 _LIST_FIELDS = ("cost_values", "reference_values", "sample_values")
 #: Significant digits written: metric values and compute, and learning-curve points.
 _DIGITS, _CURVE_DIGITS = 9, 5
+#: Significant digits of the floats in the per-run JSON records (``_ROW_JSON``).
+_ROW_DIGITS = 6
+#: A reason this long, shared by this many rows, is stored once (``parts["reason"]``).
+_SHARED_REASON_CHARS, _SHARED_REASON_ROWS = 120, 10
 
 
 def published_files(runs: str | Path) -> dict[str, Path]:
@@ -145,8 +153,21 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _rounded(value: Any) -> Any:
+    """``value`` with every float to :data:`_ROW_DIGITS` significant digits (recursively)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{_ROW_DIGITS}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value if value is not None else {}, sort_keys=True)
+    # The small per-run records (acceptance rates, last losses) are read, not computed on:
+    # full float64 digits made them a sixth of the published runs table.
+    return json.dumps(_rounded(value) if value is not None else {}, sort_keys=True)
 
 
 def _missing(value: Any) -> bool:
@@ -198,6 +219,8 @@ def write_published(
 
     runs = pd.DataFrame({c: frame[c] for c in _IDENTITY if c in frame.columns and c != "config"})
     runs.insert(min(2, len(runs.columns)), "config", config_of)
+    if "reason" in runs.columns:
+        runs["reason"] = _shared_reasons(runs["reason"], lambda text: part("reason", text))
     for c in _ROW_JSON:
         if c in frame.columns:
             runs[c] = frame[c].map(_json)
@@ -210,12 +233,8 @@ def write_published(
     runs.to_csv(out, index=False, float_format=f"%.{_DIGITS}g")
 
     files["configurations"].write_text(
-        json.dumps(
-            {"format": PUBLISHED_FORMAT, "configurations": configurations, "parts": parts},
-            sort_keys=True,
-            indent=1,
-        )
-        + "\n",
+        _configurations_json({"format": PUBLISHED_FORMAT, "configurations": configurations,
+                              "parts": parts}),
         encoding="utf-8",
     )
     _curves_frame(frame).to_csv(files["curves"], index=False, float_format=f"%.{_CURVE_DIGITS}g")
@@ -226,6 +245,55 @@ def write_published(
     )
     counts.to_csv(files["not_applicable"], index=False)
     return list(files.values())
+
+
+def _shared_reasons(reasons: pd.Series, store: Any) -> pd.Series:
+    """Each long reason that many rows share (an offline dataset's skip, with its advice on
+    getting the files, on every combination) stored once, by ``store`` (text → key), and
+    written as ``@<key>``; other reasons as they are."""
+    counts = reasons.value_counts()
+    shared = {text for text, n in counts.items()
+              if isinstance(text, str) and n >= _SHARED_REASON_ROWS and len(text) >= _SHARED_REASON_CHARS}
+    return reasons.map(lambda text: f"@{store(text)}" if text in shared else text)
+
+
+def _configurations_json(blob: dict[str, Any]) -> str:
+    """``blob`` as JSON with one line per configuration and per part, keys sorted: a diff
+    shows which configurations changed, at a third of the size of an indented dump.
+
+    >>> text = _configurations_json({"format": 1, "parts": {"a": {"k": [1, 2]}}, "configurations": {}})
+    >>> print(text, end="")
+    {
+     "configurations": {},
+     "format": 1,
+     "parts": {
+      "a": {
+       "k": [1,2]
+      }
+     }
+    }
+    >>> json.loads(text)["parts"]["a"]["k"]
+    [1, 2]
+    """
+    def compact(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    def table(entries: dict[str, Any], indent: str) -> str:
+        if not entries:
+            return "{}"
+        lines = [f"{indent} {json.dumps(k)}: {compact(v)}" for k, v in sorted(entries.items())]
+        return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
+
+    parts = blob["parts"]
+    part_lines = [f'  {json.dumps(name)}: {table(parts[name], "  ")}' for name in sorted(parts)]
+    parts_text = "{\n" + ",\n".join(part_lines) + "\n }" if parts else "{}"
+    return (
+        "{\n"
+        f' "configurations": {table(blob["configurations"], "")},\n'
+        f' "format": {compact(blob["format"])},\n'
+        f' "parts": {parts_text}\n'
+        "}\n"
+    )
 
 
 def _curves_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -294,8 +362,11 @@ def read_published(runs: str | Path) -> pd.DataFrame:
     frame["curve"] = [
         curves.get(r, curves.get(t, [])) for r, t in zip(frame["run_id"], frame["train_key"], strict=True)
     ]
-    for c in ("reason",):
-        frame[c] = frame[c].astype(object).where(frame[c].notna(), "")
+    shared = parts.get("reason", {})
+    frame["reason"] = [
+        shared.get(text[1:], text) if isinstance(text, str) and text.startswith("@") else text
+        for text in frame["reason"].astype(object).where(frame["reason"].notna(), "")
+    ]
     return frame
 
 

@@ -505,3 +505,32 @@ def test_the_harness_records_a_variant_and_the_board_labels_it(tmp_path):
     assert regularised["hyperparams"].iloc[0]["variant"] == {"alpha": 0.01}
     (boards,) = aggregate(read_results(tmp_path / "r.sqlite"))
     assert set(boards.models.table["method"]) == {"adversarial", "adversarial (α=0.01)"}
+
+
+def test_the_published_export_stores_a_shared_long_reason_once_and_reads_it_back(tmp_path):
+    import json
+
+    from ebmbench.published import read_published, write_published
+    from ebmbench.store import ResultStore, read_results
+
+    offline = "dataset far: no usable local copy and the download failed. " + "Put the files in place. " * 8
+    rows = [row("d", "ula", seed=s, status="skipped", reason=offline) for s in range(12)]
+    rows += [row("d", "mala", status="failed", reason="boom"),
+             {**row("e", "ula"), "sample_stats": {"acceptance_rate": 0.123456789012, "grad_evals": 101.0}}]
+    with ResultStore.open(tmp_path / "results.sqlite") as store:
+        for r in rows:
+            store.write({**r, "metrics": {k[7:]: v for k, v in r.items() if k.startswith("metric.")}})
+    frame = read_results(tmp_path / "results.sqlite")
+    out = tmp_path / "published" / "results.csv"
+    write_published(frame, out)
+
+    written = pd.read_csv(out, dtype={"reason": str})
+    assert written["reason"].str.startswith("@").sum() == 12  # the shared text is not repeated
+    assert (written["reason"] == "boom").sum() == 1  # a short or lone reason stays on its row
+    blob = json.loads((tmp_path / "published" / "results.configurations.json").read_text())
+    assert list(blob["parts"]["reason"].values()) == [offline]
+    back = read_published(out).set_index("run_id")
+    original = frame.set_index("run_id")
+    assert (back["reason"] == original.loc[back.index, "reason"]).all()
+    stats = back[back["method"] == "e"]["sample_stats"].iloc[0]
+    assert stats == {"acceptance_rate": 0.123457, "grad_evals": 101.0}  # 6 significant digits
