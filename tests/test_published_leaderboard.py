@@ -109,6 +109,15 @@ def test_the_example_third_party_method_is_ranked():
         "the example plugin's method 'ksd' is not a ranked model on eight_gaussians"
 
 
+def test_the_example_third_party_method_ran_on_every_toy(results):
+    if EXAMPLE_METHOD in NOT_IN_THIS_PUBLICATION["method"]:
+        pytest.skip(f"this publication ran without the example plugin ({EXAMPLE_METHOD})")
+    finished = results[(results["method"] == EXAMPLE_METHOD)
+                       & results["status"].isin(["ok", "degenerate"])]
+    toys = {i.name for i in builtins("dataset") if i.cls.data_kind == "vector"}
+    assert toys - set(finished["dataset"]) == set(), "toys with no finished run of the example method"
+
+
 def test_every_linked_file_exists():
     for page in PUBLISHED.glob("*.md"):
         for target in re.findall(r"\]\(([^)#]+)\)", page.read_text(encoding="utf-8")):
