@@ -196,8 +196,8 @@ class ComputeMeter:
         c.grad_rows = self.grad_rows
         c.wall_seconds = time.perf_counter() - self._start
         # cpu_seconds is brought up to date at curve points (paused) and at detach only:
-        # process_time sums every thread's clock, about 0.4 ms a call in a torch process,
-        # which per step was a tenth of a small model's training time.
+        # process_time sums every thread's clock, a few microseconds a call on an idle
+        # machine but up to 0.4 ms measured on a loaded one, and a step may take 2 ms.
 
     @property
     def flops_per_step(self) -> float | None:
