@@ -12,7 +12,8 @@ to ``extra_info`` (docs/scale.md quotes them).
 * A quick-budget slice of ``run --all`` (dsm, nce and cd × the four samplers on a 2-D toy,
   an 8-D mixture and digits), run in-process by ``execute_task`` with every metric timed:
   the shares of training, sampling, each metric and the rest (data, setup, checkpoints,
-  rows) of the task time.
+  rows) of the task time, and hmc's sampling time over mala's (about 1: the evaluation
+  samplers' default chains spend equal gradient evaluations).
 
 With benchmarks disabled (the default) only a smoke-budget version of the slice runs, to
 check that the timing hooks see every stage.
@@ -75,18 +76,22 @@ def breakdown(budget: str, grid: dict, results_dir: str, monkeypatch) -> dict[st
     tasks = [Task(group, metrics, "cpu", None, results_dir, [], checkpoints=True)
              for group in group_tasks([s for s in specs if not s.skip_reason])]
     train = sample = 0.0
+    by_sampler: collections.Counter[str] = collections.Counter()
     rows = 0
     t0 = time.perf_counter()
     for task in tasks:
         for row in execute_task(task):
-            assert row["status"] in ("ok", "diverged"), row["reason"]
+            assert row["status"] in ("ok", "degenerate", "diverged"), row["reason"]
             rows += 1
             sample += row["sample_seconds"]
+            by_sampler[row["sampler"]] += row["sample_seconds"]
         train += row["train_seconds"]
     total = time.perf_counter() - t0
     out = {"tasks": len(tasks), "runs": rows, "total_s": total, "train_s": train,
            "sample_s": sample, **{f"metric_{k}_s": v for k, v in metric_seconds.items()}}
     out["rest_s"] = total - train - sample - sum(metric_seconds.values())
+    # Not part of the shares: each evaluation sampler's part of sample_s.
+    out |= {f"sampling_by_{k}": v for k, v in by_sampler.items()}
     return out
 
 
@@ -97,6 +102,7 @@ def test_where_a_sweeps_time_goes(benchmark, tmp_path, monkeypatch):
         assert parts["runs"] == 2 * 2 and parts["tasks"] == 3  # cd trains once per sampler
         assert parts["train_s"] > 0 and parts["sample_s"] > 0
         assert parts["metric_fisher_s"] > 0 and parts["metric_c2st_s"] > 0
+        assert set(k for k in parts if k.startswith("sampling_by_")) == {"sampling_by_ula", "sampling_by_mh"}
         return
     one_off = {k: _in_fresh_process(code) for k, code in ONE_OFF.items()}
     parts = breakdown("quick", SLICE, str(tmp_path), monkeypatch)
@@ -106,6 +112,8 @@ def test_where_a_sweeps_time_goes(benchmark, tmp_path, monkeypatch):
         **parts, **shares,
         **{f"one_off_{k}_s": v for k, v in one_off.items()},
         "first_adam_over_import_torch": one_off["first_adam"] / one_off["import_torch"],
+        # Evaluation at equal gradient cost: hmc's default chain against mala's (about 1).
+        "hmc_over_mala_sampling": parts["sampling_by_hmc"] / parts["sampling_by_mala"],
         "load_average": os.getloadavg()[0],
     })
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
