@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 import ebmbench
+from ebmbench.leaderboard.aggregate import _column, _uses_sampler
 
 OFFLINE = ["mnist", "fashion_mnist", "cifar10"]
 #: Rows of one dataset that finish more than this apart came from separate commands (a sweep
@@ -65,7 +66,8 @@ def targets(frame: pd.DataFrame) -> list[str]:
     # one evaluation sampler exclude the model too); a method that trains without a sampler
     # is named without one.
     rows["degenerate"] = rows.groupby("train_key")["status"].transform(lambda s: (s == "degenerate").any())
-    rows["sampler"] = rows["sampler"].where(rows["uses_sampler"].fillna(True).astype(bool), "–")
+    rows["uses_sampler"] = _column(rows, "uses_sampler", None)
+    rows["sampler"] = rows["sampler"].where(_uses_sampler(rows), "–")  # as the boards name it
     models = rows.drop_duplicates("train_key")
     mark = {True: "met", False: "not met"}
     out = []
@@ -75,8 +77,8 @@ def targets(frame: pd.DataFrame) -> list[str]:
         ratio = fd.loc["cd"].min() / fd.min()
         out.append(f"- tuned cd on banana within 10x of the best: {mark[ratio <= 10]} "
                    f"({fd.loc['cd'].min():.3g} vs {fd.min():.3g}, {ratio:.1f}x)")
-    two_d = models[models["dataset"].map(lambda d: len(ebmbench.get_dataset(d).shape) == 1
-                                         and ebmbench.get_dataset(d).shape[0] == 2)]
+    flat_2d = {d for d in models["dataset"].unique() if tuple(ebmbench.get_dataset(d).shape) == (2,)}
+    two_d = models[models["dataset"].isin(flat_2d)]
     bad = two_d[two_d["degenerate"]].groupby(
         ["dataset", "method", "architecture", "sampler"])["seed"].count()
     out.append(f"- no tuned 2-D model degenerate: {mark[len(bad) == 0]} ({len(bad)} models, "
