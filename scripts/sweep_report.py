@@ -93,8 +93,11 @@ def targets(frame: pd.DataFrame) -> list[str]:
     spent = models["compute"].map(lambda c: (c or {}).get("budget_fraction"))
     stop = models["compute"].map(lambda c: (c or {}).get("stopped_by"))
     at_budget = spent[stop == "budget"]
+    kind = models["dataset"].map({d: ebmbench.get_dataset(d).data_kind for d in models["dataset"].unique()})
+    by_kind = "; ".join(f"{k}: {v.min():.3f}-{v.max():.3f}"
+                        for k, v in at_budget.groupby(kind[stop == "budget"]))
     out.append(f"- compute of the runs stopped by their budget: {at_budget.min():.3f}-"
-               f"{at_budget.max():.3f} of it ({len(at_budget)} models; "
+               f"{at_budget.max():.3f} of it ({by_kind}; {len(at_budget)} models; "
                f"{int((stop == 'max_steps').sum())} stopped at the step cap first)")
     return out
 
