@@ -156,3 +156,40 @@ def test_built_module_and_features():
     # Exact score matching accepts it (its Hessian is −P ≠ 0).
     exact = get_method("exact_sm")
     assert exact.incompatibility(Combination(exact, get_sampler("ula"), arch, Gaussian())) is None
+
+
+def test_frozen_factor_is_reused_and_never_stale():
+    """Chains run with the parameters frozen reuse L between calls; an optimiser step,
+    ``set``, ``load_state_dict`` or a dtype change rebuilds it, and every value equals what a
+    fresh module with the same parameters computes, bit for bit."""
+    from ebmbench import frozen_parameters
+
+    q = Quadratic(2).set(torch.tensor([1.0, -1.0]), torch.tensor([[2.0, 0.5], [0.5, 1.0]]))
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+
+    def fresh(module: Quadratic) -> torch.Tensor:
+        other = Quadratic(2).to(module.lower.dtype)
+        other.load_state_dict(module.state_dict())
+        return other(x.to(module.lower.dtype)).detach()
+
+    with frozen_parameters(q):
+        first = q(x)
+        factor = q._factor()
+        assert q._factor() is factor  # reused while frozen
+        assert torch.equal(q(x), first)
+    assert torch.equal(first, fresh(q))
+    rebuilt = q._factor()  # trainable parameters: rebuilt, with its graph
+    assert rebuilt is not factor and rebuilt.requires_grad
+
+    optimiser = torch.optim.SGD(q.parameters(), lr=0.1)
+    q(x).sum().backward()
+    optimiser.step()
+    with frozen_parameters(q):
+        assert not torch.equal(q(x), first)
+        assert torch.equal(q(x), fresh(q))
+        q.set(torch.zeros(2), torch.eye(2))
+        assert torch.equal(q(x), fresh(q))
+    q.double()
+    with frozen_parameters(q):
+        out = q(x.double())
+    assert out.dtype == torch.float64 and torch.equal(out, fresh(q))

@@ -75,12 +75,34 @@ class Quadratic(nn.Module):
             self.lower.copy_(torch.tril(chol, diagonal=-1))
         return self
 
+    def _factor(self) -> Tensor:
+        """L for :meth:`forward`: rebuilt whenever its parameters may need a gradient, else
+        reused while they are unchanged. A sampler's chains run with the parameters frozen
+        and call f thousands of times between two updates: rebuilding L at each call was a
+        third of the energy's time in a sweep. The cache holds the parameter tensors
+        themselves, their in-place version counters (an optimiser step, ``set`` or
+        ``load_state_dict`` bumps them), storage, dtype and device (``.to()`` and ``.double()``
+        swap a parameter's data in place), so it is never stale, and L is the tensor a rebuild
+        would give, bit for bit."""
+        if torch.is_grad_enabled() and (self.raw_diag.requires_grad or self.lower.requires_grad):
+            return self.cholesky()
+        key = (self.raw_diag, self.lower, self.raw_diag._version, self.lower._version,
+               self.raw_diag.data_ptr(), self.lower.data_ptr(), self.lower.dtype, self.lower.device)
+        cached = self.__dict__.get("_factor_cache")
+        if cached is None or len(cached[0]) != len(key) or any(
+            a is not b if isinstance(a, Tensor) else a != b for a, b in zip(cached[0], key, strict=True)
+        ):
+            with torch.no_grad():
+                cached = (key, self.cholesky())
+            self.__dict__["_factor_cache"] = cached
+        return cached[1]
+
     def forward(self, x: Tensor) -> Tensor:
         # (x − μ)ᵀ L Lᵀ (x − μ) = ‖(x − μ)ᵀ L‖²: one matmul, no explicit P. Under bf16 only
         # the matmul is autocast; the squared norm, f itself, is summed in x's dtype.
         centred = x.flatten(1) - self.mean
         with autocast_for(self.numeric_precision, centred):
-            z = centred @ self.cholesky()
+            z = centred @ self._factor()
         return -0.5 * z.to(x.dtype).pow(2).sum(dim=1)
 
 
