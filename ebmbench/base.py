@@ -325,6 +325,16 @@ class Sampler(Plugin, ABC):
     ) -> SampleResult:
         """Run every chain in ``x0`` for ``n_steps`` (default: ``hparams["steps"]``)."""
 
+    def evaluations_per_step(self) -> int:
+        """Evaluations one step costs each chain: of ∇ₓf for a gradient kernel, of f for a
+        gradient-free one. 1 unless a kernel says otherwise (HMC: its L leapfrog steps).
+
+        Methods that run chains inside training (``cd``, ``pcd``) spend K evaluations per
+        chain and update as ⌈K / this⌉ steps, so that the same K buys every kernel the same
+        work.
+        """
+        return 1
+
 
 # ----------------------------------------------------------------------------- methods
 

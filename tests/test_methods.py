@@ -376,6 +376,40 @@ def test_cd_runs_k_sampler_steps_from_noise_and_keeps_gradients_clean():
     assert logs["f_sample"] == pytest.approx(float(net(x0 + 1.0).detach().mean()))
 
 
+@pytest.mark.parametrize("name", ["cd", "pcd"])
+def test_k_buys_every_training_kernel_the_same_gradients(name):
+    """K counts score evaluations per chain and update, not kernel steps: HMC with L
+    leapfrog steps runs ⌈K/L⌉ iterations, so ula, mala and hmc spend the same gradients per
+    update (to within the one a Metropolis kernel spends starting its chains), and a kernel
+    that declares nothing (the recording sampler) still gets K steps."""
+    ds, data = gaussian_problem(2, n=64)
+    spent = {}
+    for sampler_name, extra in (("ula", {}), ("mala", {}), ("hmc", {"leapfrog_steps": 3})):
+        sampler = get_sampler(sampler_name, budget="quick", **extra)
+        method = get_method(name, budget="quick", mcmc_steps=6, batch_size=16, chain_adapt=False)
+        method.setup(context(small_mlp(2), ds, data, sampler))
+        counted = {}
+        original = method.sampler.sample
+
+        def sample(*args, _orig=original, **kwargs):
+            result = _orig(*args, **kwargs)
+            counted["grads"] = result.stats["grad_evals"]
+            counted["steps"] = kwargs["n_steps"]
+            return result
+
+        method.sampler.sample = sample
+        method.train_step(data[:16])
+        spent[sampler_name] = counted
+    assert spent["ula"]["steps"] == spent["mala"]["steps"] == 6 and spent["hmc"]["steps"] == 2
+    assert spent["ula"]["grads"] == 6
+    assert spent["mala"]["grads"] == spent["hmc"]["grads"] == 7  # 6 + the start's score
+    recording = RecordingSampler()
+    method = get_method(name, mcmc_steps=6, batch_size=8)
+    method.setup(context(small_mlp(2), ds, data, recording))
+    method.loss(data[:8])
+    assert recording.calls[0][1] == 6
+
+
 def test_pcd_chains_persist_in_the_replay_buffer():
     ds, data = gaussian_problem(2, n=64)
     sampler = RecordingSampler()

@@ -12,6 +12,7 @@ replay buffer (Tieleman 2008; Du & Mordatch 2019).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -30,7 +31,25 @@ from ebmbench import (
     log_uniform,
 )
 
-__all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "cd_loss"]
+__all__ = ["ContrastiveDivergence", "PersistentContrastiveDivergence", "cd_loss", "chain_steps"]
+
+
+def chain_steps(evaluations: int, sampler: Sampler) -> int:
+    """The steps of ``sampler`` that spend ``evaluations`` per chain: ⌈K / L⌉ for a kernel
+    whose step costs L evaluations (:meth:`~ebmbench.Sampler.evaluations_per_step`), at
+    least one.
+
+    K counts evaluations, not kernel steps, so that one K buys every training sampler the
+    same work per update: with K = 20, ``ula`` and ``mala`` take 20 steps and ``hmc`` (3
+    leapfrog steps at quick) 7, where it took 20 (60 gradients) until 2026-11-30 and so
+    made a third as many updates of the compute budget. The evaluation chains follow the
+    same rule (``hmc``'s default length, docs/protocol.md section 5).
+
+    >>> from ebmbench import get_sampler
+    >>> chain_steps(20, get_sampler("ula")), chain_steps(20, get_sampler("hmc", leapfrog_steps=3))
+    (20, 7)
+    """
+    return max(1, math.ceil(evaluations / max(1, sampler.evaluations_per_step())))
 
 
 def cd_loss(f_data: Tensor, f_sample: Tensor, alpha: float = 0.0) -> Tensor:
@@ -57,10 +76,11 @@ def cd_loss(f_data: Tensor, f_sample: Tensor, alpha: float = 0.0) -> Tensor:
 
 
 class ContrastiveDivergence(Method):
-    """Short-run contrastive divergence: K sampler steps from noise at every update.
+    """Short-run contrastive divergence: chains from noise at every update.
 
-    Negative chains start from ``dataset.init_noise`` and take ``mcmc_steps`` steps of the
-    run's sampler; the loss is :func:`cd_loss`. With few steps this is the short-run
+    Negative chains start from ``dataset.init_noise`` and run the run's sampler for
+    ``mcmc_steps`` = K evaluations of its score (:func:`chain_steps`: ⌈K/L⌉ steps of a
+    kernel whose step takes L); the loss is :func:`cd_loss`. With few steps this is the short-run
     "non-convergent" MCMC of Nijkamp et al. (2019): the samples, not the density, are what
     it learns well, unless the chains mix within K steps.
 
@@ -73,13 +93,14 @@ class ContrastiveDivergence(Method):
     """
 
     name = "cd"
-    description = "Short-run contrastive divergence: K sampler steps from noise per update"
+    description = "Short-run contrastive divergence: K-evaluation chains from noise per update"
     uses_sampler = True
     # α > 0 regularises the energy's magnitude (Du & Mordatch 2019): a labelled variant.
     variant_params = ("alpha",)
     params = Method.params | {
-        "mcmc_steps": Param(20, "sampler steps K per update", smoke=5, full=100, low=1,
-                           search=int_range(1, 50, log=True)),
+        "mcmc_steps": Param(20, "evaluations K of the score (of f, gradient-free kernels) per "
+                           "chain and update: ⌈K/L⌉ steps of a kernel whose step takes L (HMC)",
+                           smoke=5, full=100, low=1, search=int_range(1, 50, log=True)),
         "alpha": Param(
             0.0, "weight α of the energy-magnitude regulariser α(E_data f² + E_sample f²)",
             low=0, search=choice(0.0, 0.001, 0.01, 0.1),
@@ -121,7 +142,8 @@ class ContrastiveDivergence(Method):
         values["step_size"] = values["step_size"] * self.hparams["chain_step_scale"]
         if self.hparams["chain_adapt"] and "target_accept" in values:
             values |= {"adapt": "global", "persistent": True,
-                       "warmup": self.hparams["mcmc_steps"] * self.hparams["chain_adapt_updates"]}
+                       "warmup": chain_steps(self.hparams["mcmc_steps"], sampler)
+                       * self.hparams["chain_adapt_updates"]}
         return type(sampler)(budget=sampler.budget, **values)
 
     def init_noise(self, n: int) -> Tensor:
@@ -134,7 +156,8 @@ class ContrastiveDivergence(Method):
         # reaches their .grad (and no parameter graph is built).
         with frozen_parameters(self.energy):
             result = self.sampler.sample(
-                self.energy, x0, n_steps=self.hparams["mcmc_steps"], generator=self.ctx.generator
+                self.energy, x0, n_steps=chain_steps(self.hparams["mcmc_steps"], self.sampler),
+                generator=self.ctx.generator,
             )
         self._last_stats = {
             f"sampler_{k}": float(v) for k, v in result.stats.items()
@@ -163,15 +186,17 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
     """Persistent CD with a replay buffer (Tieleman 2008; Du & Mordatch 2019).
 
     Each update draws chain starts from a :class:`~ebmbench.ReplayBuffer`, restarting a
-    fraction ``reinit_prob`` from noise (5 % in Du & Mordatch), runs K sampler steps and
+    fraction ``reinit_prob`` from noise (5 % in Du & Mordatch), runs the chains for K
+    evaluations (:func:`chain_steps`) and
     writes the chains back, so that chains accumulate steps across updates.
     """
 
     name = "pcd"
     description = "Persistent CD: chains kept in a replay buffer, 5% restarted from noise"
     params = ContrastiveDivergence.params | {
-        "mcmc_steps": Param(10, "sampler steps K per update", smoke=5, full=60, low=1,
-                           search=int_range(1, 50, log=True)),
+        "mcmc_steps": Param(10, "evaluations K of the score (of f, gradient-free kernels) per "
+                           "chain and update: ⌈K/L⌉ steps of a kernel whose step takes L (HMC)",
+                           smoke=5, full=60, low=1, search=int_range(1, 50, log=True)),
         "buffer_size": Param(10_000, "replay-buffer capacity", smoke=1_000, low=1),
         "reinit_prob": Param(0.05, "probability that a chain restarts from noise", low=0, high=1,
                             search=choice(0.0, 0.01, 0.05, 0.2)),

@@ -42,6 +42,9 @@ class HamiltonianMonteCarlo(MarkovChainSampler):
         if self.hparams["leapfrog_steps"] < 1:
             raise ValueError("HMC needs at least one leapfrog step (leapfrog_steps >= 1)")
 
+    def evaluations_per_step(self) -> int:
+        return int(self.hparams["leapfrog_steps"])
+
     def init_chains(self, fn: EnergyCounter, x: Tensor) -> Chains:
         f, score = fn.value_and_score(x)
         return Chains(x, f, score)
