@@ -391,10 +391,10 @@ def test_k_buys_every_training_kernel_the_same_gradients(name):
         counted = {}
         original = method.sampler.sample
 
-        def sample(*args, _orig=original, **kwargs):
+        def sample(*args, _orig=original, _counted=counted, **kwargs):
             result = _orig(*args, **kwargs)
-            counted["grads"] = result.stats["grad_evals"]
-            counted["steps"] = kwargs["n_steps"]
+            _counted["grads"] = result.stats["grad_evals"]
+            _counted["steps"] = kwargs["n_steps"]
             return result
 
         method.sampler.sample = sample
