@@ -35,7 +35,7 @@ from .base import (
     TrainContext,
     is_finite,
 )
-from .budgets import MAX_VALIDATION, VALIDATION_FRACTION, dataset_train_flops
+from .budgets import MAX_VALIDATION, VALIDATION_FRACTION, dataset_train_flops, skips_last_update
 from .checkpoint import model_payload, read_model_file, write_model_file
 from .compute import ComputeMeter
 from .degenerate import degenerate_notes, gaussian_nll
@@ -247,9 +247,13 @@ def _train(
     deadline = None if task.timeout is None else start + task.timeout
     meter = ComputeMeter(energy)
     compute = meter.compute
+    stopped_early = False  # before an update that would overshoot (skips_last_update)
     try:
         # Train until the compute budget is spent: the step count is what it buys.
         while compute.steps < max_steps and compute.flops < budget_flops:
+            if skips_last_update(compute.flops, meter.flops_per_step, budget_flops):
+                stopped_early = True
+                break
             if points and run_progress(compute.flops + (meter.flops_per_step or 0.0),
                                        compute.steps + 1, budget_flops, max_steps) >= points[0]:
                 meter.probe_next()  # count exactly the step that reaches a curve point
@@ -288,7 +292,7 @@ def _train(
     spent = compute.as_dict() | {
         "budget_flops": budget_flops,
         "budget_fraction": compute.flops / budget_flops,
-        "stopped_by": "budget" if compute.flops >= budget_flops else "max_steps",
+        "stopped_by": "budget" if compute.flops >= budget_flops or stopped_early else "max_steps",
     }
     train_seconds = compute.wall_seconds
     energy.eval()

@@ -135,6 +135,27 @@ def test_two_methods_with_different_update_costs_get_equal_compute(tmp_path):
     assert rows["cd"].compute["steps"] * 5 < rows["dsm"].compute["steps"]
 
 
+def test_an_update_that_would_overshoot_the_tolerance_is_not_taken(tmp_path):
+    """When one update is a large share of the budget, the run stops where its compute is
+    nearest the budget: with updates of 0.32 budgets it stops at 0.96 (3 updates), not at
+    1.28; an update that ends within the 10 % tolerance is taken (11 of 0.095 = 1.05)."""
+    def run(flops: float, steps: int, folder: str) -> dict:
+        frame = ebmbench.run(methods=["cd"], samplers=["ula"], architectures=["mlp"],
+                             datasets=["eight_gaussians"], metrics=[], budget="smoke",
+                             overrides={"method.cd.steps": steps, "method.cd.mcmc_steps": 20},
+                             train_flops=flops, results=tmp_path / folder / "r.sqlite",
+                             device="cpu")
+        return frame.iloc[0].compute
+
+    probe = run(1e15, 3, "probe")  # capped at 3 updates: the cost of one
+    per_update = probe["flops"] / probe["steps"]
+    big = run(per_update / 0.32, 1000, "big")
+    assert big["steps"] == 3 and big["stopped_by"] == "budget"
+    assert big["budget_fraction"] == pytest.approx(0.96, abs=1e-6)
+    small = run(per_update / 0.095, 1000, "small")
+    assert small["steps"] == 11 and small["budget_fraction"] == pytest.approx(1.045, abs=1e-6)
+
+
 def test_a_dataset_may_declare_its_own_budget():
     digits = ebmbench.get_dataset("digits")
     banana = ebmbench.get_dataset("banana")
