@@ -44,6 +44,7 @@ class FlopCounter(TorchDispatchMode):
     Unlike :class:`torch.utils.flop_counter.FlopCounterMode` it tracks no modules, so it
     works inside ``torch.autograd.grad`` (which score-based losses and samplers call).
 
+    >>> import torch
     >>> with FlopCounter() as c:
     ...     _ = torch.ones(4, 3) @ torch.ones(3, 5)
     >>> c.flops   # 2 · 4 · 3 · 5
@@ -103,6 +104,7 @@ class ComputeMeter:
         meter.detach()
         meter.compute.flops
 
+    >>> import torch
     >>> net = nn.Linear(3, 1)
     >>> meter = ComputeMeter(net)
     >>> with meter.step():
