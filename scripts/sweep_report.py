@@ -3,8 +3,8 @@
 Prints, from a results store (or export), the per-dataset time table of docs/protocol.md §7
 (studies, trials and how many were pruned, training and sampling CPU seconds, rows, the wall
 time from a dataset's first row to its last, summed over its bursts when a later command
-extended it) and then the targets of the fair-protocol
-issue, each marked met or not met::
+extended it), then the targets of the fair-protocol issue, each marked met or not met, and
+how many studies kept their defaults because only trial 0 finished::
 
     python scripts/sweep_report.py sweep/results.sqlite
 """
@@ -102,6 +102,21 @@ def targets(frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def defaults_only(frame: pd.DataFrame) -> str:
+    """How many studies on vector data ended with trial 0, the defaults, as their only
+    finished trial (docs/protocol.md section 7: the pruner's first rung)."""
+    trials = frame[(frame["role"] == "trial") & frame["status"].isin(["ok", "pruned", "diverged"])].copy()
+    kinds = {d: ebmbench.get_dataset(d).data_kind for d in trials["dataset"].unique()}
+    trials = trials[trials["dataset"].map(kinds) == "vector"]
+    trials["study"] = trials["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
+    finished = trials[trials["status"] == "ok"].groupby("study")["trial"].agg(list)
+    only_0 = finished[finished.map(lambda t: t == [0])]
+    methods = trials.drop_duplicates("study").set_index("study").loc[only_0.index, "method"]
+    return (f"- studies on vector data whose only finished trial is trial 0 (the defaults): "
+            f"{len(only_0)} of {trials['study'].nunique()} "
+            f"({int(methods.isin(['cd', 'pcd']).sum())} of them cd or pcd)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a results store or export")
@@ -109,6 +124,8 @@ def main() -> None:
     print(time_table(frame).to_markdown(index=False, floatfmt=".0f"))
     print()
     print("\n".join(targets(frame)))
+    if (frame["role"] == "trial").any():
+        print(defaults_only(frame))
 
 
 if __name__ == "__main__":

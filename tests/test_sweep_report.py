@@ -43,3 +43,25 @@ def test_the_wall_time_of_a_dataset_extended_later_sums_its_bursts():
                                       "2026-01-01 04:00:00", "2026-01-01 04:01:30"]))
     assert report.wall_minutes(times) == 6 + 1.5  # not the 181.5 min from first to last
     assert report.wall_minutes(times[:3]) == 6
+
+
+def test_studies_left_at_their_defaults_are_counted():
+    """A study whose only finished trial is trial 0 kept the defaults; trials on images
+    (scored at the end, never pruned) are not counted."""
+    import pandas as pd
+
+    def trial(study, method, number, status, dataset="eight_gaussians"):
+        return {"role": "trial", "status": status, "trial": number, "dataset": dataset,
+                "method": method, "hyperparams": {"tuning": {"study": study}}}
+
+    frame = pd.DataFrame([
+        trial("a", "dsm", 0, "ok"), trial("a", "dsm", 1, "pruned"),
+        trial("b", "nce", 0, "ok"), trial("b", "nce", 1, "ok"),
+        trial("c", "cd", 0, "ok"), trial("c", "cd", 1, "pruned"), trial("c", "cd", 2, "pruned"),
+        trial("d", "pcd", 0, "pruned"), trial("d", "pcd", 1, "ok"),
+        trial("e", "cd", 0, "ok", dataset="digits"),
+        {"role": "run", "status": "ok", "trial": None, "dataset": "eight_gaussians",
+         "method": "dsm", "hyperparams": {}},
+    ])
+    line = _script().defaults_only(frame)
+    assert line.endswith(": 2 of 4 (1 of them cd or pcd)"), line

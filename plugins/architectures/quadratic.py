@@ -86,16 +86,15 @@ class Quadratic(nn.Module):
         would give, bit for bit."""
         if torch.is_grad_enabled() and (self.raw_diag.requires_grad or self.lower.requires_grad):
             return self.cholesky()
-        key = (self.raw_diag, self.lower, self.raw_diag._version, self.lower._version,
-               self.raw_diag.data_ptr(), self.lower.data_ptr(), self.lower.dtype, self.lower.device)
-        cached = self.__dict__.get("_factor_cache")
-        if cached is None or len(cached[0]) != len(key) or any(
-            a is not b if isinstance(a, Tensor) else a != b for a, b in zip(cached[0], key, strict=True)
-        ):
+        params = (self.raw_diag, self.lower)
+        state = tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params)
+        cached = self.__dict__.get("_factor_cache")  # (params, state, L), not a registered buffer
+        if cached is None or cached[0][0] is not params[0] or cached[0][1] is not params[1] \
+                or cached[1] != state:
             with torch.no_grad():
-                cached = (key, self.cholesky())
+                cached = (params, state, self.cholesky())
             self.__dict__["_factor_cache"] = cached
-        return cached[1]
+        return cached[2]
 
     def forward(self, x: Tensor) -> Tensor:
         # (x − μ)ᵀ L Lᵀ (x − μ) = ‖(x − μ)ᵀ L‖²: one matmul, no explicit P. Under bf16 only
