@@ -25,6 +25,11 @@ OFFLINE = ["mnist", "fashion_mnist", "cifar10"]
 BURST_GAP = pd.Timedelta(minutes=10)
 
 
+def datasets(names) -> dict[str, object]:
+    """The dataset plugins of ``names``, one instance each (their shape and data kind)."""
+    return {name: ebmbench.get_dataset(name) for name in set(names)}
+
+
 def wall_minutes(finished: pd.Series) -> float:
     """Minutes from first to last row of each burst of ``finished`` times, summed.
 
@@ -77,7 +82,8 @@ def targets(frame: pd.DataFrame) -> list[str]:
         ratio = fd.loc["cd"].min() / fd.min()
         out.append(f"- tuned cd on banana within 10x of the best: {mark[ratio <= 10]} "
                    f"({fd.loc['cd'].min():.3g} vs {fd.min():.3g}, {ratio:.1f}x)")
-    flat_2d = {d for d in models["dataset"].unique() if tuple(ebmbench.get_dataset(d).shape) == (2,)}
+    plugins = datasets(models["dataset"])
+    flat_2d = {d for d, plugin in plugins.items() if tuple(plugin.shape) == (2,)}
     two_d = models[models["dataset"].isin(flat_2d)]
     bad = two_d[two_d["degenerate"]].groupby(
         ["dataset", "method", "architecture", "sampler"])["seed"].count()
@@ -93,7 +99,7 @@ def targets(frame: pd.DataFrame) -> list[str]:
     spent = models["compute"].map(lambda c: (c or {}).get("budget_fraction"))
     stop = models["compute"].map(lambda c: (c or {}).get("stopped_by"))
     at_budget = spent[stop == "budget"]
-    kind = models["dataset"].map({d: ebmbench.get_dataset(d).data_kind for d in models["dataset"].unique()})
+    kind = models["dataset"].map({d: plugin.data_kind for d, plugin in plugins.items()})
     by_kind = "; ".join(f"{k}: {v.min():.3f}-{v.max():.3f}"
                         for k, v in at_budget.groupby(kind[stop == "budget"]))
     out.append(f"- compute of the runs stopped by their budget: {at_budget.min():.3f}-"
@@ -106,7 +112,7 @@ def defaults_only(frame: pd.DataFrame) -> str:
     """How many studies on vector data ended with trial 0, the defaults, as their only
     finished trial (docs/protocol.md section 7: the pruner's first rung)."""
     trials = frame[(frame["role"] == "trial") & frame["status"].isin(["ok", "pruned", "diverged"])].copy()
-    kinds = {d: ebmbench.get_dataset(d).data_kind for d in trials["dataset"].unique()}
+    kinds = {d: plugin.data_kind for d, plugin in datasets(trials["dataset"]).items()}
     trials = trials[trials["dataset"].map(kinds) == "vector"]
     trials["study"] = trials["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
     finished = trials[trials["status"] == "ok"].groupby("study")["trial"].agg(list)
