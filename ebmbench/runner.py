@@ -238,7 +238,8 @@ def _train(
     if task.pruning is not None:
         from .tuning import CurvePruner
 
-        pruner = CurvePruner(task.pruning["objective"], task.pruning["history"])
+        pruner = CurvePruner(task.pruning["objective"], task.pruning["history"],
+                             task.pruning.get("trial"))
     logs: dict[str, float] = {}
     energy.train()
     # The clock starts here, not before setup: one-off imports (the first optimiser pulls

@@ -289,7 +289,8 @@ def _tune(
                 spec.tuning = {"study": study.key, "trial": number, "objective": study.objective}
                 if study.from_curve:
                     tasks.append(make_task([spec], {}, sample=False, pruning={
-                        "objective": study.objective, "history": pruning_history(study, earlier)}))
+                        "objective": study.objective, "history": pruning_history(study, earlier),
+                        "trial": number}))
                 else:
                     tasks.append(make_task([spec], providers[study.objective]))
             with _closing(executor_obj.map(execute_task, tasks)) as rows:

@@ -22,7 +22,12 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   Talwalkar 2016) on the learning curve: at 1/8 of the budget, and again at 1/2 (the next
   point at or past a factor 3 further), a trial whose validation objective is not in the
   best third of the trials that reached the same point stops (status ``pruned``); with
-  fewer than three such trials, only the best goes on. Only curve objectives are pruned.
+  fewer than three such trials, only the best goes on. Only curve objectives are pruned,
+  and never in the random start: its ``min(4, N)`` trials (:func:`startup_trials`) always
+  finish (unless their objective is not finite), and their rung values are every later
+  trial's reference. When trial 0 was the only reference, 80 of 284 toy studies of the
+  2026-11-29 publication kept their defaults because every later trial was stopped at 1/8,
+  where curves have barely separated (docs/protocol.md, section 7).
 - **The choice** is the trial with the lowest objective that finished training; it is
   recorded with every run of the study (``hyperparams["tuning"]``). If no trial finished,
   the study runs with its defaults and says so.
@@ -51,6 +56,7 @@ from .search_space import Search
 __all__ = [
     "Study", "plan_studies", "trial_spec", "next_trial_params", "choose", "objective_of",
     "CurvePruner", "TrialPruned", "PRUNER_MIN_RESOURCE", "PRUNER_REDUCTION", "CURVE_RESOURCE",
+    "STARTUP_TRIALS", "startup_trials",
 ]
 
 #: The pruner's resource is the compute spent, in 1/128ths of the budget (the first
@@ -61,6 +67,9 @@ CURVE_RESOURCE = 128
 PRUNER_MIN_RESOURCE = 16
 #: Each rung keeps the best 1/3 and is 3× further along.
 PRUNER_REDUCTION = 3
+#: TPE's random start: trials 0 … 3 (trial 0 the defaults) are drawn without a model of
+#: the objective, and are never pruned.
+STARTUP_TRIALS = 4
 #: Samplers preferred, in order, for a sampler-free method's trials on sample objectives.
 _TUNING_SAMPLERS = ("mala", "hmc", "ula", "mh")
 
@@ -97,6 +106,19 @@ class Study:
     def label(self) -> str:
         extra = f"/{self.base.sampler}" if self.base.uses_sampler else ""
         return f"{self.base.dataset}/{self.base.method}{extra}/{self.base.architecture}"
+
+
+def startup_trials(n_trials: int) -> int:
+    """How many of a study's ``n_trials`` make its random start: ``min(4, N)``.
+
+    They are drawn by TPE without a model (trial 0 is the defaults) and always finish, so
+    that the study's choice and every later trial's pruning rest on at least this many
+    complete curves.
+
+    >>> startup_trials(8), startup_trials(2)
+    (4, 2)
+    """
+    return min(STARTUP_TRIALS, n_trials)
 
 
 def _digest(value: Any) -> str:
@@ -221,9 +243,11 @@ def _in_memory_study(study: Study, rows: list[dict[str, Any]], number: int) -> A
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    n_startup = min(4, max(1, number))
+    # TPE draws at random while the study holds fewer than STARTUP_TRIALS trials: trials
+    # 1 … 3 (trial 0 is the defaults). Until 2026-11-30 this was min(4, number), which let
+    # TPE model trials 1 … 3 on one to three observations, against the docs.
     sampler = optuna.samplers.TPESampler(
-        seed=derive_seed("tpe", study.key, number) % 2**32, n_startup_trials=n_startup,
+        seed=derive_seed("tpe", study.key, number) % 2**32, n_startup_trials=STARTUP_TRIALS,
         multivariate=True,
     )
     opt = optuna.create_study(direction="minimize", sampler=sampler)
@@ -292,7 +316,7 @@ def pruning_history(study: Study, rows: list[dict[str, Any]]) -> list[dict[str, 
         curve = _curve_values(row, study.objective)
         if curve:
             history.append({"curve": {str(k): v for k, v in curve.items()},
-                            "pruned": row["status"] == "pruned"})
+                            "pruned": row["status"] == "pruned", "trial": row["trial"]})
     return history
 
 
@@ -301,10 +325,18 @@ class CurvePruner:
 
     The earlier trials' curves are replayed through the pruner in an in-memory study, so
     that its rung records are Optuna's own; then :meth:`should_stop` reports each new
-    point of this trial.
+    point of this trial. A trial of the random start (number < :func:`startup_trials`)
+    records its rung values, which later trials compete with, but stops only on a
+    non-finite objective.
+
+    Args:
+        objective: The curve value to minimise.
+        history: The earlier trials, in order (:func:`pruning_history`).
+        number: This trial's number; ``None`` prunes it like any later trial.
     """
 
-    def __init__(self, objective: str, history: list[dict[str, Any]]) -> None:
+    def __init__(self, objective: str, history: list[dict[str, Any]],
+                 number: int | None = None) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -315,10 +347,12 @@ class CurvePruner:
         for past in history:
             trial = self.study.ask()
             curve = sorted((int(k), v) for k, v in past["curve"].items())
+            exempt = past.get("trial", STARTUP_TRIALS) < STARTUP_TRIALS
             stopped = False
             for step, value in curve:
                 trial.report(value, step)
-                if trial.should_prune():
+                # should_prune records the rung value even when a startup trial ignores it.
+                if trial.should_prune() and not (exempt and math.isfinite(value)):
                     stopped = True
                     break
             if stopped or past["pruned"]:
@@ -326,6 +360,7 @@ class CurvePruner:
             else:
                 self.study.tell(trial, curve[-1][1] if curve else math.inf)
         self.trial = self.study.ask()
+        self.exempt = number is not None and number < STARTUP_TRIALS
         self._last_step = 0
 
     def should_stop(self, point: dict[str, float]) -> bool:
@@ -338,5 +373,7 @@ class CurvePruner:
         if step <= self._last_step:  # two points within one 1/128 of the run: keep the first
             return False
         self._last_step = step
-        self.trial.report(float(value) if math.isfinite(value) else float("nan"), step)
-        return bool(self.trial.should_prune())
+        finite = math.isfinite(value)
+        self.trial.report(float(value) if finite else float("nan"), step)
+        prune = bool(self.trial.should_prune())
+        return prune and not (self.exempt and finite)

@@ -265,10 +265,14 @@ def test_cd_training_chains_have_their_own_step_size():
     assert chains.hparams["step_size"] == pytest.approx(4 * sampler.hparams["step_size"])
     assert chains.hparams["adapt"] == "global" and chains.hparams["persistent"]
     assert sampler.hparams["persistent"] is False  # evaluation keeps the sampler's own
-    for _ in range(3):
+    steps = []
+    for _ in range(8):
         logs = method.train_step(dataset.train_data(g)[:64])
-    assert "sampler_step_size" in logs
-    assert logs["sampler_step_size"] != pytest.approx(4 * sampler.hparams["step_size"])  # adapted
+        steps.append(logs["sampler_step_size"])
+    assert steps[0] != pytest.approx(4 * sampler.hparams["step_size"])  # adapted
+    # ... and still adapting after 5 updates (the smoke default until 2026-11-30, 50 at
+    # quick): the energy keeps changing, so the chains' step keeps following it.
+    assert len(set(steps[5:])) == 3
 
 
 # ------------------------------------------------------------------------ tuning
@@ -371,3 +375,72 @@ def test_a_killed_tuning_sweep_resumes_without_repeating_trials(tuning_plugins, 
     run_sweep(selection, results=tmp_path / "again.sqlite", device="cpu", tune=5,
               on_row=lambda row: fresh.append(row["run_id"]))
     assert fresh == first + seen
+
+
+def _slow_sm_study():
+    from ebmbench.grid import Selection, expand
+    from ebmbench.plugins import get_plugin_manager
+    from ebmbench.tuning import plan_studies
+
+    selection = Selection(methods=TUNE["methods"], samplers=TUNE["samplers"],
+                          architectures=TUNE["architectures"], datasets=TUNE["datasets"],
+                          metrics=TUNE["metrics"], budget="smoke", overrides=TUNE["overrides"])
+    (study,) = plan_studies(expand(selection)[0], get_plugin_manager(), set()).values()
+    return study
+
+
+def _finished_trial(number, params, value):
+    return {"trial": number, "status": "ok", "hyperparams": {"method": dict(params)},
+            "curve": [{"fisher_divergence": value, "progress": 1.0}]}
+
+
+def test_trials_one_to_three_are_random_and_later_ones_learn_from_the_scores(tuning_plugins):
+    """TPE's random start is trials 0 … 3 (0: the defaults): what they scored cannot move
+    trials 1 … 3; from trial 4 on the scores steer the search."""
+    from ebmbench.tuning import STARTUP_TRIALS, next_trial_params
+
+    study = _slow_sm_study()
+    drawn = [next_trial_params(study, [], 0)]
+    assert drawn == [{"lr": 1e-6}]
+    scores = {"good_first": [0.01, 1.0, 2.0, 3.0], "good_last": [3.0, 2.0, 1.0, 0.01]}
+    for number in range(1, STARTUP_TRIALS + 1):
+        first, last = (
+            next_trial_params(study, [_finished_trial(n, drawn[n], s[n]) for n in range(number)],
+                              number)
+            for s in scores.values())
+        if number < STARTUP_TRIALS:
+            assert first == last, number
+            drawn.append(first)
+        else:
+            assert first != last
+
+
+def test_the_random_start_is_never_pruned_and_later_trials_are():
+    """Trials 0 … 3 finish and set the rungs' references; trial 4 on are pruned against
+    them. (Until 2026-11-30 trial 0 alone was the reference at 1/8 of the run, and 80 of
+    284 toy studies kept their defaults because every later trial was stopped there.)"""
+    from ebmbench.tuning import STARTUP_TRIALS, CurvePruner
+
+    good = {"16": 0.1, "64": 0.05, "128": 0.01}
+    history = [{"curve": good, "pruned": False, "trial": 0}]
+    worse = {"fisher_divergence": 5.0, "progress": 1 / 8}
+    for number in range(1, STARTUP_TRIALS):
+        assert not CurvePruner("fisher_divergence", history, number).should_stop(worse)
+    assert CurvePruner("fisher_divergence", history, STARTUP_TRIALS).should_stop(worse)
+    assert CurvePruner("fisher_divergence", history).should_stop(worse)  # no number: pruned
+    # A startup trial whose objective is no longer finite stops: it cannot recover.
+    diverged = {"fisher_divergence": float("nan"), "progress": 1 / 8}
+    assert CurvePruner("fisher_divergence", history, 1).should_stop(diverged)
+
+    # Replayed, a startup trial worse than trial 0 still finishes (its later rungs count):
+    # with four finished references at 1/8, a trial must be the best of five to go on.
+    import optuna
+
+    history += [{"curve": {"16": v, "64": v, "128": v}, "pruned": False, "trial": n}
+                for n, v in ((1, 5.0), (2, 6.0), (3, 7.0))]
+    pruner = CurvePruner("fisher_divergence", history, STARTUP_TRIALS)
+    states = [t.state for t in pruner.study.trials[:STARTUP_TRIALS]]
+    assert states == [optuna.trial.TrialState.COMPLETE] * STARTUP_TRIALS
+    assert pruner.should_stop({"fisher_divergence": 0.5, "progress": 1 / 8})
+    better = CurvePruner("fisher_divergence", history, STARTUP_TRIALS)
+    assert not better.should_stop({"fisher_divergence": 0.05, "progress": 1 / 8})
