@@ -4,7 +4,8 @@ Prints, from a results store (or export), the per-dataset time table of docs/pro
 (studies, trials and how many were pruned, training and sampling CPU seconds, rows, the wall
 time from a dataset's first row to its last, summed over its bursts when a later command
 extended it), then the targets of the fair-protocol issue, each marked met or not met, and
-how many studies kept their defaults because only trial 0 finished::
+how many studies kept their defaults because only trial 0 finished, and how many chose
+them::
 
     python scripts/sweep_report.py sweep/results.sqlite
 """
@@ -110,7 +111,8 @@ def targets(frame: pd.DataFrame) -> list[str]:
 
 def defaults_only(frame: pd.DataFrame) -> str:
     """How many studies on vector data ended with trial 0, the defaults, as their only
-    finished trial (docs/protocol.md section 7: the pruner's first rung)."""
+    finished trial (docs/protocol.md section 7: the pruner's first rung, before the random
+    start was exempt from it), and how many chose trial 0 among those that finished."""
     trials = frame[(frame["role"] == "trial") & frame["status"].isin(["ok", "pruned", "diverged"])].copy()
     kinds = {d: plugin.data_kind for d, plugin in datasets(trials["dataset"]).items()}
     trials = trials[trials["dataset"].map(kinds) == "vector"]
@@ -118,9 +120,14 @@ def defaults_only(frame: pd.DataFrame) -> str:
     finished = trials[trials["status"] == "ok"].groupby("study")["trial"].agg(list)
     only_0 = finished[finished.map(lambda t: t == [0])]
     methods = trials.drop_duplicates("study").set_index("study").loc[only_0.index, "method"]
+    runs = frame[frame["role"] == "run"]
+    record = runs["hyperparams"].map(lambda h: (h or {}).get("tuning") or {})
+    chosen = {r["study"]: r.get("chosen_trial") for r in record if r.get("study") in finished.index}
+    chose_0 = sum(trial == 0 for trial in chosen.values())
     return (f"- studies on vector data whose only finished trial is trial 0 (the defaults): "
             f"{len(only_0)} of {trials['study'].nunique()} "
-            f"({int(methods.isin(['cd', 'pcd']).sum())} of them cd or pcd)")
+            f"({int(methods.isin(['cd', 'pcd']).sum())} of them cd or pcd); "
+            f"that chose trial 0: {chose_0} of {len(chosen)}")
 
 
 def main() -> None:

@@ -47,7 +47,8 @@ def test_the_wall_time_of_a_dataset_extended_later_sums_its_bursts():
 
 def test_studies_left_at_their_defaults_are_counted():
     """A study whose only finished trial is trial 0 kept the defaults; trials on images
-    (scored at the end, never pruned) are not counted."""
+    (scored at the end, never pruned) are not counted. Studies that chose trial 0 are
+    counted once, however many runs record the choice."""
     import pandas as pd
 
     def trial(study, method, number, status, dataset="eight_gaussians"):
@@ -62,6 +63,9 @@ def test_studies_left_at_their_defaults_are_counted():
         trial("e", "cd", 0, "ok", dataset="digits"),
         {"role": "run", "status": "ok", "trial": None, "dataset": "eight_gaussians",
          "method": "dsm", "hyperparams": {}},
+        *({"role": "run", "status": "ok", "trial": None, "dataset": "eight_gaussians",
+           "method": "nce", "hyperparams": {"tuning": {"study": s, "chosen_trial": c}}}
+          for s, c in (("a", 0), ("b", 1), ("b", 1), ("c", 0))),
     ])
     line = _script().defaults_only(frame)
-    assert line.endswith(": 2 of 4 (1 of them cd or pcd)"), line
+    assert line.endswith(": 2 of 4 (1 of them cd or pcd); that chose trial 0: 2 of 3"), line
