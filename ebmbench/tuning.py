@@ -23,11 +23,11 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   point at or past a factor 3 further), a trial whose validation objective is not in the
   best third of the trials that reached the same point stops (status ``pruned``); with
   fewer than three such trials, only the best goes on. Only curve objectives are pruned,
-  and never in the random start: its ``min(4, N)`` trials (:func:`startup_trials`) always
+  and never in the random start: its ``min(4, N)`` trials (:data:`STARTUP_TRIALS`) always
   finish (unless their objective is not finite), and their rung values are every later
-  trial's reference. When trial 0 was the only reference, 80 of 284 toy studies of the
-  2026-11-29 publication kept their defaults because every later trial was stopped at 1/8,
-  where curves have barely separated (docs/protocol.md, section 7).
+  trial's reference. When trial 0 was the only reference (until 2026-11-30), 80 of 284 toy
+  studies of the publication kept their defaults because every later trial was stopped at
+  1/8, where curves have barely separated (docs/protocol.md, section 7).
 - **The choice** is the trial with the lowest objective that finished training; it is
   recorded with every run of the study (``hyperparams["tuning"]``). If no trial finished,
   the study runs with its defaults and says so.
@@ -56,7 +56,7 @@ from .search_space import Search
 __all__ = [
     "Study", "plan_studies", "trial_spec", "next_trial_params", "choose", "objective_of",
     "CurvePruner", "TrialPruned", "PRUNER_MIN_RESOURCE", "PRUNER_REDUCTION", "CURVE_RESOURCE",
-    "STARTUP_TRIALS", "startup_trials",
+    "STARTUP_TRIALS",
 ]
 
 #: The pruner's resource is the compute spent, in 1/128ths of the budget (the first
@@ -67,8 +67,9 @@ CURVE_RESOURCE = 128
 PRUNER_MIN_RESOURCE = 16
 #: Each rung keeps the best 1/3 and is 3× further along.
 PRUNER_REDUCTION = 3
-#: TPE's random start: trials 0 … 3 (trial 0 the defaults) are drawn without a model of
-#: the objective, and are never pruned.
+#: TPE's random start: trials 0 … 3 (trial 0 the defaults; all of a study's trials when it
+#: has fewer) are drawn without a model of the objective, and are never pruned, so that the
+#: choice and every later trial's pruning rest on that many finished curves.
 STARTUP_TRIALS = 4
 #: Samplers preferred, in order, for a sampler-free method's trials on sample objectives.
 _TUNING_SAMPLERS = ("mala", "hmc", "ula", "mh")
@@ -106,19 +107,6 @@ class Study:
     def label(self) -> str:
         extra = f"/{self.base.sampler}" if self.base.uses_sampler else ""
         return f"{self.base.dataset}/{self.base.method}{extra}/{self.base.architecture}"
-
-
-def startup_trials(n_trials: int) -> int:
-    """How many of a study's ``n_trials`` make its random start: ``min(4, N)``.
-
-    They are drawn by TPE without a model (trial 0 is the defaults) and always finish, so
-    that the study's choice and every later trial's pruning rest on at least this many
-    complete curves.
-
-    >>> startup_trials(8), startup_trials(2)
-    (4, 2)
-    """
-    return min(STARTUP_TRIALS, n_trials)
 
 
 def _digest(value: Any) -> str:
@@ -325,7 +313,7 @@ class CurvePruner:
 
     The earlier trials' curves are replayed through the pruner in an in-memory study, so
     that its rung records are Optuna's own; then :meth:`should_stop` reports each new
-    point of this trial. A trial of the random start (number < :func:`startup_trials`)
+    point of this trial. A trial of the random start (number < :data:`STARTUP_TRIALS`)
     records its rung values, which later trials compete with, but stops only on a
     non-finite objective.
 

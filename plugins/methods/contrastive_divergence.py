@@ -117,7 +117,8 @@ class ContrastiveDivergence(Method):
         # The energy the chains sample keeps changing, so their step keeps adapting: frozen
         # after the first 50 updates (the default until 2026-11-30), it no longer fitted an
         # energy that had sharpened, and cd with mala on the quadratic energy ended at Fisher
-        # divergence 61 where adapting throughout gives 0.9 (correlated_gaussian, quick).
+        # divergence 61 where adapting throughout gives 0.83 (correlated_gaussian, quick;
+        # docs/protocol.md section 5 has the command).
         "chain_adapt_updates": Param(0, "updates over which the training chains adapt "
                                      "(0: every update of the run)", low=0),
     }
