@@ -239,7 +239,7 @@ def _train(
         from .tuning import CurvePruner
 
         pruner = CurvePruner(task.pruning["objective"], task.pruning["history"],
-                             task.pruning.get("trial"))
+                             task.pruning["trial"])
     logs: dict[str, float] = {}
     energy.train()
     # The clock starts here, not before setup: one-off imports (the first optimiser pulls

@@ -335,12 +335,10 @@ class CurvePruner:
         for past in history:
             trial = self.study.ask()
             curve = sorted((int(k), v) for k, v in past["curve"].items())
-            exempt = past.get("trial", STARTUP_TRIALS) < STARTUP_TRIALS
             stopped = False
             for step, value in curve:
                 trial.report(value, step)
-                # should_prune records the rung value even when a startup trial ignores it.
-                if trial.should_prune() and not (exempt and math.isfinite(value)):
+                if _stops(trial, past["trial"], value):
                     stopped = True
                     break
             if stopped or past["pruned"]:
@@ -348,7 +346,7 @@ class CurvePruner:
             else:
                 self.study.tell(trial, curve[-1][1] if curve else math.inf)
         self.trial = self.study.ask()
-        self.exempt = number is not None and number < STARTUP_TRIALS
+        self.number = number
         self._last_step = 0
 
     def should_stop(self, point: dict[str, float]) -> bool:
@@ -361,7 +359,17 @@ class CurvePruner:
         if step <= self._last_step:  # two points within one 1/128 of the run: keep the first
             return False
         self._last_step = step
-        finite = math.isfinite(value)
-        self.trial.report(float(value) if finite else float("nan"), step)
-        prune = bool(self.trial.should_prune())
-        return prune and not (self.exempt and finite)
+        self.trial.report(float(value) if math.isfinite(value) else float("nan"), step)
+        return _stops(self.trial, self.number, value)
+
+
+def _stops(trial: Any, number: int | None, value: float) -> bool:
+    """Whether the pruner stops ``trial`` (number ``number``) at the value just reported.
+
+    ``should_prune`` is always asked, since asking records the trial's rung value, which
+    later trials compete with; a trial of the random start ignores the answer unless its
+    objective is no longer finite.
+    """
+    prune = bool(trial.should_prune())
+    in_random_start = number is not None and number < STARTUP_TRIALS
+    return prune and not (in_random_start and math.isfinite(value))

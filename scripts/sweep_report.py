@@ -142,11 +142,44 @@ def defaults_only(frame: pd.DataFrame) -> str:
             f"that chose trial 0: {chose_0} of {len(chosen)}")
 
 
+def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The trials of one study, named ``dataset/method[/sampler]/architecture`` as the
+    sweep's progress names it: number, status, the parameters the trials vary (the
+    searched ones) and the last curve point's objective (where the trial stopped, for a
+    pruned one)."""
+    parts = label.split("/")
+    keys = ["dataset", "method", "sampler", "architecture"] if len(parts) == 4 else \
+        ["dataset", "method", "architecture"]
+    trials = frame[frame["role"] == "trial"]
+    for key, value in zip(keys, parts, strict=True):
+        trials = trials[trials[key] == value]
+    params = pd.DataFrame([h["method"] for h in trials["hyperparams"]], index=trials.index)
+    searched = [c for c in params if params[c].astype(str).nunique() > 1]  # what trials vary
+    out = []
+    for index, row in trials.sort_values("trial").iterrows():
+        objective = (row["hyperparams"].get("tuning") or {}).get("objective", "fisher_divergence")
+        last = (row["curve"] or [{}])[-1]
+        out.append({"trial": int(row["trial"]), "status": row["status"],
+                    **params.loc[index, searched].to_dict(),
+                    "progress": last.get("progress"), objective: last.get(objective)})
+    return pd.DataFrame(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a results store or export")
-    frame = ebmbench.load_results(parser.parse_args().results)
-    print(time_table(frame).to_markdown(index=False, floatfmt=".0f"))
+    parser.add_argument("--study", help="instead, list the trials of one study: "
+                        "dataset/method[/sampler]/architecture, e.g. banana/cd/mala/mlp")
+    args = parser.parse_args()
+    frame = ebmbench.load_results(args.results)
+    if args.study:
+        print(study_trials(frame, args.study).to_markdown(index=False, floatfmt=".3g"))
+        return
+    table = time_table(frame)
+    print(table.to_markdown(index=False, floatfmt=".0f"))
+    kinds = table["dataset"].map({d: p.data_kind for d, p in datasets(table["dataset"]).items()})
+    print("\nwall, min, by data kind: " + ", ".join(
+        f"{k} {v:.1f}" for k, v in table.groupby(kinds)["wall, min"].sum().items()))
     print()
     print("\n".join(targets(frame)))
     if (frame["role"] == "trial").any():

@@ -210,8 +210,8 @@ def test_a_run_that_hits_its_step_cap_first_still_gets_the_whole_curve(tmp_path)
     # The pruner's rungs (1/8 and 1/2 of the run, of 128 resource units) are reached.
     assert {16, 64} <= set(_curve_values(row.to_dict(), "fisher_divergence"))
     pruner = CurvePruner("fisher_divergence", [
-        {"curve": {"16": 0.1, "64": 0.05, "128": 0.01}, "pruned": False},
-        {"curve": {"16": 0.2, "64": 0.1, "128": 0.02}, "pruned": False},
+        {"curve": {"16": 0.1, "64": 0.05, "128": 0.01}, "pruned": False, "trial": 0},
+        {"curve": {"16": 0.2, "64": 0.1, "128": 0.02}, "pruned": False, "trial": 1},
     ])
     assert not pruner.should_stop({"fisher_divergence": 5.0, "progress": 1 / 128})
     assert pruner.should_stop({"fisher_divergence": 5.0, "progress": 1 / 8})

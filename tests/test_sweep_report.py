@@ -30,6 +30,12 @@ def test_the_report_counts_a_tuned_sweep(tmp_path):
     assert row["trials (pruned)"].startswith("2 (")
     assert row["models (3 seeds)"] == 2 and row["rows"] == 4  # 2 seeds x 2 samplers, 2 trainings
     assert row["trial training, CPU s"] > 0 and row["model training, CPU s"] > 0
+    trials = report.study_trials(ebmbench.load_results(tmp_path / "r.sqlite"),
+                                 "eight_gaussians/dsm/mlp")
+    assert list(trials["trial"]) == [0, 1]
+    # The columns are what the trials varied (the searched values) and the objective.
+    assert {"lr", "sigma", "fisher_divergence"} <= set(trials) and "batch_size" not in trials
+    assert trials.loc[0, "lr"] == ebmbench.get_method("dsm", budget="smoke").hparams["lr"]  # trial 0
     lines = report.targets(frame)
     assert any(line.startswith("- no tuned 2-D model degenerate: ") for line in lines)
     assert lines[-1].startswith("- compute of the runs stopped by their budget: ")
