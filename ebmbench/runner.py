@@ -46,7 +46,7 @@ from .learning_curve import CURVE_FRACTIONS, LearningCurveProbe, run_progress
 from .plugins import PluginManager, get_plugin_manager
 
 __all__ = ["execute_task", "unfinished_rows", "train_model", "evaluate_spec", "TrainedRun",
-           "EVAL_SAMPLES", "STATUSES", "checkpoint_path", "validation_split",
+           "EVAL_SAMPLES", "STATUSES", "checkpoint_path", "validation_split", "validation_reference_nll",
            "ENVIRONMENT_FAILURE", "out_of_space"]
 
 #: Every status a result row can carry (``pruned``: a tuning trial stopped by the pruner;
@@ -324,6 +324,19 @@ def validation_split(train: torch.Tensor, spec: RunSpec) -> tuple[torch.Tensor, 
     seed = derive_seed("validation", spec.dataset, spec.params["dataset"], spec.seed)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     return train[order[n_val:]], train[order[:n_val]]
+
+
+def validation_reference_nll(spec: RunSpec) -> float:
+    """The degenerate test's reference for a tuning trial of ``spec``: the NLL of the
+    validation split under a Gaussian fitted to the rest of the training split (what
+    :func:`~ebmbench.degenerate.gaussian_nll` is for a run, with the validation split in
+    place of the test split, which a trial never reads). Deterministic in the dataset and
+    seed, so the sweep computes it once per study instead of storing it with every trial.
+    """
+    dataset = _build(get_plugin_manager(), "dataset", spec)
+    train, _ = _load_data(dataset, spec, read_test=False)
+    fit, validation = validation_split(train, spec)
+    return gaussian_nll(fit, validation)
 
 
 class _Pruned(Exception):

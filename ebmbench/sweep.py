@@ -33,7 +33,7 @@ from .journal import PendingRows
 from .leases import Claimant, ClaimingTasks, Heartbeat, Leases
 from .plugins import get_plugin_manager
 from .progress import SweepProgress, live_progress
-from .runner import ENVIRONMENT_FAILURE, STATUSES, execute_task
+from .runner import ENVIRONMENT_FAILURE, STATUSES, execute_task, validation_reference_nll
 from .store import ResultStore, notice
 
 __all__ = ["run_sweep", "SweepReport", "RETRYABLE", "default_leaderboard_dir",
@@ -301,8 +301,10 @@ def _tune(
                     if live:
                         live.update(job, advance=1, description=f"tuning {_label(row)}")
     by_study = stored()
-    records = {key: choose(study, [r for r in by_study[key] if r["trial"] < n_trials])
-               for key, study in studies.items()}
+    records = {}
+    for key, study in studies.items():
+        rows = [r for r in by_study[key] if r["trial"] < n_trials]
+        records[key] = choose(study, rows, _reference_nll(study, rows))
     study_of = {id(spec): key for key, study in studies.items() for spec in study.specs}
     tuned = []
     for spec in specs:
@@ -315,6 +317,17 @@ def _tune(
         params["method"].update(chosen)
         tuned.append(replace(spec, params=params, tuning=record))
     return tuned, sum(len(v) for k, v in by_study.items() if k in studies)
+
+
+def _reference_nll(study: Any, rows: list[dict[str, Any]]) -> float | None:
+    """The validation Gaussian's NLL for the degenerate test of ``study``'s trials, when
+    some trial's curve has a validation NLL to judge (2-D toys; building the data again is
+    cheap there); else None."""
+    from .tuning import validation_nll
+
+    if not any(validation_nll(r) is not None for r in rows):
+        return None
+    return validation_reference_nll(replace(study.base, seed=study.seed))
 
 
 @contextlib.contextmanager

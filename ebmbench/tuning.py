@@ -28,9 +28,14 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   trial's reference. When trial 0 was the only reference (until 2026-11-30), 80 of 284 toy
   studies of the publication kept their defaults because every later trial was stopped at
   1/8, where curves have barely separated (docs/protocol.md, section 7).
-- **The choice** is the trial with the lowest objective that finished training; it is
-  recorded with every run of the study (``hyperparams["tuning"]``). If no trial finished,
-  the study runs with its defaults and says so.
+- **The choice** is the trial with the lowest objective that finished training and whose
+  model is not degenerate on the validation split (the runs' NLL test, on the validation
+  NLL at the end of the curve, 2-D toys; :func:`degenerate_trials`); if every finished
+  trial is, the lowest objective among them. It is recorded with every run of the study
+  (``hyperparams["tuning"]``, with the trials passed over and why). If no trial finished,
+  the study runs with its defaults and says so. Until 2026-11-30 the choice was by the
+  objective alone, and nine of the 24 degenerate 2-D models came from a trial that was
+  already degenerate on the validation split while another was not.
 
 Trials run in *waves*: wave k holds trial k of every study, so that trial k's search and its
 pruner see trials 0 … k−1, whatever the executor; within a wave all studies run in
@@ -47,6 +52,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .degenerate import degenerate_notes
 from .device import derive_seed
 from .errors import UserError
 from .grid import RunSpec
@@ -56,7 +62,7 @@ from .search_space import Search
 __all__ = [
     "Study", "plan_studies", "trial_spec", "next_trial_params", "choose", "objective_of",
     "CurvePruner", "TrialPruned", "PRUNER_MIN_RESOURCE", "PRUNER_REDUCTION", "CURVE_RESOURCE",
-    "STARTUP_TRIALS",
+    "STARTUP_TRIALS", "degenerate_trials", "validation_nll",
 ]
 
 #: The pruner's resource is the compute spent, in 1/128ths of the budget (the first
@@ -276,8 +282,48 @@ def next_trial_params(study: Study, rows: list[dict[str, Any]], number: int) -> 
     return {name: space.suggest(trial, name) for name, space in study.searched.items()}
 
 
-def choose(study: Study, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The chosen searched values and the record kept with every run of the study."""
+def validation_nll(row: dict[str, Any]) -> float | None:
+    """The validation NLL at the end of a trial's learning curve (2-D toys), else None."""
+    curve = row.get("curve") or []
+    value = curve[-1].get("nll") if curve else None
+    return None if value is None else float(value)
+
+
+def degenerate_trials(rows: list[dict[str, Any]], reference_nll: float | None) -> dict[int, str]:
+    """Trial number → why its model is degenerate on the validation split.
+
+    The runs' ``degenerate:nll`` test (:mod:`ebmbench.degenerate`) applied to a trial: its
+    validation NLL at the end of its curve against ``reference_nll``, the NLL of the
+    validation split under a Gaussian fitted to the rest of the training split
+    (:func:`ebmbench.runner.validation_reference_nll`). Trials without an NLL on their
+    curve (images, more than 2 dimensions) are never flagged.
+
+    >>> rows = [{"trial": 0, "curve": [{"nll": 2.5}]}, {"trial": 1, "curve": [{"nll": 9.0}]}]
+    >>> list(degenerate_trials(rows, reference_nll=2.8))
+    [1]
+    """
+    if reference_nll is None:
+        return {}
+    out = {}
+    for row in rows:
+        nll = validation_nll(row)
+        if nll is not None and (notes := degenerate_notes(nll, reference_nll, None, None)):
+            out[row["trial"]] = notes["degenerate:nll"].replace("test NLL", "validation NLL")
+    return out
+
+
+def choose(study: Study, rows: list[dict[str, Any]], reference_nll: float | None = None,
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chosen searched values and the record kept with every run of the study.
+
+    The finished trial with the lowest objective, among those whose model is not
+    degenerate on the validation split (:func:`degenerate_trials`, given ``reference_nll``);
+    when every finished trial is, the lowest objective among them, and the record says so.
+    The leaderboards do not rank a degenerate model, so choosing one when a configuration
+    that is not exists would rank the method by its worst case; and the Fisher divergence
+    alone cannot see it: it is blind to how mass is split between modes and to far tails
+    (docs/protocol.md, "The choice").
+    """
     scored = [(objective_of(r, study), r) for r in rows]
     finished = [(v, r) for v, r in scored if v is not None and math.isfinite(v)]
     record: dict[str, Any] = {
@@ -288,9 +334,15 @@ def choose(study: Study, rows: list[dict[str, Any]]) -> tuple[dict[str, Any], di
     if not finished:
         record |= {"chosen_trial": None, "note": "no trial finished training: defaults kept"}
         return {}, record
-    value, best = min(finished, key=lambda vr: (vr[0], vr[1]["trial"]))
+    flagged = degenerate_trials([r for _, r in finished], reference_nll)
+    eligible = [(v, r) for v, r in finished if r["trial"] not in flagged] or finished
+    value, best = min(eligible, key=lambda vr: (vr[0], vr[1]["trial"]))
     chosen = {n: best["hyperparams"]["method"][n] for n in study.searched}
     record |= {"chosen_trial": best["trial"], "score": value, "chosen": chosen}
+    if flagged:
+        record["degenerate_trials"] = {str(k): v for k, v in sorted(flagged.items())}
+        if len(eligible) == len(finished):
+            record["note"] = "every finished trial is degenerate on the validation split"
     return chosen, record
 
 

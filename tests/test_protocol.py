@@ -340,6 +340,10 @@ def test_tuning_finds_a_good_learning_rate_and_never_reads_the_test_split(tuning
     tuned = frame.iloc[0]
     record = tuned["hyperparams"]["tuning"]
     assert record["trials"] == 8 and record["objective"] == "fisher_divergence"
+    # Trial 0's model barely left N(0, I): its validation NLL (≈ 3.26) is more than a nat
+    # worse than the Gaussian fit's (the entropy, 2.04), so the sweep's choice saw it as
+    # degenerate on the validation split.
+    assert "0" in record["degenerate_trials"] and record["chosen_trial"] != 0
     assert tuned["hyperparams"]["method"]["lr"] > 1e-3
     untuned = ebmbench.run(results=tmp_path / "plain.sqlite", **TUNE).iloc[0]
     # At lr = 1e-6 the Gaussian energy barely moves from its start; tuned, it fits.
@@ -444,3 +448,48 @@ def test_the_random_start_is_never_pruned_and_later_trials_are():
     assert pruner.should_stop({"fisher_divergence": 0.5, "progress": 1 / 8})
     better = CurvePruner("fisher_divergence", history, STARTUP_TRIALS)
     assert not better.should_stop({"fisher_divergence": 0.05, "progress": 1 / 8})
+
+
+def test_the_choice_passes_over_a_trial_degenerate_on_the_validation_split(tuning_plugins):
+    """The lowest Fisher divergence can belong to a model whose validation NLL is worse than
+    a Gaussian's by more than the runs' margin (the Fisher divergence cannot see how mass is
+    split between modes): such a trial is not chosen while another is not degenerate, and
+    when every trial is, the best is, with a note."""
+    from ebmbench.tuning import choose
+
+    study = _slow_sm_study()
+
+    def trial(number, lr, fisher, nll):
+        row = _finished_trial(number, {"lr": lr}, fisher)
+        row["curve"][-1]["nll"] = nll
+        return row
+
+    rows = [trial(0, 1e-3, 0.5, 2.5), trial(1, 1e-2, 0.1, 9.0), trial(2, 3e-3, 0.3, 3.9)]
+    chosen, record = choose(study, rows, reference_nll=2.8)  # the bar: 2.8 + 1 nat = 3.8
+    assert chosen == {"lr": 1e-3} and record["chosen_trial"] == 0
+    assert set(record["degenerate_trials"]) == {"1", "2"}
+    assert "validation NLL 9 > 3.8" in record["degenerate_trials"]["1"]
+    assert "note" not in record
+    # Without a reference (images, more than 2-D) the objective alone decides, as before.
+    assert choose(study, rows)[0] == {"lr": 1e-2}
+    # Every trial degenerate: the best objective, said so.
+    chosen, record = choose(study, rows[1:], reference_nll=2.8)
+    assert chosen == {"lr": 1e-2} and "every finished trial" in record["note"]
+
+
+def test_the_validation_reference_is_the_gaussian_fit_of_the_training_split(tmp_path):
+    """On correlated_gaussian the Gaussian fit is the true model, so the reference NLL of
+    the validation split is the density's entropy, ½ log det(2πe Σ), up to sampling error
+    (≈ 1/√n of the NLL's spread for n validation points); it is the same for every trial
+    of a study, and no test example is read."""
+    from ebmbench.grid import Selection, expand
+    from ebmbench.runner import validation_reference_nll
+
+    selection = Selection(methods=["exact_sm"], samplers=["ula"], architectures=["quadratic"],
+                          datasets=["correlated_gaussian"], metrics=["fisher"], budget="quick")
+    spec = expand(selection)[0][0]
+    dataset = ebmbench.get_dataset("correlated_gaussian")
+    entropy = 0.5 * torch.logdet(2 * math.pi * math.e * dataset.covariance).item()
+    value = validation_reference_nll(spec)
+    assert value == pytest.approx(entropy, abs=0.05)
+    assert validation_reference_nll(spec) == value
