@@ -33,9 +33,9 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   NLL at the end of the curve, 2-D toys; :func:`degenerate_trials`); if every finished
   trial is, the lowest objective among them. It is recorded with every run of the study
   (``hyperparams["tuning"]``, with the trials passed over and why). If no trial finished,
-  the study runs with its defaults and says so. Until 2026-11-30 the choice was by the
-  objective alone, and nine of the 24 degenerate 2-D models came from a trial that was
-  already degenerate on the validation split while another was not.
+  the study runs with its defaults and says so. Until 2026-11-30 the objective alone chose:
+  10 of the publication's 208 2-D studies chose a trial already degenerate on the validation
+  split, 5 of them while another trial was not (``scripts/sweep_report.py`` counts them).
 
 Trials run in *waves*: wave k holds trial k of every study, so that trial k's search and its
 pruner see trials 0 … k−1, whatever the executor; within a wave all studies run in

@@ -4,8 +4,8 @@ Prints, from a results store (or export), the per-dataset time table of docs/pro
 (studies, trials and how many were pruned, training CPU seconds, sampling seconds, rows, the wall
 time from a dataset's first row to its last, summed over its bursts when a later command
 extended it), then the targets of the fair-protocol issue, each marked met or not met, and
-how many studies kept their defaults because only trial 0 finished, and how many chose
-them::
+how many studies kept their defaults because only trial 0 finished, how many chose
+them, and how many chose a trial degenerate on the validation split::
 
     python scripts/sweep_report.py sweep/results.sqlite
 """
@@ -142,6 +142,38 @@ def defaults_only(frame: pd.DataFrame) -> str:
             f"that chose trial 0: {chose_0} of {len(chosen)}")
 
 
+def degenerate_choices(frame: pd.DataFrame) -> str:
+    """How many studies with a validation NLL on their trials' curves (2-D toys) chose a
+    trial whose model is degenerate on the validation split (the runs' NLL test, see
+    ``ebmbench.tuning.degenerate_trials``), and how many of those had a finished trial that
+    is not: since 2026-11-30 the choice passes over degenerate trials, so that count is 0
+    on a sweep run since (docs/protocol.md section 4)."""
+    from ebmbench.grid import RunSpec
+    from ebmbench.runner import validation_reference_nll
+    from ebmbench.tuning import degenerate_trials, validation_nll
+
+    trials = frame[frame["role"] == "trial"].copy()
+    trials["study"] = trials["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
+    record = frame.loc[frame["role"] == "run", "hyperparams"].map(lambda h: (h or {}).get("tuning") or {})
+    chosen = {r["study"]: r.get("chosen_trial") for r in record if r.get("study")}
+    studies = bad = avoidable = 0
+    for study, rows in trials.groupby("study"):
+        finished = [r for r in rows.to_dict("records")
+                    if r["status"] == "ok" and validation_nll(r) is not None]
+        if not finished or chosen.get(study) is None:
+            continue
+        first = finished[0]
+        spec = RunSpec(first["method"], first["sampler"], first["architecture"], first["dataset"],
+                       int(first["seed"]), first["budget"], first["hyperparams"], bool(first["uses_sampler"]))
+        flagged = degenerate_trials(finished, validation_reference_nll(spec))
+        studies += 1
+        if chosen[study] in flagged:
+            bad += 1
+            avoidable += len(flagged) < len(finished)
+    return (f"- 2-D studies that chose a trial degenerate on the validation split: {bad} of {studies} "
+            f"({avoidable} of them had a finished trial that is not)")
+
+
 def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     """The trials of one study, named ``dataset/method[/sampler]/architecture`` as the
     sweep's progress names it: number, status, the parameters the trials vary (the
@@ -184,6 +216,7 @@ def main() -> None:
     print("\n".join(targets(frame)))
     if (frame["role"] == "trial").any():
         print(defaults_only(frame))
+        print(degenerate_choices(frame))
 
 
 if __name__ == "__main__":

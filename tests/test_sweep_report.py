@@ -75,3 +75,29 @@ def test_studies_left_at_their_defaults_are_counted():
     ])
     line = _script().defaults_only(frame)
     assert line.endswith(": 2 of 4 (1 of them cd or pcd); that chose trial 0: 2 of 3"), line
+
+
+def test_choices_of_a_trial_degenerate_on_the_validation_split_are_counted():
+    """On correlated_gaussian the validation Gaussian's NLL is ≈ 2.04, so the bar is ≈ 3.04:
+    a study that chose its trial at NLL 9 while a trial at 2.5 finished counts as avoidable;
+    one whose every trial is degenerate counts, not as avoidable; images are not judged."""
+    import pandas as pd
+
+    def trial(study, number, nll, status="ok"):
+        return {"role": "trial", "status": status, "trial": number, "dataset": "correlated_gaussian",
+                "method": "dsm", "sampler": "ula", "architecture": "mlp", "seed": 0,
+                "budget": "quick", "uses_sampler": False,
+                "hyperparams": {"tuning": {"study": study}, "dataset": {}},
+                "curve": [{"fisher_divergence": 1.0, "nll": nll}]}
+
+    def run(study, chosen):
+        return {"role": "run", "status": "ok", "trial": None, "dataset": "correlated_gaussian",
+                "hyperparams": {"tuning": {"study": study, "chosen_trial": chosen}}}
+
+    frame = pd.DataFrame([
+        trial("a", 0, 2.5), trial("a", 1, 9.0), run("a", 1),      # avoidable
+        trial("b", 0, 8.0), trial("b", 1, 9.0), run("b", 0),      # every trial degenerate
+        trial("c", 0, 2.2), trial("c", 1, 9.0, "pruned"), run("c", 0),  # a sound choice
+    ])
+    line = _script().degenerate_choices(frame)
+    assert line.endswith(": 2 of 3 (1 of them had a finished trial that is not)"), line
