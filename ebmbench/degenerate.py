@@ -85,9 +85,12 @@ def total_variance(x: Tensor) -> float:
 
 def degenerate_notes(
     test_nll: float | None, reference_nll: float | None,
-    samples: Tensor | None, test_data: Tensor | None,
+    samples: Tensor | None, test_data: Tensor | None, split: str = "test",
 ) -> dict[str, str]:
     """The ``degenerate:<test>`` notes a run earns (empty when it is not degenerate).
+
+    ``split`` names the split the NLL is on: ``validation`` for a tuning trial, judged by
+    the same test when its configuration is chosen (:func:`ebmbench.tuning.choose`).
 
     >>> degenerate_notes(9.0, 2.8, None, None)
     {'degenerate:nll': 'test NLL 9 > 3.8 (a Gaussian fitted to the training data: 2.8, + max(1 nat, 10 %))'}
@@ -99,7 +102,7 @@ def degenerate_notes(
         bar = reference_nll + nll_margin(reference_nll)
         if not test_nll <= bar:  # NaN included
             notes["degenerate:nll"] = (
-                f"test NLL {test_nll:.4g} > {bar:.4g} (a Gaussian fitted to the training data: "
+                f"{split} NLL {test_nll:.4g} > {bar:.4g} (a Gaussian fitted to the training data: "
                 f"{reference_nll:.4g}, + max(1 nat, 10 %))")
     if samples is not None and test_data is not None and len(samples) > 1:
         spread, data_spread = total_variance(samples), total_variance(test_data)

@@ -307,8 +307,9 @@ def degenerate_trials(rows: list[dict[str, Any]], reference_nll: float | None) -
     out = {}
     for row in rows:
         nll = validation_nll(row)
-        if nll is not None and (notes := degenerate_notes(nll, reference_nll, None, None)):
-            out[row["trial"]] = notes["degenerate:nll"].replace("test NLL", "validation NLL")
+        notes = {} if nll is None else degenerate_notes(nll, reference_nll, None, None, "validation")
+        if notes:
+            out[row["trial"]] = notes["degenerate:nll"]
     return out
 
 
