@@ -148,7 +148,6 @@ def degenerate_choices(frame: pd.DataFrame) -> str:
     ``ebmbench.tuning.degenerate_trials``), and how many of those had a finished trial that
     is not: since 2026-11-30 the choice passes over degenerate trials, so that count is 0
     on a sweep run since (docs/protocol.md section 4)."""
-    from ebmbench.grid import RunSpec
     from ebmbench.runner import validation_reference_nll
     from ebmbench.tuning import degenerate_trials, validation_nll
 
@@ -162,10 +161,7 @@ def degenerate_choices(frame: pd.DataFrame) -> str:
                     if r["status"] == "ok" and validation_nll(r) is not None]
         if not finished or chosen.get(study) is None:
             continue
-        first = finished[0]
-        spec = RunSpec(first["method"], first["sampler"], first["architecture"], first["dataset"],
-                       int(first["seed"]), first["budget"], first["hyperparams"], bool(first["uses_sampler"]))
-        flagged = degenerate_trials(finished, validation_reference_nll(spec))
+        flagged = degenerate_trials(finished, validation_reference_nll(_row_spec(finished[0])))
         studies += 1
         if chosen[study] in flagged:
             bad += 1
@@ -177,8 +173,9 @@ def degenerate_choices(frame: pd.DataFrame) -> str:
 def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     """The trials of one study, named ``dataset/method[/sampler]/architecture`` as the
     sweep's progress names it: number, status, the parameters the trials vary (the
-    searched ones) and the last curve point's objective (where the trial stopped, for a
-    pruned one)."""
+    searched ones), the last curve point's objective (where the trial stopped, for a
+    pruned one) and, on 2-D toys, its validation NLL, which the choice judges against the
+    validation Gaussian's (:func:`validation_reference`)."""
     parts = label.split("/")
     keys = ["dataset", "method", "sampler", "architecture"] if len(parts) == 4 else \
         ["dataset", "method", "architecture"]
@@ -191,10 +188,33 @@ def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     for index, row in trials.sort_values("trial").iterrows():
         objective = (row["hyperparams"].get("tuning") or {}).get("objective", "fisher_divergence")
         last = (row["curve"] or [{}])[-1]
+        nll = {"validation nll": last["nll"]} if "nll" in last else {}
         out.append({"trial": int(row["trial"]), "status": row["status"],
                     **params.loc[index, searched].to_dict(),
-                    "progress": last.get("progress"), objective: last.get(objective)})
+                    "progress": last.get("progress"), objective: last.get(objective), **nll})
     return pd.DataFrame(out)
+
+
+def _row_spec(row: dict) -> object:
+    """The spec a stored trial row ran as, enough for its data (dataset, seed, budget)."""
+    from ebmbench.grid import RunSpec
+
+    return RunSpec(row["method"], row["sampler"], row["architecture"], row["dataset"],
+                   int(row["seed"]), row["budget"], row["hyperparams"], bool(row["uses_sampler"]))
+
+
+def validation_reference(frame: pd.DataFrame, label: str) -> float | None:
+    """The NLL of the validation split under a Gaussian fitted to the rest of the training
+    split, for the study named ``label`` (None off the 2-D toys): the degenerate test's
+    reference when its configuration is chosen."""
+    from ebmbench.runner import validation_reference_nll
+    from ebmbench.tuning import validation_nll
+
+    parts = label.split("/")
+    trials = frame[(frame["role"] == "trial") & (frame["dataset"] == parts[0])
+                   & (frame["method"] == parts[1])]
+    rows = [r for r in trials.to_dict("records") if validation_nll(r) is not None]
+    return validation_reference_nll(_row_spec(rows[0])) if rows else None
 
 
 def main() -> None:
@@ -206,6 +226,10 @@ def main() -> None:
     frame = ebmbench.load_results(args.results)
     if args.study:
         print(study_trials(frame, args.study).to_markdown(index=False, floatfmt=".3g"))
+        reference = validation_reference(frame, args.study)
+        if reference is not None:
+            print(f"\nvalidation NLL of a Gaussian fitted to the rest of the training split: "
+                  f"{reference:.3f} (a trial is degenerate above {reference:.3f} + max(1 nat, 10 %))")
         return
     table = time_table(frame)
     print(table.to_markdown(index=False, floatfmt=".0f"))

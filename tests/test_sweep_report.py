@@ -36,6 +36,14 @@ def test_the_report_counts_a_tuned_sweep(tmp_path):
     # The columns are what the trials varied (the searched values) and the objective.
     assert {"lr", "sigma", "fisher_divergence"} <= set(trials) and "batch_size" not in trials
     assert trials.loc[0, "lr"] == ebmbench.get_method("dsm", budget="smoke").hparams["lr"]  # trial 0
+    # A 2-D toy: each trial's validation NLL, and the reference the choice judged it by.
+    assert trials["validation nll"].notna().all()
+    from ebmbench.runner import validation_reference_nll
+
+    frame_all = ebmbench.load_results(tmp_path / "r.sqlite")
+    reference = report.validation_reference(frame_all, "eight_gaussians/dsm/mlp")
+    spec = report._row_spec(frame_all[frame_all["role"] == "trial"].iloc[0].to_dict())
+    assert reference == validation_reference_nll(spec) and 2.0 < reference < 6.0
     lines = report.targets(frame)
     assert any(line.startswith("- no tuned 2-D model degenerate: ") for line in lines)
     assert lines[-1].startswith("- compute of the runs stopped by their budget: ")
