@@ -5,7 +5,8 @@ Prints, from a results store (or export), the per-dataset time table of docs/pro
 time from a dataset's first row to its last, summed over its bursts when a later command
 extended it), then the targets of the fair-protocol issue, each marked met or not met, and
 how many studies kept their defaults because only trial 0 finished, how many chose
-them, and how many chose a trial degenerate on the validation split::
+them, how many chose a trial degenerate on the validation split, and which degenerate 2-D
+models come from a study with no trial sound on it::
 
     python scripts/sweep_report.py sweep/results.sqlite
 """
@@ -142,12 +143,10 @@ def defaults_only(frame: pd.DataFrame) -> str:
             f"that chose trial 0: {chose_0} of {len(chosen)}")
 
 
-def degenerate_choices(frame: pd.DataFrame) -> str:
-    """How many studies with a validation NLL on their trials' curves (2-D toys) chose a
-    trial whose model is degenerate on the validation split (the runs' NLL test, see
-    ``ebmbench.tuning.degenerate_trials``), and how many of those had a finished trial that
-    is not: since 2026-11-30 the choice passes over degenerate trials, so that count is 0
-    on a sweep run since (docs/protocol.md section 4)."""
+def _trial_verdicts(frame: pd.DataFrame) -> dict[str, tuple[int, int, bool]]:
+    """Study key → (finished trials, of them degenerate on the validation split, whether
+    the chosen one is), for the studies whose trials' curves have a validation NLL (2-D
+    toys) and whose runs record a choice."""
     from ebmbench.runner import validation_reference_nll
     from ebmbench.tuning import degenerate_trials, validation_nll
 
@@ -155,19 +154,40 @@ def degenerate_choices(frame: pd.DataFrame) -> str:
     trials["study"] = trials["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
     record = frame.loc[frame["role"] == "run", "hyperparams"].map(lambda h: (h or {}).get("tuning") or {})
     chosen = {r["study"]: r.get("chosen_trial") for r in record if r.get("study")}
-    studies = bad = avoidable = 0
+    out = {}
     for study, rows in trials.groupby("study"):
         finished = [r for r in rows.to_dict("records")
                     if r["status"] == "ok" and validation_nll(r) is not None]
         if not finished or chosen.get(study) is None:
             continue
         flagged = degenerate_trials(finished, validation_reference_nll(_row_spec(finished[0])))
-        studies += 1
-        if chosen[study] in flagged:
-            bad += 1
-            avoidable += len(flagged) < len(finished)
-    return (f"- 2-D studies that chose a trial degenerate on the validation split: {bad} of {studies} "
-            f"({avoidable} of them had a finished trial that is not)")
+        out[study] = (len(finished), len(flagged), chosen[study] in flagged)
+    return out
+
+
+def degenerate_choices(frame: pd.DataFrame) -> list[str]:
+    """How many studies with a validation NLL on their trials' curves (2-D toys) chose a
+    trial whose model is degenerate on the validation split (the runs' NLL test, see
+    ``ebmbench.tuning.degenerate_trials``), and how many of those had a finished trial that
+    is not: since 2026-11-30 the choice passes over degenerate trials, so that count is 0
+    on a sweep run since (docs/protocol.md section 4). Then, of the degenerate 2-D models,
+    those whose study had no sound trial at all: a finding about the method, where the
+    others are seeds failing a configuration that was sound with the trials' seed."""
+    verdicts = _trial_verdicts(frame)
+    bad = [v for v in verdicts.values() if v[2]]
+    avoidable = sum(flagged < finished for finished, flagged, _ in bad)
+    lines = [f"- 2-D studies that chose a trial degenerate on the validation split: {len(bad)} of "
+             f"{len(verdicts)} ({avoidable} of them had a finished trial that is not)"]
+    runs = frame[(frame["role"] == "run") & frame["status"].isin(["ok", "degenerate"])].copy()
+    runs["study"] = runs["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
+    runs["degenerate"] = runs.groupby("train_key")["status"].transform(lambda s: (s == "degenerate").any())
+    models = runs[runs["degenerate"] & runs["study"].isin(verdicts)].drop_duplicates("train_key")
+    labels = models.drop_duplicates("study").set_index("study")
+    hopeless = sorted(f"{r.dataset} {r.method}/{r.architecture}" + (f"/{r.sampler}" if r.uses_sampler else "")
+                      for study, r in labels.iterrows() if verdicts[study][1] == verdicts[study][0])
+    lines.append(f"- degenerate 2-D models whose study had no trial sound on the validation split: "
+                 f"{len(hopeless)} of {models['study'].nunique()} ({'; '.join(hopeless)})")
+    return lines
 
 
 def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
@@ -240,7 +260,7 @@ def main() -> None:
     print("\n".join(targets(frame)))
     if (frame["role"] == "trial").any():
         print(defaults_only(frame))
-        print(degenerate_choices(frame))
+        print("\n".join(degenerate_choices(frame)))
 
 
 if __name__ == "__main__":

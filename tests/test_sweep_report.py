@@ -98,14 +98,18 @@ def test_choices_of_a_trial_degenerate_on_the_validation_split_are_counted():
                 "hyperparams": {"tuning": {"study": study}, "dataset": {}},
                 "curve": [{"fisher_divergence": 1.0, "nll": nll}]}
 
-    def run(study, chosen):
-        return {"role": "run", "status": "ok", "trial": None, "dataset": "correlated_gaussian",
+    def run(study, chosen, status="ok"):
+        return {"role": "run", "status": status, "trial": None, "dataset": "correlated_gaussian",
+                "method": "dsm", "sampler": "ula", "architecture": "mlp", "uses_sampler": False,
+                "train_key": f"{study}-model",
                 "hyperparams": {"tuning": {"study": study, "chosen_trial": chosen}}}
 
     frame = pd.DataFrame([
-        trial("a", 0, 2.5), trial("a", 1, 9.0), run("a", 1),      # avoidable
-        trial("b", 0, 8.0), trial("b", 1, 9.0), run("b", 0),      # every trial degenerate
-        trial("c", 0, 2.2), trial("c", 1, 9.0, "pruned"), run("c", 0),  # a sound choice
+        trial("a", 0, 2.5), trial("a", 1, 9.0), run("a", 1, "degenerate"),  # avoidable
+        trial("b", 0, 8.0), trial("b", 1, 9.0), run("b", 0, "degenerate"),  # every trial degenerate
+        trial("c", 0, 2.2), trial("c", 1, 9.0, "pruned"), run("c", 0),      # a sound choice
     ])
-    line = _script().degenerate_choices(frame)
-    assert line.endswith(": 2 of 3 (1 of them had a finished trial that is not)"), line
+    chose, hopeless = _script().degenerate_choices(frame)
+    assert chose.endswith(": 2 of 3 (1 of them had a finished trial that is not)"), chose
+    # Of the two degenerate models, only b's study had no sound trial.
+    assert hopeless.endswith(": 1 of 2 (correlated_gaussian dsm/mlp)"), hopeless
