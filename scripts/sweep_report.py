@@ -79,15 +79,21 @@ def time_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def targets(frame: pd.DataFrame) -> list[str]:
+def trained_models(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per trained model of the runs that finished: ``degenerate`` when any of its
+    rows is (collapsed samples under one evaluation sampler exclude the model too), its
+    tuning ``study``, and the sampler as the boards name it (``–`` for a method that trains
+    without one)."""
     rows = frame[(frame["role"] == "run") & frame["status"].isin(["ok", "degenerate"])].copy()
-    # One row per trained model: degenerate when any of its rows is (collapsed samples under
-    # one evaluation sampler exclude the model too); a method that trains without a sampler
-    # is named without one.
     rows["degenerate"] = rows.groupby("train_key")["status"].transform(lambda s: (s == "degenerate").any())
+    rows["study"] = rows["hyperparams"].map(lambda h: ((h or {}).get("tuning") or {}).get("study"))
     rows["uses_sampler"] = _column(rows, "uses_sampler", None)
-    rows["sampler"] = rows["sampler"].where(_uses_sampler(rows), "–")  # as the boards name it
-    models = rows.drop_duplicates("train_key")
+    rows["sampler"] = rows["sampler"].where(_uses_sampler(rows), "–")
+    return rows.drop_duplicates("train_key")
+
+
+def targets(frame: pd.DataFrame) -> list[str]:
+    models = trained_models(frame)
     mark = {True: "met", False: "not met"}
     out = []
     banana = models[(models["dataset"] == "banana") & (models["architecture"] == "mlp")]
@@ -178,13 +184,12 @@ def degenerate_choices(frame: pd.DataFrame) -> list[str]:
     avoidable = sum(flagged < finished for finished, flagged, _ in bad)
     lines = [f"- 2-D studies that chose a trial degenerate on the validation split: {len(bad)} of "
              f"{len(verdicts)} ({avoidable} of them had a finished trial that is not)"]
-    runs = frame[(frame["role"] == "run") & frame["status"].isin(["ok", "degenerate"])].copy()
-    runs["study"] = runs["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
-    runs["degenerate"] = runs.groupby("train_key")["status"].transform(lambda s: (s == "degenerate").any())
-    models = runs[runs["degenerate"] & runs["study"].isin(verdicts)].drop_duplicates("train_key")
+    models = trained_models(frame)
+    models = models[models["degenerate"] & models["study"].isin(verdicts)]
     labels = models.drop_duplicates("study").set_index("study")
-    hopeless = sorted(f"{r.dataset} {r.method}/{r.architecture}" + (f"/{r.sampler}" if r.uses_sampler else "")
-                      for study, r in labels.iterrows() if verdicts[study][1] == verdicts[study][0])
+    hopeless = sorted(
+        f"{r.dataset} {r.method}/{r.architecture}" + ("" if r.sampler == "–" else f"/{r.sampler}")
+        for study, r in labels.iterrows() if verdicts[study][1] == verdicts[study][0])
     lines.append(f"- degenerate 2-D models whose study had no trial sound on the validation split: "
                  f"{len(hopeless)} of {models['study'].nunique()} ({'; '.join(hopeless)})")
     return lines
