@@ -270,15 +270,29 @@ class Architecture(Plugin, ABC):
         data_kinds: The dataset kinds it accepts (``"vector"``, ``"image"``).
         features: Properties methods may require, e.g. ``"nonzero_hessian"`` (smooth
             activations: exact score matching degenerates with ReLU, ERRATA 4).
+        variant_params: As :attr:`Method.variant_params`: parameters that make a run a
+            different experiment when they leave their default (the quadratic energy's
+            ``start="truth"``); the leaderboard labels such a run's model with them.
     """
 
     kind: ClassVar[str] = "architecture"
     data_kinds: ClassVar[frozenset[str]] = frozenset({"vector"})
     features: ClassVar[frozenset[str]] = frozenset()
+    variant_params: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build(self, shape: tuple[int, ...]) -> nn.Module:
         """Return a fresh module mapping (B, *shape) to (B,)."""
+
+    def initialise(self, energy: nn.Module, dataset: Any) -> None:
+        """Set the freshly built ``energy``'s starting point from ``dataset`` (default:
+        leave it as :meth:`build` made it).
+
+        The harness calls it once per training, after :meth:`build` and before the
+        method's setup; a checkpoint loaded afterwards replaces what it set. It may read
+        the dataset's declared properties (a toy's exact parameters), never its splits:
+        tuning must not see the test split.
+        """
 
     def incompatibility(self, combo: Combination) -> str | None:
         if combo.dataset.data_kind not in self.data_kinds:

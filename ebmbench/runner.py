@@ -214,7 +214,9 @@ def _train(
     sampler = _build(pm, "sampler", spec)
     seed = derive_seed("train", spec.train_key)
     seed_everything(seed)
-    energy = architecture.build(dataset.shape).to(device)
+    energy = architecture.build(dataset.shape)
+    architecture.initialise(energy, dataset)
+    energy = energy.to(device)
     generator = torch.Generator(device).manual_seed(seed)
     data = train_data.to(device)
     method.setup(TrainContext(energy, sampler, dataset, data, device, generator))
@@ -352,16 +354,18 @@ class _DataUnavailable(Exception):
 
 
 def _variant(pm: PluginManager, spec: RunSpec) -> dict[str, Any]:
-    """The method's variant-defining parameters (``Method.variant_params``) whose values
-    differ from their declared defaults at the run's budget: the leaderboard labels the
-    row with them, e.g. ``adversarial (α=0.1)``."""
-    cls = pm.info("method", spec.method).cls
+    """The method's and the architecture's variant-defining parameters
+    (``variant_params``) whose values differ from their declared defaults at the run's
+    budget: the leaderboard labels the row with them, e.g. ``adversarial (α=0.1)`` or
+    ``cd (start=truth)``."""
     out = {}
-    for name in getattr(cls, "variant_params", ()):
-        declared = cls.params.get(name)
-        value = spec.params["method"].get(name)
-        if declared is not None and value != declared.for_budget(spec.budget):
-            out[name] = value
+    for kind, name in (("method", spec.method), ("architecture", spec.architecture)):
+        cls = pm.info(kind, name).cls
+        for param in getattr(cls, "variant_params", ()):
+            declared = cls.params.get(param)
+            value = spec.params[kind].get(param)
+            if declared is not None and value != declared.for_budget(spec.budget):
+                out[param] = value
     return out
 
 

@@ -347,6 +347,28 @@ def test_the_chosen_configuration_is_shown():
     assert "| defaults" in page.replace("  ", " ")
 
 
+def test_an_unranked_models_configuration_is_shown_too():
+    """A degenerate or failed model's tuned configuration is listed with the ranked ones':
+    the configuration a tuned method degenerated with is part of the verdict."""
+    tuned = {"study": "s", "trials": 8, "chosen_trial": 3, "chosen": {"lr": 0.02}}
+    rows = [row("a", "ula", seed=s, hyperparams={"tuning": tuned | {"chosen_trial": 5}},
+                fisher_divergence=1.0) for s in (0, 1)]
+    rows += [row("spiky", "ula", seed=s, status="degenerate", fisher_divergence=1e-9,
+                 hyperparams={"tuning": tuned}, notes={"degenerate:nll": "test NLL 99 > 3.8"},
+                 reason="test NLL 99 > 3.8") for s in (0, 1)]
+    rows += [row("broken", "ula", seed=s, status="diverged", fisher_divergence=math.nan,
+                 hyperparams={"tuning": tuned | {"chosen": {"lr": 0.5}}}) for s in (0, 1)]
+    boards = board_of(rows)
+    assert set(boards.models.unranked["method"]) == {"spiky", "broken"}
+    section = render_dataset(boards).split("### Configurations")[1].split("\n#")[0]
+    table = section.split("\n\n")[2]  # after the heading's line break and the prose
+    lines = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert set(lines) == {"method", "a", "spiky", "broken"}
+    assert "tuned (trial 5 of 8): lr=0.02" in lines["a"]
+    assert "tuned (trial 3 of 8): lr=0.02" in lines["spiky"]
+    assert "tuned (trial 3 of 8): lr=0.5" in lines["broken"]
+
+
 def test_pareto_front_keeps_the_non_dominated_points():
     cost = np.array([1.0, 2.0, 3.0, 0.5])
     loss = np.array([5.0, 1.0, 2.0, 9.0])

@@ -403,9 +403,9 @@ def evaluation_sampler(samplers: Iterable[str]) -> str | None:
 PRIMARY_VALUES = ("fisher_divergence", "test_nll", "kid", "fid", "mmd", "c2st_accuracy", "ess_per_grad")
 
 
-def _tuning_text(hyperparams: dict[str, Any]) -> str:
+def _tuning_text(hyperparams: dict[str, Any] | None) -> str:
     """The configuration a run used, in one line: the tuned choice, or the defaults."""
-    record = hyperparams.get("tuning") or {}
+    record = (hyperparams.get("tuning") if isinstance(hyperparams, dict) else None) or {}
     if not record:
         return "defaults"
     chosen = record.get("chosen") or {}
@@ -461,8 +461,12 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
         identity = dict(zip(MODEL_KEY, model, strict=True))
         own = model[2] != "–"  # trains with its sampler: judged by its own samples
         statuses, reasons, model_units = [], [], []
+        # Every seed's configuration, whatever its status: an unranked model's tuned
+        # choice is part of the verdict too (why did the tuned cd degenerate?).
+        configurations: set[str] = set()
         for train_key in sorted(by_model[model]):
             training = by_model[model][train_key]
+            configurations.add(_tuning_text(training[0].get("hyperparams")))
             notes: dict[str, Any] = {}
             for r in training:
                 notes.update(r["notes"])
@@ -526,12 +530,11 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
                 "why": why,
             }
         )
-        configurations = sorted({u["configuration"] for u in model_units})
         reached = [u["flops_to_target"] for u in model_units]
         extra_rows.append(
             {
                 **identity,
-                "configuration": "; ".join(configurations),
+                "configuration": "; ".join(sorted(configurations)),
                 "target_reached": f"{sum(math.isfinite(r) for r in reached)}/{len(reached)}"
                 if target and reached
                 else "",

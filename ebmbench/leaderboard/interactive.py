@@ -351,7 +351,8 @@ def write_interactive(
         extra = ("configuration", "target_reached") if b.target else ("configuration",)
         ranked_html = _board_html(models, models.table, f"{b.dataset}-models", True, extra)
         unranked = (
-            _board_html(models, models.unranked, f"{b.dataset}-unranked", False)
+            _board_html(models, models.unranked, f"{b.dataset}-unranked", False,
+                        ("configuration",))
             if len(models.unranked)
             else None
         )

@@ -173,12 +173,19 @@ def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None,
     models = boards.models
     na = boards.not_applicable
     extra = ("target_reached",) if boards.target else ()
-    configurations = models.table[[*MODEL_KEY, "configuration"]] if "configuration" in models.table else None
+    # Ranked models first, then those shown but not ranked: a degenerate model's tuned
+    # configuration is as much a finding as a ranked one's.
+    configurations = (
+        pd.concat([t[[*MODEL_KEY, "configuration"]] for t in (models.table, models.unranked)
+                   if "configuration" in t], ignore_index=True)
+        if "configuration" in models.table or "configuration" in models.unranked
+        else None
+    )
     configurations_table = ""
     tuned = configurations is not None and (configurations["configuration"].fillna("") != "defaults").any()
     if configurations is not None and len(configurations) and tuned:
         configurations_table = _table(
-            [[*(r[c] for c in MODEL_KEY), r["configuration"] or "–"] for _, r in configurations.iterrows()],
+            [[*(r[c] for c in MODEL_KEY), r["configuration"] if isinstance(r["configuration"], str) and r["configuration"] else "–"] for _, r in configurations.iterrows()],
             [*(_HEADERS.get(c, c) for c in MODEL_KEY), "configuration"],
         )
     samples = boards.samples
