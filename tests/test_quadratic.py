@@ -10,8 +10,6 @@ from ebmbench_plugins.architectures.quadratic import Quadratic, QuadraticEnergy
 from torch.autograd.functional import hessian
 from torch.distributions import MultivariateNormal
 
-from ebmbench.leaderboard.aggregate import model_label
-
 import ebmbench
 from ebmbench import (
     Combination,
@@ -23,6 +21,7 @@ from ebmbench import (
     get_method,
     get_sampler,
 )
+from ebmbench.leaderboard.aggregate import model_label
 
 DOUBLE = torch.float64
 

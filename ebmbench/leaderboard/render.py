@@ -158,6 +158,11 @@ def _board_table(board: Board, table: pd.DataFrame, ranked: bool, extra: tuple[s
     return _table(body, [h for h, _ in headers])
 
 
+def _text(value: Any) -> bool:
+    """A non-empty string (a missing cell is NaN after a merge)."""
+    return isinstance(value, str) and bool(value)
+
+
 def _flagged_any(board: Board) -> bool:
     return any(board.unreliable.values())
 
@@ -185,7 +190,8 @@ def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None,
     tuned = configurations is not None and (configurations["configuration"].fillna("") != "defaults").any()
     if configurations is not None and len(configurations) and tuned:
         configurations_table = _table(
-            [[*(r[c] for c in MODEL_KEY), r["configuration"] if isinstance(r["configuration"], str) and r["configuration"] else "–"] for _, r in configurations.iterrows()],
+            [[*(r[c] for c in MODEL_KEY), r["configuration"] if _text(r["configuration"]) else "–"]
+             for _, r in configurations.iterrows()],
             [*(_HEADERS.get(c, c) for c in MODEL_KEY), "configuration"],
         )
     samples = boards.samples
