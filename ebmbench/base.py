@@ -271,14 +271,20 @@ class Architecture(Plugin, ABC):
         features: Properties methods may require, e.g. ``"nonzero_hessian"`` (smooth
             activations: exact score matching degenerates with ReLU, ERRATA 4).
         variant_params: As :attr:`Method.variant_params`: parameters that make a run a
-            different experiment when they leave their default (the quadratic energy's
-            ``start="truth"``); the leaderboard labels such a run's model with them.
+            different experiment when they leave their default; the leaderboard labels
+            such a run's model with them.
+        control_params: Parameters that make a run a control experiment, not a trained
+            model, when they leave their default (the quadratic energy's
+            ``start="truth"``, which starts training at the answer): such a run is
+            recorded in ``hyperparams["control"]``, and leaderboards show it, labelled,
+            but never rank it.
     """
 
     kind: ClassVar[str] = "architecture"
     data_kinds: ClassVar[frozenset[str]] = frozenset({"vector"})
     features: ClassVar[frozenset[str]] = frozenset()
     variant_params: ClassVar[tuple[str, ...]] = ()
+    control_params: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def build(self, shape: tuple[int, ...]) -> nn.Module:

@@ -353,15 +353,15 @@ class _DataUnavailable(Exception):
     """The dataset could not be loaded for a reason outside the run (e.g. offline)."""
 
 
-def _variant(pm: PluginManager, spec: RunSpec) -> dict[str, Any]:
+def _variant(pm: PluginManager, spec: RunSpec, declared_by: str = "variant_params") -> dict[str, Any]:
     """The method's and the architecture's variant-defining parameters
-    (``variant_params``) whose values differ from their declared defaults at the run's
-    budget: the leaderboard labels the row with them, e.g. ``adversarial (α=0.1)`` or
-    ``cd (start=truth)``."""
+    (``variant_params``, or ``control_params`` with ``declared_by``) whose values differ
+    from their declared defaults at the run's budget: the leaderboard labels the row with
+    them, e.g. ``adversarial (α=0.1)`` or ``cd (start=truth)``."""
     out = {}
     for kind, name in (("method", spec.method), ("architecture", spec.architecture)):
         cls = pm.info(kind, name).cls
-        for param in getattr(cls, "variant_params", ()):
+        for param in getattr(cls, declared_by, ()):
             declared = cls.params.get(param)
             value = spec.params[kind].get(param)
             if declared is not None and value != declared.for_budget(spec.budget):
@@ -524,6 +524,8 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             rows[spec.run_id]["versions"] = _versions(pm, spec, task.metrics)
             if variant := _variant(pm, spec):
                 rows[spec.run_id]["hyperparams"]["variant"] = variant
+            if control := _variant(pm, spec, "control_params"):
+                rows[spec.run_id]["hyperparams"]["control"] = control
         run = train_model(task)
         metric_objs = {
             n: pm.info("metric", n).cls(budget=first.budget, **p) for n, p in task.metrics.items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 from ebmbench_plugins.architectures.quadratic import Quadratic, QuadraticEnergy
@@ -21,7 +22,7 @@ from ebmbench import (
     get_method,
     get_sampler,
 )
-from ebmbench.leaderboard.aggregate import model_label
+from ebmbench.leaderboard.aggregate import aggregate, model_label
 
 DOUBLE = torch.float64
 
@@ -238,8 +239,19 @@ def test_a_run_from_the_truth_starts_there_and_is_labelled(tmp_path):
     assert truth["metric.fisher_divergence"].iloc[0] < 1e-3
     assert plain["curve"].iloc[0][0]["fisher_divergence"] > 1.0
     assert truth["hyperparams"].iloc[0]["variant"] == {"start": "truth"}
+    assert truth["hyperparams"].iloc[0]["control"] == {"start": "truth"}
     assert "variant" not in plain["hyperparams"].iloc[0]
+    assert "control" not in plain["hyperparams"].iloc[0]
     assert model_label("exact_sm", truth["hyperparams"].iloc[0]) == "exact_sm (start=truth)"
+    # On a leaderboard the control is shown, labelled, and never ranked, even though it
+    # beats the model trained from the identity.
+    both = pd.concat([ebmbench.load_results(tmp_path / "t.sqlite"),
+                      ebmbench.load_results(tmp_path / "p.sqlite")], ignore_index=True)
+    board = aggregate(both)[0].models
+    assert list(board.table["method"]) == ["exact_sm"]
+    unranked = board.unranked.set_index("method").loc["exact_sm (start=truth)"]
+    assert unranked["why"] == "a control experiment (start=truth), not a trained model"
+    assert unranked["fisher_divergence"] < 1e-3 and unranked["seeds"] == 1
 
 
 def test_dsm_from_the_truth_drifts_to_its_closed_form_optimum(tmp_path):

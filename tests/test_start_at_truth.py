@@ -39,7 +39,8 @@ def test_the_control_reruns_each_published_configuration_from_the_truth(tmp_path
     lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
              for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
     header = lines.pop("method")
-    dsm, exact = dict(zip(header, lines["dsm"])), dict(zip(header, lines["exact_sm"]))
+    dsm = dict(zip(header, lines["dsm"], strict=True))
+    exact = dict(zip(header, lines["exact_sm"], strict=True))
     assert dsm["configuration"] == "defaults"  # not tuned: the runs' own parameters
     assert float(exact["from the truth: first point"]) < 0.05
     assert float(dsm["from the truth: first point"]) < 0.1

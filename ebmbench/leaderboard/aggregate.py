@@ -476,7 +476,11 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
                 else training
             )
             finished = [r for r in source if r["status"] in _FINISHED]
-            if "degenerate:nll" in notes or (own and "degenerate:collapse" in notes):
+            control = (training[0].get("hyperparams") or {}).get("control")
+            if control and finished:  # started at the answer: shown, never ranked
+                status = "control"
+                reasons.append(", ".join(f"{k}={v}" for k, v in sorted(control.items())))
+            elif "degenerate:nll" in notes or (own and "degenerate:collapse" in notes):
                 status = "degenerate"
                 reasons.append(notes.get("degenerate:nll") or notes.get("degenerate:collapse"))
             elif finished:
@@ -486,11 +490,11 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
             else:
                 status = f"no {chosen_sampler} run"
             statuses.append(status)
-            if not finished or status not in ("ok", "degenerate"):
+            if not finished or status not in ("ok", "degenerate", "control"):
                 continue
             first = finished[0]
             values = {v: first.get(f"metric.{v}", math.nan) for v in [*ranked, *model_refs]}
-            if status == "degenerate":  # shown with its values, never ranked
+            if status in ("degenerate", "control"):  # shown with its values, never ranked
                 degenerate_lines.append({**identity, "unit": train_key, **values})
                 continue
             unit = {**identity, "unit": train_key, "seed": first["seed"], **values}
@@ -505,7 +509,10 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
                 {**identity, "unit": train_key, "point": i, **point} for i, point in enumerate(first["curve"])
             ]
         why = ""
-        if "degenerate" in statuses:
+        if "control" in statuses:
+            why = f"a control experiment ({reasons[0]}), not a trained model"
+            model_units = []
+        elif "degenerate" in statuses:
             why = f"degenerate ({statuses.count('degenerate')}/{len(statuses)} seeds): {reasons[0]}"
             model_units = []  # one degenerate seed takes the model off the ranking
         elif not model_units:
@@ -525,7 +532,7 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
         shown.append(
             {
                 **identity,
-                "seeds": len(statuses) if why.startswith("degenerate") else len(model_units),
+                "seeds": len(statuses) if why.startswith(("degenerate", "a control")) else len(model_units),
                 "runs": _runs_text(statuses),
                 "why": why,
             }

@@ -119,8 +119,9 @@ class QuadraticEnergy(Architecture):
     description = "Gaussian energy −½(x−μ)ᵀP(x−μ), learned μ and P≻0; Gaussian datasets only"
     data_kinds = frozenset({"vector"})
     features = frozenset({"nonzero_hessian"})
-    # Starting at the truth is a control experiment, not the benchmark: labelled.
+    # Starting at the truth is a control experiment, not a model: labelled, never ranked.
     variant_params = ("start",)
+    control_params = ("start",)
     params = {
         "min_diag": Param(1e-3, "floor on the diagonal of the Cholesky factor of P", positive=True),
         "precision": precision_param(),
