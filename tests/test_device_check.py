@@ -8,22 +8,16 @@ the bare loop, and the sweep's rows with their status, precision and cost.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def device_check():
-    spec = importlib.util.spec_from_file_location("device_check", ROOT / "scripts" /
-                                                  "device_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("device_check")
 
 
 def test_dry_run_runs_every_part_and_writes_the_report(device_check, tmp_path):
