@@ -43,3 +43,11 @@ def test_the_control_reruns_each_published_configuration_from_the_truth(tmp_path
     control = ebmbench.load_results(tmp_path / "truth.sqlite")
     assert (control["hyperparams"].map(lambda h: h["variant"]["start"]) == "truth").all()
     assert set(control["method"]) == {"dsm", "exact_sm"}
+
+
+def test_a_published_method_not_installed_here_is_reported_not_run(tmp_path):
+    """An export can hold a third-party method this machine lacks: its line says so and
+    the other models still run."""
+    model = {"method": "not_installed_method", "sampler": "–", "params": {"lr": 0.001}}
+    measured = _script().from_truth(model, "correlated_gaussian", "0", "smoke", tmp_path / "t.sqlite")
+    assert measured["status"].startswith("not run:") and "not_installed_method" in measured["status"]
