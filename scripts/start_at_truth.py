@@ -38,14 +38,13 @@ from tabulate import tabulate
 
 import ebmbench
 
-#: The method parameters a run records that are not settings (bookkeeping).
-_NOT_SETTINGS = ("tuning", "variant")
-
 
 def published_models(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """One line per quadratic model of ``dataset``: method, training sampler (or "–"),
-    the method's parameters its first seed ran with, and the published Fisher divergence
-    (mean over its finished seeds)."""
+    the settings its first seed ran with (``overrides`` for :func:`ebmbench.run`: the
+    method's, the dataset's, the energy's and, for a method that trains with its sampler,
+    the sampler's), its budget, and the published Fisher divergence (mean over its
+    finished seeds)."""
     runs = frame[(frame["dataset"] == dataset) & (frame["architecture"] == "quadratic")
                  & (frame["role"] == "run")]
     lines = []
@@ -54,10 +53,15 @@ def published_models(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
     ):
         first = group.sort_values("seed").iloc[0]
         per_seed = group.drop_duplicates("train_key")["metric.fisher_divergence"]
-        tuning = (first["hyperparams"] or {}).get("tuning") or {}
+        hyperparams = first["hyperparams"] or {}
+        tuning = hyperparams.get("tuning") or {}
+        kinds = {"method": method, "dataset": dataset, "architecture": "quadratic"}
+        if sampler != "–":
+            kinds["sampler"] = sampler
         lines.append({
-            "method": method, "sampler": sampler,
-            "params": dict(first["hyperparams"]["method"]),
+            "method": method, "sampler": sampler, "budget": first["budget"],
+            "overrides": {f"{kind}.{name}.{k}": v for kind, name in kinds.items()
+                          for k, v in (hyperparams.get(kind) or {}).items()},
             "configuration": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                        for k, v in sorted((tuning.get("chosen") or {}).items()))
                              or "defaults",
@@ -70,9 +74,7 @@ def from_truth(model: dict[str, Any], dataset: str, seeds: list[int] | str, budg
                results: Path) -> dict[str, float]:
     """Train ``model``'s configuration from the truth; its Fisher divergence at the first
     curve point and at the end (means over ``seeds``)."""
-    sets = {f"method.{model['method']}.{k}": v for k, v in model["params"].items()
-            if k not in _NOT_SETTINGS}
-    sets["architecture.quadratic.start"] = "truth"
+    sets = dict(model["overrides"]) | {"architecture.quadratic.start": "truth"}
     try:
         frame = ebmbench.run(
             methods=[model["method"]], architectures=["quadratic"], datasets=[dataset],
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("results", help="a results store or export")
     parser.add_argument("--dataset", default="correlated_gaussian")
     parser.add_argument("--seeds", default="0", help="seeds to run from the truth, e.g. 0-2")
-    parser.add_argument("--budget", default="quick")
+    parser.add_argument("--budget", default=None,
+                        help="budget of the runs from the truth (default: each model's own)")
     parser.add_argument("--results", dest="store", default=None,
                         help="store for the runs from the truth (default: a temporary one)")
     parser.add_argument("--method", action="append", default=None,
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp()) / "truth.sqlite"
     body = []
     for model in models.to_dict("records"):
-        measured = from_truth(model, args.dataset, args.seeds, args.budget, store)
+        measured = from_truth(model, args.dataset, args.seeds, args.budget or model["budget"], store)
         body.append([model["method"], model["sampler"], model["configuration"],
                      f"{model['published']:.3g}", f"{measured['start']:.3g}",
                      f"{measured['end']:.3g}", measured["status"]])

@@ -26,9 +26,12 @@ def test_the_control_reruns_each_published_configuration_from_the_truth(tmp_path
     models = script.published_models(ebmbench.load_results(tmp_path / "published.sqlite"),
                                      "correlated_gaussian").set_index("method")
     assert set(models.index) == {"dsm", "exact_sm"}  # the mlp rows are not quadratic
-    assert models.loc["dsm", "params"]["sigma"] == 0.2 and models.loc["dsm", "sampler"] == "–"
-    script.main([str(tmp_path / "published.sqlite"), "--budget", "smoke",
-                 "--results", str(tmp_path / "truth.sqlite")])
+    dsm_settings = models.loc["dsm", "overrides"]
+    assert dsm_settings["method.dsm.sigma"] == 0.2 and models.loc["dsm", "sampler"] == "–"
+    assert dsm_settings["dataset.correlated_gaussian.std_minor"] == 0.3
+    assert not any(k.startswith("sampler.") for k in dsm_settings)  # dsm trains without one
+    assert models.loc["dsm", "budget"] == "smoke"
+    script.main([str(tmp_path / "published.sqlite"), "--results", str(tmp_path / "truth.sqlite")])
     lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
              for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}
     header = lines.pop("method")
@@ -42,12 +45,13 @@ def test_the_control_reruns_each_published_configuration_from_the_truth(tmp_path
     # The control's runs are labelled as such in their store.
     control = ebmbench.load_results(tmp_path / "truth.sqlite")
     assert (control["hyperparams"].map(lambda h: h["variant"]["start"]) == "truth").all()
-    assert set(control["method"]) == {"dsm", "exact_sm"}
+    assert set(control["method"]) == {"dsm", "exact_sm"} and set(control["budget"]) == {"smoke"}
 
 
 def test_a_published_method_not_installed_here_is_reported_not_run(tmp_path):
     """An export can hold a third-party method this machine lacks: its line says so and
     the other models still run."""
-    model = {"method": "not_installed_method", "sampler": "–", "params": {"lr": 0.001}}
+    model = {"method": "not_installed_method", "sampler": "–",
+             "overrides": {"method.not_installed_method.lr": 0.001}}
     measured = _script().from_truth(model, "correlated_gaussian", "0", "smoke", tmp_path / "t.sqlite")
     assert measured["status"].startswith("not run:") and "not_installed_method" in measured["status"]
