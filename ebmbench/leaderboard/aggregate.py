@@ -348,7 +348,7 @@ def _finish_board(
     aggregated = _aggregate_values(units, key, values) if len(units) else pd.DataFrame(columns=key)
     rankable = pd.DataFrame(columns=key)
     if len(units):
-        # Rows shown but not ranked (degenerate) keep their values, and take no part in the
+        # Rows shown but not ranked (degenerate, controls) keep their values, and take no part in the
         # ranking of the others.
         keep = units[key].merge(shown.loc[shown["why"] == "", key], on=key, how="left", indicator=True)
         rankable = _masked(units[(keep["_merge"] == "both").to_numpy()], key, ranked, unreliable)
@@ -454,7 +454,7 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
     by_model: dict[tuple, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for record in ran.to_dict("records"):
         by_model[tuple(record[c] for c in MODEL_KEY)][record["train_key"]].append(record)
-    units, shown, extra_rows, curves, degenerate_lines = [], [], [], [], []
+    units, shown, extra_rows, curves, unranked_lines = [], [], [], [], []
     unreliable: dict[tuple, set[str]] = {}
     gallery: dict[tuple, str] = {}
     for model in sorted(by_model):
@@ -495,7 +495,7 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
             first = finished[0]
             values = {v: first.get(f"metric.{v}", math.nan) for v in [*ranked, *model_refs]}
             if status in ("degenerate", "control"):  # shown with its values, never ranked
-                degenerate_lines.append({**identity, "unit": train_key, **values})
+                unranked_lines.append({**identity, "unit": train_key, **values})
                 continue
             unit = {**identity, "unit": train_key, "seed": first["seed"], **values}
             for column, name in COMPUTE_COLUMNS.items():
@@ -558,7 +558,7 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
         # is over seeds that did, and target_reached says how many.
         units_frame["flops_to_target"] = units_frame["flops_to_target"].replace(math.inf, math.nan)
         compute_costs.append("flops_to_target")
-    degenerate_units = pd.DataFrame(degenerate_lines)
+    unranked_units = pd.DataFrame(unranked_lines)
     notes = []
     if on_samples and chosen_sampler:
         notes.append(
@@ -573,8 +573,8 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
         dataset,
         "Models",
         MODEL_KEY,
-        pd.concat([units_frame, degenerate_units], ignore_index=True)
-        if len(degenerate_units)
+        pd.concat([units_frame, unranked_units], ignore_index=True)
+        if len(unranked_units)
         else units_frame,
         pd.DataFrame(shown, columns=[*MODEL_KEY, "seeds", "runs", "why"]),
         ranked,
