@@ -37,6 +37,7 @@ import pandas as pd
 from tabulate import tabulate
 
 import ebmbench
+from ebmbench.leaderboard.aggregate import configuration_text
 
 
 def published_models(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -54,7 +55,6 @@ def published_models(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
         first = group.sort_values("seed").iloc[0]
         per_seed = group.drop_duplicates("train_key")["metric.fisher_divergence"]
         hyperparams = first["hyperparams"] or {}
-        tuning = hyperparams.get("tuning") or {}
         kinds = {"method": method, "dataset": dataset, "architecture": "quadratic"}
         if sampler != "–":
             kinds["sampler"] = sampler
@@ -62,9 +62,7 @@ def published_models(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
             "method": method, "sampler": sampler, "budget": first["budget"],
             "overrides": {f"{kind}.{name}.{k}": v for kind, name in kinds.items()
                           for k, v in (hyperparams.get(kind) or {}).items()},
-            "configuration": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in sorted((tuning.get("chosen") or {}).items()))
-                             or "defaults",
+            "configuration": configuration_text(hyperparams),
             "published": float(per_seed.mean()),
         })
     return pd.DataFrame(lines)

@@ -46,6 +46,7 @@ __all__ = [
     "aggregate",
     "summarize",
     "model_label",
+    "configuration_text",
     "evaluation_sampler",
     "MODEL_KEY",
     "SAMPLE_KEY",
@@ -403,7 +404,7 @@ def evaluation_sampler(samplers: Iterable[str]) -> str | None:
 PRIMARY_VALUES = ("fisher_divergence", "test_nll", "kid", "fid", "mmd", "c2st_accuracy", "ess_per_grad")
 
 
-def _tuning_text(hyperparams: dict[str, Any] | None) -> str:
+def configuration_text(hyperparams: dict[str, Any] | None) -> str:
     """The configuration a run used, in one line: the tuned choice, or the defaults."""
     record = (hyperparams.get("tuning") if isinstance(hyperparams, dict) else None) or {}
     if not record:
@@ -466,7 +467,7 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
         configurations: set[str] = set()
         for train_key in sorted(by_model[model]):
             training = by_model[model][train_key]
-            configurations.add(_tuning_text(training[0].get("hyperparams")))
+            configurations.add(configuration_text(training[0].get("hyperparams")))
             notes: dict[str, Any] = {}
             for r in training:
                 notes.update(r["notes"])
@@ -502,7 +503,6 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
                 unit[column] = first["compute"].get(name, math.nan)
             unit["train_seconds"] = first["compute"].get("wall_seconds", first.get("train_seconds", math.nan))
             unit["flops_to_target"] = _flops_to_target(first["curve"], target)
-            unit["configuration"] = _tuning_text(first["hyperparams"])
             unreliable.setdefault(model, set()).update(_unreliable(first["notes"]) & set(ranked))
             model_units.append(unit)
             curves += [
