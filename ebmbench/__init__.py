@@ -41,8 +41,8 @@ _EXPORTS: dict[str, str] = {
                      "log_integrate_2d", "uniform_grid_2d"], "quadrature"),
     **dict.fromkeys(["ReplayBuffer"], "replay"),
     **dict.fromkeys(["execute_task", "unfinished_rows"], "runner"),
-    **dict.fromkeys(["ANNEALING_SCHEDULES", "SCHEDULES", "annealing_schedule",
-                     "schedule_factors"], "schedules"),
+    **dict.fromkeys(["ANNEALING_SCHEDULES", "LR_SCHEDULES", "SCHEDULES", "annealing_schedule",
+                     "lr_factor", "schedule_factors"], "schedules"),
     **dict.fromkeys(["Search", "choice", "int_range", "log_uniform", "uniform"], "search_space"),
 }
 
@@ -153,7 +153,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     )
     from .replay import ReplayBuffer
     from .runner import execute_task, unfinished_rows
-    from .schedules import ANNEALING_SCHEDULES, SCHEDULES, annealing_schedule, schedule_factors
+    from .schedules import (
+        ANNEALING_SCHEDULES,
+        LR_SCHEDULES,
+        SCHEDULES,
+        annealing_schedule,
+        lr_factor,
+        schedule_factors,
+    )
     from .search_space import Search, choice, int_range, log_uniform, uniform
     __version__: str
 
@@ -201,6 +208,8 @@ __all__ = [
     "annealing_schedule",
     "SCHEDULES",
     "ANNEALING_SCHEDULES",
+    "LR_SCHEDULES",
+    "lr_factor",
     "ADAPT_MODES",
     "STEP_IMPLS",
     "NoiseTape",

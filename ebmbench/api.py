@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 from .errors import UserError, shown
 from .inputs import check_overrides, check_seeds, check_timeout, name_list
+from .schedules import LR_SCHEDULES
 
 
 def get_plugin_manager() -> Any:
@@ -113,6 +114,7 @@ def run(
     progress: bool = False,
     tune: int = 0,
     train_flops: float | None = None,
+    lr_schedule: str = "constant",
     sampler_board: bool = False,
     checkpoints: bool = True,
 ) -> pd.DataFrame:
@@ -131,6 +133,9 @@ def run(
     ``tune=N`` first runs N tuning trials per study (same N and compute for every method,
     scored on the validation split; see :mod:`ebmbench.tuning`), then the seeds with each
     study's chosen values. ``train_flops`` replaces the budget's training compute.
+    ``lr_schedule`` (``constant``, ``linear`` or ``cosine``; :func:`ebmbench.lr_factor`)
+    decays every optimiser's learning rate to zero over each run's and trial's progress; a
+    decayed run is labelled with it (``dsm (lr_schedule=cosine)``) and ranked apart.
 
     Every trained model is kept in ``checkpoints/`` beside the store, for
     :func:`ebmbench.load_model`, unless ``checkpoints=False``.
@@ -159,6 +164,9 @@ def run(
         or not math.isfinite(train_flops) or train_flops <= 0
     ):
         raise UserError(f"bad train_flops {shown(train_flops)}: give a finite number > 0, or None")
+    if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"unknown lr_schedule {shown(lr_schedule)}. "
+                        f"Valid schedules: {', '.join(LR_SCHEDULES)}")
     selection = Selection(
         methods=name_list("method", methods),
         samplers=name_list("sampler", samplers),
@@ -169,6 +177,7 @@ def run(
         budget=budget,
         overrides=check_overrides(overrides),
         train_flops=train_flops,
+        lr_schedule=lr_schedule,
     )
     timeout = check_timeout(timeout)
     report = run_sweep(

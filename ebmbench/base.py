@@ -458,6 +458,13 @@ class Method(Plugin, ABC):
         """Parameters the method owns beyond the energy (log Z, a flow)."""
         return ()
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """Every optimiser the method trains with, for the harness's learning-rate schedule
+        (``--lr-schedule``): by default each :class:`torch.optim.Optimizer` among the
+        instance's attributes (``self.optimizer``, a flow's ``self.flow_optimizer``).
+        Override it if an optimiser lives elsewhere, e.g. in a list."""
+        return [v for v in vars(self).values() if isinstance(v, torch.optim.Optimizer)]
+
     @abstractmethod
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
         """The scalar loss to minimise on ``batch``, and extra logs."""

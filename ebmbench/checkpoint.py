@@ -50,6 +50,7 @@ def model_payload(
             "dataset": spec.dataset, "seed": int(spec.seed), "budget": spec.budget,
             "params": _plain(spec.params), "uses_sampler": bool(spec.uses_sampler),
             "trial": spec.trial, "train_flops": spec.train_flops,
+            "lr_schedule": spec.lr_schedule,
         },
         "train_key": spec.train_key,
         # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
@@ -115,4 +116,5 @@ def spec_from_payload(state: dict[str, Any], path: str | os.PathLike[str] = "") 
         params={k: dict(v) for k, v in spec["params"].items()},
         uses_sampler=bool(spec["uses_sampler"]),
         trial=spec.get("trial"), train_flops=spec.get("train_flops"),
+        lr_schedule=spec.get("lr_schedule"),
     )

@@ -25,6 +25,7 @@ from .device import DEVICES
 from .errors import EnvironmentFailure, UserError, unknown_choice
 from .inputs import parse_seeds, parse_timeout, parse_workers
 from .params import BUDGETS
+from .schedules import LR_SCHEDULES
 
 __all__ = ["main", "cli"]
 
@@ -148,6 +149,10 @@ def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
                    "sampler]) on the validation split, then the seeds with the chosen values.")
 @click.option("--train-flops", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="FLOPS", help="Training compute per run, replacing the budget's.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant",
+              show_default=True,
+              help="Decay every training learning rate over the run's compute budget (to zero "
+                   "at its end); a decayed run is labelled and ranked apart.")
 @click.option("--sampler-board/--no-sampler-board", default=True, show_default=True,
               help="After the runs, judge the selected samplers on the selected toy densities' "
                    "true density and reference energy at equal gradient budgets.")
@@ -167,7 +172,8 @@ def run_command(
     seeds: str, budget: str, device: str, timeout: str | None, overrides: tuple[str, ...],
     results: str, executor: str | None, workers: str | None, address: str | None,
     data_dir: str | None,
-    fid_weights: str | None, tune: int, train_flops: float | None, sampler_board: bool,
+    fid_weights: str | None, tune: int, train_flops: float | None, lr_schedule: str,
+    sampler_board: bool,
     retry_failed: bool, leaderboard_out: str | None, no_leaderboard: bool, no_checkpoints: bool,
     progress: bool,
 ) -> None:
@@ -225,6 +231,7 @@ def run_command(
         budget=budget,
         overrides=sets,
         train_flops=train_flops,
+        lr_schedule=lr_schedule,
         where_declared=implied,
     )
     _report_broken_plugins()

@@ -48,6 +48,8 @@ class Selection:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: Training FLOPs per run, overriding the budget's (see :mod:`ebmbench.budgets`).
     train_flops: float | None = None
+    #: The learning rate's decay over every run's progress (:data:`ebmbench.LR_SCHEDULES`).
+    lr_schedule: str = "constant"
     #: ``"kind.*.param"`` → value, set on the selected plugins that declare ``param`` and
     #: on no other, never an error (what ``--data-dir`` and ``--fid-weights`` set).
     where_declared: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +74,8 @@ class RunSpec:
     trial: int | None = None
     #: Training FLOPs overriding the budget's, or None.
     train_flops: float | None = None
+    #: The learning rate's decay over the run (:func:`ebmbench.lr_factor`); None: constant.
+    lr_schedule: str | None = None
     #: Tuning: for a trial, its study and number; for a tuned run, the study's record
     #: (trials, objective, chosen values). Kept in the row's ``hyperparams["tuning"]``;
     #: not part of the run's identity (the chosen values are, through ``params``).
@@ -89,6 +93,8 @@ class RunSpec:
             extra["trial"] = self.trial
         if self.train_flops is not None:
             extra["train_flops"] = self.train_flops
+        if self.lr_schedule not in (None, "constant"):
+            extra["lr_schedule"] = self.lr_schedule
         return (extra,) if extra else ()
 
     @property
@@ -311,6 +317,8 @@ def expand(
                                 uses_sampler=type(method).uses_sampler,
                                 skip_reason=reason,
                                 train_flops=selection.train_flops,
+                                lr_schedule=(None if selection.lr_schedule == "constant"
+                                             else selection.lr_schedule),
                             )
                         )
     return specs, metrics

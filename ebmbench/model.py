@@ -15,6 +15,7 @@ torch.Size([100, 2])
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from .errors import UserError
 from .grid import RunSpec, Selection, Task, expand, instantiate
 from .plugins import get_plugin_manager
 from .runner import TrainedRun, _base_row, checkpoint_path, evaluate_spec, train_model
+from .schedules import LR_SCHEDULES
 
 __all__ = ["TrainedModel", "train", "load_model"]
 
@@ -289,7 +291,8 @@ def _plugins_dirs() -> list[str]:
 def train(
     method: str, architecture: str, dataset: str, *, sampler: str = "mala",
     budget: str = "quick", seed: int = 0, device: str = "auto",
-    overrides: Mapping[str, Any] | None = None, timeout: float | None = None, **params: Any,
+    overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
+    lr_schedule: str = "constant", **params: Any,
 ) -> TrainedModel:
     """Train one model as ``ebmbench run`` would, and return it.
 
@@ -306,6 +309,8 @@ def train(
         device: ``auto``, ``cpu`` or ``cuda``.
         overrides: ``"kind.name.param"`` → value for any plugin, like ``--set``.
         timeout: Seconds the training may take (then ``RunTimedOut`` is raised).
+        lr_schedule: ``constant``, ``linear`` or ``cosine``: the learning rate's decay over
+            the run, as ``--lr-schedule`` (:func:`ebmbench.lr_factor`).
         **params: The method's hyper-parameters, e.g. ``sigma=0.05, steps=2000``.
 
     Returns:
@@ -316,11 +321,14 @@ def train(
             reason a sweep would record as ``skipped``).
         ebmbench.errors.RunDiverged: The loss or the trained energy became non-finite.
     """
+    if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"unknown lr_schedule {lr_schedule!r}. "
+                        f"Valid schedules: {', '.join(LR_SCHEDULES)}")
     pm = get_plugin_manager()
     given = dict(overrides or {}) | {f"method.{method}.{k}": v for k, v in params.items()}
     selection = Selection(methods=[method], samplers=[sampler], architectures=[architecture],
                           datasets=[dataset], metrics=[], seeds=(int(seed),), budget=budget,
-                          overrides=given)
+                          overrides=given, lr_schedule=lr_schedule)
     (spec,), _ = expand(selection, pm)
     if spec.skip_reason:
         raise UserError(f"{method} × {architecture} × {dataset} cannot run: {spec.skip_reason}")
@@ -401,6 +409,13 @@ def _find_row(run_id: str | os.PathLike[str], results: str | os.PathLike[str]) -
     return rows[0]
 
 
+def _int_or_none(value: Any) -> int | None:
+    """A row's trial number: None for a run (None, or NaN in a data frame's row)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return int(value)
+
+
 def _spec_from_row(pm: Any, row: Mapping[str, Any]) -> RunSpec:
     """The spec a stored row was run as; its train key must match the row's."""
     hyper = row["hyperparams"]
@@ -410,10 +425,13 @@ def _spec_from_row(pm: Any, row: Mapping[str, Any]) -> RunSpec:
         dataset=row["dataset"], seed=int(row["seed"]), budget=row["budget"],
         params={k: dict(hyper[k]) for k in ("method", "sampler", "architecture", "dataset")},
         uses_sampler=bool(method_cls.uses_sampler),
+        trial=_int_or_none(row.get("trial")), train_flops=hyper.get("train_flops"),
+        lr_schedule=hyper.get("lr_schedule"),
     )
     if spec.train_key != row["train_key"]:
         raise UserError(
-            f"run {row['run_id']} was trained by a {row['method']} whose sampler use differs from "
-            "the installed one: its checkpoint cannot be matched"
+            f"run {row['run_id']}'s training cannot be matched to its checkpoint: its "
+            f"{row['method']} uses a sampler differently from the installed one, or it ran "
+            "with --train-flops before its rows recorded it"
         )
     return spec

@@ -44,6 +44,7 @@ from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
 from .learning_curve import CURVE_FRACTIONS, LearningCurveProbe, run_progress
 from .plugins import PluginManager, get_plugin_manager
+from .schedules import LearningRateSchedule
 
 __all__ = ["execute_task", "unfinished_rows", "train_model", "evaluate_spec", "TrainedRun",
            "EVAL_SAMPLES", "STATUSES", "checkpoint_path", "validation_split", "validation_reference_nll",
@@ -174,7 +175,8 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         "hyperparams": spec.params | {
             "metrics": task.metrics,
             "precision": (spec.params.get("architecture") or {}).get("precision", "fp32"),
-        } | ({"tuning": spec.tuning} if spec.tuning else {}),
+        } | ({"tuning": spec.tuning} if spec.tuning else {})
+          | _protocol_settings(spec),
         "versions": {},
         "artifacts": {},
         "metric_errors": {},
@@ -189,6 +191,18 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
         "host": platform.node(),
         "finished_at": "",
     }
+
+
+def _protocol_settings(spec: Any) -> dict[str, Any]:
+    """What enters a run's train key beyond its plugins' parameters (the training compute
+    and learning-rate schedule when the sweep set them), so that its row says how to
+    rebuild it (:func:`ebmbench.load_model`). A sampler-board spec has neither."""
+    out: dict[str, Any] = {}
+    if getattr(spec, "train_flops", None) is not None:
+        out["train_flops"] = spec.train_flops
+    if getattr(spec, "lr_schedule", None):
+        out["lr_schedule"] = spec.lr_schedule
+    return out
 
 
 def _finish(row: dict[str, Any], status: str, reason: str = "", tb: str = "") -> dict[str, Any]:
@@ -242,6 +256,8 @@ def _train(
 
         pruner = CurvePruner(task.pruning["objective"], task.pruning["history"],
                              task.pruning["trial"])
+    # After setup, so that every optimiser the method made is scheduled.
+    lr_schedule = LearningRateSchedule(spec.lr_schedule or "constant", method.optimizers())
     logs: dict[str, float] = {}
     energy.train()
     # The clock starts here, not before setup: one-off imports (the first optimiser pulls
@@ -261,6 +277,7 @@ def _train(
                                        compute.steps + 1, budget_flops, max_steps) >= points[0]:
                 meter.probe_next()  # count exactly the step that reaches a curve point
             idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=batch_gen)
+            lr_schedule.at(run_progress(compute.flops, compute.steps, budget_flops, max_steps))
             with meter.step():
                 logs = method.train_step(data[idx.to(device)])
             if not is_finite(logs["loss"]):
@@ -522,7 +539,9 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
         first = task.specs[0]
         for spec in task.specs:
             rows[spec.run_id]["versions"] = _versions(pm, spec, task.metrics)
-            if variant := _variant(pm, spec):
+            # A decayed lr is a different training of the method: labelled, ranked apart.
+            schedule = {"lr_schedule": spec.lr_schedule} if spec.lr_schedule else {}
+            if variant := _variant(pm, spec) | schedule:
                 rows[spec.run_id]["hyperparams"]["variant"] = variant
             if control := _variant(pm, spec, "control_params"):
                 rows[spec.run_id]["hyperparams"]["control"] = control

@@ -1,7 +1,10 @@
-"""Step-size schedules and annealing schedules.
+"""Step-size, learning-rate and annealing schedules.
 
 - :func:`schedule_factors`: multipliers of a sampler's base step size over the steps of a
   call (constant, linear, cosine, geometric), used by :class:`~ebmbench.MarkovChainSampler`;
+- :func:`lr_factor` and :class:`LearningRateSchedule`: the training learning rate's
+  multiplier at a point of a run's progress (``--lr-schedule``), applied by the harness to
+  every optimiser of a method;
 - :func:`annealing_schedule`: the inverse temperatures of
   :func:`ebmbench.annealed_importance_sampling`.
 
@@ -13,19 +16,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where it is used: the command line reads LR_SCHEDULES
+    import torch
+    from torch import Tensor
 
 __all__ = [
     "SCHEDULES",
     "ANNEALING_SCHEDULES",
+    "LR_SCHEDULES",
+    "LearningRateSchedule",
+    "lr_factor",
     "schedule_factors",
     "annealing_schedule",
 ]
 
 #: Step-size decay shapes over the steps of a run (see :func:`schedule_factors`).
 SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine", "geometric")
+
+#: Learning-rate decays over a training run's progress (see :func:`lr_factor`).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine")
 
 #: Inverse-temperature spacings for annealing (see :func:`annealing_schedule`).
 ANNEALING_SCHEDULES: tuple[str, ...] = ("geometric", "linear", "sigmoid")
@@ -63,6 +74,60 @@ def schedule_factors(kind: str, n_steps: int, final: float = 0.1) -> list[float]
     return [final**u for u in us]
 
 
+def lr_factor(kind: str, progress: float) -> float:
+    """The learning rate's multiplier at ``progress`` u ∈ [0, 1] of a training run.
+
+    - ``constant``: 1,
+    - ``linear``: 1 − u,
+    - ``cosine``: (1 + cos πu) / 2 (Loshchilov & Hutter 2017, SGDR, without restarts).
+
+    Both decays reach zero at the end of the run, so the final iterate is an average of the
+    last updates rather than one noisy draw around the optimum: the shape AlgoPerf's
+    baselines train with (Dahl et al. 2023, "Benchmarking neural network training
+    algorithms"). Progress is the harness's (the larger of the compute and step-cap
+    fractions, :func:`ebmbench.learning_curve.run_progress`), so a method's schedule ends
+    when its budget does, whatever an update costs. ``progress`` outside [0, 1] is clipped.
+
+    >>> lr_factor("cosine", 0.5), lr_factor("linear", 0.25), lr_factor("constant", 0.9)
+    (0.5, 0.75, 1.0)
+    """
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {kind!r}; valid: {', '.join(LR_SCHEDULES)}")
+    u = min(max(float(progress), 0.0), 1.0)
+    if kind == "linear":
+        return 1.0 - u
+    if kind == "cosine":
+        return (1.0 + math.cos(math.pi * u)) / 2.0
+    return 1.0
+
+
+class LearningRateSchedule:
+    """Sets every parameter group of ``optimizers`` to its initial lr × :func:`lr_factor`.
+
+    The initial lrs are read once, at construction (after the method's ``setup``), so a
+    method's own ratios between optimisers (e.g. a flow's ``flow_lr``) are kept.
+
+    >>> import torch
+    >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    >>> schedule = LearningRateSchedule("linear", [opt])
+    >>> schedule.at(0.75); round(opt.param_groups[0]["lr"], 6)
+    0.025
+    """
+
+    def __init__(self, kind: str, optimizers: Sequence[torch.optim.Optimizer]) -> None:
+        lr_factor(kind, 0.0)  # an unknown kind fails here, before training
+        self.kind = kind
+        self._groups = [(g, float(g["lr"])) for opt in optimizers for g in opt.param_groups]
+
+    def at(self, progress: float) -> None:
+        """Set the lrs for the update taken at ``progress`` of the run."""
+        if self.kind == "constant":
+            return
+        factor = lr_factor(self.kind, progress)
+        for group, initial in self._groups:
+            group["lr"] = initial * factor
+
+
 def annealing_schedule(
     kind: str | Sequence[float] | Tensor, n_temperatures: int, *, beta_min: float = 1e-4,
     sharpness: float = 4.0,
@@ -83,6 +148,8 @@ def annealing_schedule(
     >>> [round(v, 4) for v in b.tolist()]
     [0.0, 0.01, 0.1, 1.0]
     """
+    import torch
+
     if not isinstance(kind, str):
         betas = torch.as_tensor(kind, dtype=torch.float64).flatten()
         if betas.numel() < 2 or betas[0] != 0 or betas[-1] != 1 or (betas.diff() < 0).any():

@@ -145,7 +145,9 @@ def plan_studies(
                     for k in ("method", "architecture", "dataset")}
         if spec.uses_sampler:
             identity["sampler"] = [spec.sampler, spec.params["sampler"]]
-        key = _digest([identity, spec.budget, spec.train_flops])
+        # A non-constant lr schedule makes other studies; constant keeps the older keys.
+        key = _digest([identity, spec.budget, spec.train_flops]
+                      + ([spec.lr_schedule] if spec.lr_schedule else []))
         if key in studies:
             studies[key].specs.append(spec)
             continue
