@@ -23,7 +23,7 @@ from .errors import UserError
 from .params import BUDGETS
 
 __all__ = ["TRAIN_FLOPS", "train_flops_for", "dataset_train_flops", "VALIDATION_FRACTION",
-           "MAX_VALIDATION", "BUDGET_TOLERANCE", "skips_last_update"]
+           "MAX_VALIDATION", "BUDGET_TOLERANCE", "skips_last_update", "update_fits_budget"]
 
 #: Training FLOPs per budget level and data kind.
 TRAIN_FLOPS: dict[str, dict[str, float]] = {
@@ -60,6 +60,19 @@ def skips_last_update(spent: float, next_cost: float | None, budget: float) -> b
         return False
     after = spent + next_cost
     return after > budget * (1 + BUDGET_TOLERANCE) and budget - spent < after - budget
+
+
+def update_fits_budget(update_cost: float, budget: float) -> bool:
+    """Whether updates costing ``update_cost`` FLOPs let a run end within
+    :data:`BUDGET_TOLERANCE` of its ``budget``: at most twice the tolerance (the nearer of
+    stopping and taking the last update is then at most one tolerance away; see
+    :func:`skips_last_update`). A tuning trial whose update costs more is infeasible at
+    equal compute and is stopped (docs/protocol.md, section 4).
+
+    >>> update_fits_budget(0.14, 1.0), update_fits_budget(0.38, 1.0)
+    (True, False)
+    """
+    return update_cost <= 2 * BUDGET_TOLERANCE * budget
 
 
 #: The share of a training set held out as the validation split (at most

@@ -35,7 +35,14 @@ from .base import (
     TrainContext,
     is_finite,
 )
-from .budgets import MAX_VALIDATION, VALIDATION_FRACTION, dataset_train_flops, skips_last_update
+from .budgets import (
+    BUDGET_TOLERANCE,
+    MAX_VALIDATION,
+    VALIDATION_FRACTION,
+    dataset_train_flops,
+    skips_last_update,
+    update_fits_budget,
+)
 from .checkpoint import model_payload, read_model_file, write_model_file
 from .compute import ComputeMeter
 from .degenerate import degenerate_notes, gaussian_nll
@@ -282,6 +289,8 @@ def _train(
                 logs = method.train_step(data[idx.to(device)])
             if not is_finite(logs["loss"]):
                 raise RunDiverged(f"loss became {logs['loss']} at step {compute.steps}")
+            if spec.trial is not None and compute.steps == 2:
+                _check_update_fits(meter.flops_per_step, budget_flops, compute, probe)
             done = run_progress(compute.flops, compute.steps, budget_flops, max_steps)
             if points and done >= points[0]:
                 while points and done >= points[0]:
@@ -302,6 +311,8 @@ def _train(
                     f"training passed the {task.timeout:g} s limit at step {compute.steps} "
                     f"({compute.flops / budget_flops:.0%} of the compute budget)"
                 )
+        if spec.trial is not None and compute.steps < 2:  # one update spent the budget
+            _check_update_fits(meter.flops_per_step, budget_flops, compute, probe)
         if not probe.points or probe.points[-1]["step"] != compute.steps:
             with meter.paused():
                 # The final model is always a point.
@@ -356,6 +367,25 @@ def validation_reference_nll(spec: RunSpec) -> float:
     train, _ = _load_data(dataset, spec, read_test=False)
     fit, validation = validation_split(train, spec)
     return gaussian_nll(fit, validation)
+
+
+def _check_update_fits(update_cost: float | None, budget_flops: float, compute: Any,
+                       probe: LearningCurveProbe) -> None:
+    """Stop a tuning trial whose update is too coarse for equal compute: its configuration
+    could not end within ±10 % of the budget (:func:`~ebmbench.budgets.update_fits_budget`),
+    so it is not a candidate. Checked on the second update: the first may carry one-off
+    work (a replay buffer filled from noise)."""
+    if update_cost is None or update_fits_budget(update_cost, budget_flops):
+        return
+    raise _Pruned(
+        f"infeasible at equal compute: one update costs {update_cost / budget_flops:.0%} of "
+        f"the compute budget, more than the {2 * BUDGET_TOLERANCE:.0%} within which a run "
+        f"ends ±{BUDGET_TOLERANCE:.0%} of it",
+        compute.as_dict() | {"budget_flops": budget_flops,
+                             "budget_fraction": compute.flops / budget_flops,
+                             "stopped_by": "infeasible"},
+        probe.points,
+    )
 
 
 class _Pruned(Exception):

@@ -156,6 +156,40 @@ def test_an_update_that_would_overshoot_the_tolerance_is_not_taken(tmp_path):
     assert small["steps"] == 11 and small["budget_fraction"] == pytest.approx(1.045, abs=1e-6)
 
 
+def test_a_trial_whose_update_is_too_coarse_for_equal_compute_is_stopped(tmp_path):
+    """A configuration whose one update costs more than 20 % of the budget cannot end within
+    ±10 % of it, so as a tuning trial it is infeasible: stopped after its second update and
+    never chosen. A run the user asked for trains anyway; finer updates are not touched."""
+    def sweep(per_update_share: float, folder: str, tune: int):
+        return ebmbench.run(methods=["cd"], samplers=["ula"], architectures=["mlp"],
+                            datasets=["eight_gaussians"], metrics=["fisher"], budget="smoke",
+                            overrides={"method.cd.mcmc_steps": 20, "method.cd.steps": 1000},
+                            train_flops=per_update / per_update_share, tune=tune,
+                            results=tmp_path / folder / "r.sqlite", device="cpu")
+
+    probe = ebmbench.run(methods=["cd"], samplers=["ula"], architectures=["mlp"],
+                         datasets=["eight_gaussians"], metrics=[], budget="smoke",
+                         overrides={"method.cd.mcmc_steps": 20, "method.cd.steps": 3},
+                         train_flops=1e15, results=tmp_path / "probe" / "r.sqlite", device="cpu")
+    per_update = probe.iloc[0].compute["flops"] / probe.iloc[0].compute["steps"]
+
+    coarse = sweep(0.3, "coarse", tune=2)
+    with ResultStore.open(tmp_path / "coarse" / "r.sqlite") as store:
+        trials = store.trial_rows()
+    assert [t["status"] for t in trials] == ["pruned", "pruned"]
+    for t in trials:
+        assert t["reason"].startswith("infeasible at equal compute: one update costs 30%")
+        assert t["compute"]["stopped_by"] == "infeasible" and t["compute"]["steps"] == 2
+    run = coarse.iloc[0]  # no trial finished: the defaults run, and train as asked
+    assert run.status == "ok" and run.compute["steps"] == 3
+    assert run.hyperparams["tuning"]["chosen_trial"] is None
+
+    fine = sweep(0.1, "fine", tune=2)
+    with ResultStore.open(tmp_path / "fine" / "r.sqlite") as store:
+        assert [t["status"] for t in store.trial_rows()] == ["ok", "ok"]
+    assert fine.iloc[0].hyperparams["tuning"]["chosen_trial"] in (0, 1)
+
+
 def test_a_dataset_may_declare_its_own_budget():
     digits = ebmbench.get_dataset("digits")
     banana = ebmbench.get_dataset("banana")
