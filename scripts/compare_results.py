@@ -1,0 +1,99 @@
+"""What a protocol change did to the models: two results stores (or exports) compared study
+by study.
+
+For every trained model in both (dataset, method, energy, and the training sampler for a
+method that trains with one), prints the mean Fisher divergence over its seeds before and
+after, its degenerate seeds (the model test, ``degenerate:nll``) and the values of
+``--param`` it ran with, marks a change of more than ``--threshold`` (relative) as better or
+worse, and sums it up for the 2-D toys and for the others::
+
+    python scripts/compare_results.py before.sqlite after.sqlite --method cd --param mcmc_steps
+
+A published ``leaderboards/results.csv`` is read like a store (``ebmbench.load_results``), so
+two publications compare from their commits alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+import ebmbench
+
+METRIC = "metric.fisher_divergence"
+
+
+def models(frame: pd.DataFrame, methods: list[str] | None, params: list[str]) -> pd.DataFrame:
+    """One row per model: mean Fisher divergence over its seeds, degenerate seeds, seeds."""
+    runs = frame[(frame["role"] == "run") & (frame["status"] != "skipped")]
+    if methods:
+        runs = runs[runs["method"].isin(methods)]
+    runs = runs.drop_duplicates("train_key").copy()  # one row per trained model and seed
+    runs["training sampler"] = [s if u else "–" for s, u in zip(runs["sampler"], runs["uses_sampler"],
+                                                                  strict=True)]
+    runs["degenerate"] = runs["notes"].map(lambda n: "degenerate:nll" in (n or {}))
+    for p in params:
+        runs[p] = runs["hyperparams"].map(lambda h, p=p: (h.get("method") or {}).get(p))
+    keys = ["dataset", "method", "architecture", "training sampler"]
+    out = runs.groupby(keys).agg(
+        fisher=(METRIC, "mean"), degenerate=("degenerate", "sum"), seeds=("seed", "count"),
+        **{p: (p, "first") for p in params},
+    )
+    return out
+
+
+def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.25) -> pd.DataFrame:
+    """The models of both, side by side, with ``change``: better, worse or '' (within
+    ``threshold`` relative, either way)."""
+    both = before.add_suffix(" before").join(after.add_suffix(" after"), how="inner")
+    # Models without a Fisher divergence (images) have nothing to compare here.
+    both = both[both["fisher before"].notna() & both["fisher after"].notna()]
+    ratio = both["fisher after"] / both["fisher before"]
+    both["change"] = ["better" if r < 1 / (1 + threshold) else "worse" if r > 1 + threshold else ""
+                      for r in ratio]
+    return both
+
+
+def summary(table: pd.DataFrame) -> list[str]:
+    """Counts for the 2-D toys and for the other datasets."""
+    dims = {name: getattr(ebmbench.get_dataset(name), "dim", None)
+            for name in table.index.get_level_values("dataset").unique()}
+    lines = []
+    for label, keep in (("2-D toys", lambda d: dims[d] == 2), ("other datasets", lambda d: dims[d] != 2)):
+        part = table[[keep(d) for d in table.index.get_level_values("dataset")]]
+        if part.empty:
+            continue
+        counts = part["change"].value_counts()
+        lines.append(
+            f"{label}: {len(part)} models, {counts.get('better', 0)} better, "
+            f"{counts.get('worse', 0)} worse, {counts.get('', 0)} about the same; degenerate in "
+            f"some seed {int((part['degenerate before'] > 0).sum())} -> "
+            f"{int((part['degenerate after'] > 0).sum())} ({int(part['degenerate before'].sum())} -> "
+            f"{int(part['degenerate after'].sum())} seeds)"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("before", type=Path, help="a results store or export")
+    parser.add_argument("after", type=Path, help="a results store or export")
+    parser.add_argument("--method", help="only these methods (comma list)")
+    parser.add_argument("--param", default="", help="method parameters to show (comma list)")
+    parser.add_argument("--threshold", type=float, default=0.25,
+                        help="relative change counted as better or worse (default 0.25)")
+    args = parser.parse_args()
+    methods = args.method.split(",") if args.method else None
+    params = [p for p in args.param.split(",") if p]
+    table = compare(models(ebmbench.load_results(args.before), methods, params),
+                    models(ebmbench.load_results(args.after), methods, params), args.threshold)
+    print(table.reset_index().to_markdown(index=False, floatfmt=".4g"))
+    print()
+    for line in summary(table):
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

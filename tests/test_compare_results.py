@@ -1,0 +1,41 @@
+"""scripts/compare_results.py: two stores compared model by model, on real smoke sweeps."""
+
+from __future__ import annotations
+
+import pytest
+
+import ebmbench
+from tests.helpers import load_script
+
+RUN = dict(methods=["dsm", "cd"], samplers=["ula"], architectures=["mlp"],
+           datasets=["eight_gaussians"], metrics=["fisher"], budget="smoke", seeds=[0, 1],
+           device="cpu")
+
+
+def test_two_stores_compare_model_by_model(tmp_path):
+    script = load_script("compare_results")
+    before = ebmbench.run(results=tmp_path / "a.sqlite", **RUN)
+    after = ebmbench.run(results=tmp_path / "b.sqlite", **RUN,
+                         overrides={"method.dsm.lr": 0.03, "method.cd.mcmc_steps": 7})
+    table = script.compare(
+        script.models(ebmbench.load_results(tmp_path / "a.sqlite"), None, ["mcmc_steps"]),
+        script.models(ebmbench.load_results(tmp_path / "b.sqlite"), None, ["mcmc_steps"]),
+    )
+    assert len(table) == 2  # dsm (no training sampler) and cd with ula
+    for method, frame_before, frame_after in (("dsm", before, after), ("cd", before, after)):
+        row = table.xs(method, level="method").iloc[0]
+        assert row["fisher before"] == pytest.approx(
+            frame_before[frame_before.method == method]["metric.fisher_divergence"].mean())
+        assert row["fisher after"] == pytest.approx(
+            frame_after[frame_after.method == method]["metric.fisher_divergence"].mean())
+        assert row["seeds before"] == row["seeds after"] == 2
+        ratio = row["fisher after"] / row["fisher before"]
+        expected = "better" if ratio < 0.8 else "worse" if ratio > 1.25 else ""
+        assert row["change"] == expected
+    assert table.xs("cd", level="method")["mcmc_steps after"].iloc[0] == 7
+    assert table.index.get_level_values("training sampler").tolist().count("–") == 1
+    (line,) = script.summary(table)
+    assert line.startswith("2-D toys: 2 models, ")
+    # Only cd: the filter keeps one model.
+    only_cd = script.models(ebmbench.load_results(tmp_path / "a.sqlite"), ["cd"], [])
+    assert only_cd.index.get_level_values("method").tolist() == ["cd"]
