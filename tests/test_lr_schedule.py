@@ -133,3 +133,14 @@ def test_trials_train_with_the_schedule_and_the_model_reloads(recorder, tmp_path
         assert lrs[-1] == pytest.approx(lrs[0] * lr_factor("cosine", (STEPS - 1) / STEPS))
     model = ebmbench.load_model(frame.iloc[0]["run_id"], results=results, device="cpu")
     assert model.spec.lr_schedule == "cosine"
+
+
+def test_train_takes_the_schedule_too(recorder):
+    model = ebmbench.train("lr_recorder", "quadratic", "correlated_gaussian", sampler="ula",
+                           budget="smoke", device="cpu", lr_schedule="linear", steps=STEPS, lr=0.01)
+    lrs = [a for a, _ in LrRecorder.seen]
+    assert model.spec.lr_schedule == "linear" and len(lrs) >= 2
+    assert lrs[0] == 0.01 and lrs[-1] < lrs[0] and all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))
+    with pytest.raises(ebmbench.UserError, match="unknown lr_schedule 'steep'. Valid schedules: "
+                                                 "constant, linear, cosine"):
+        ebmbench.train("dsm", "mlp", "banana", budget="smoke", lr_schedule="steep")
