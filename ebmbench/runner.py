@@ -301,9 +301,7 @@ def _train(
                     raise _Pruned(
                         f"pruned by successive halving at {done:.1%} of the run "
                         f"({pruner.objective} {point.get(pruner.objective):.4g})",
-                        compute.as_dict() | {"budget_flops": budget_flops,
-                                             "budget_fraction": compute.flops / budget_flops,
-                                             "stopped_by": "pruner"},
+                        _spent(compute, budget_flops, "pruner"),
                         probe.points,
                     )
             if deadline is not None and time.perf_counter() > deadline:
@@ -320,11 +318,8 @@ def _train(
                       progress=run_progress(compute.flops, compute.steps, budget_flops, max_steps))
     finally:
         meter.detach()
-    spent = compute.as_dict() | {
-        "budget_flops": budget_flops,
-        "budget_fraction": compute.flops / budget_flops,
-        "stopped_by": "budget" if compute.flops >= budget_flops or stopped_early else "max_steps",
-    }
+    spent = _spent(compute, budget_flops,
+                   "budget" if compute.flops >= budget_flops or stopped_early else "max_steps")
     train_seconds = compute.wall_seconds
     energy.eval()
     with torch.no_grad():
@@ -369,6 +364,14 @@ def validation_reference_nll(spec: RunSpec) -> float:
     return gaussian_nll(fit, validation)
 
 
+def _spent(compute: Any, budget_flops: float, stopped_by: str) -> dict[str, Any]:
+    """A row's ``compute``: what training spent, its budget, and why it stopped (``budget``,
+    ``max_steps``, or for a tuning trial ``pruner`` or ``infeasible``)."""
+    return compute.as_dict() | {"budget_flops": budget_flops,
+                                "budget_fraction": compute.flops / budget_flops,
+                                "stopped_by": stopped_by}
+
+
 def _check_update_fits(update_cost: float | None, budget_flops: float, compute: Any,
                        probe: LearningCurveProbe) -> None:
     """Stop a tuning trial whose update is too coarse for equal compute: its configuration
@@ -381,9 +384,7 @@ def _check_update_fits(update_cost: float | None, budget_flops: float, compute: 
         f"infeasible at equal compute: one update costs {update_cost / budget_flops:.0%} of "
         f"the compute budget, more than the {2 * BUDGET_TOLERANCE:.0%} within which a run "
         f"ends ±{BUDGET_TOLERANCE:.0%} of it",
-        compute.as_dict() | {"budget_flops": budget_flops,
-                             "budget_fraction": compute.flops / budget_flops,
-                             "stopped_by": "infeasible"},
+        _spent(compute, budget_flops, "infeasible"),
         probe.points,
     )
 

@@ -3,11 +3,35 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import textwrap
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def registered_plugins(name: str, **classes: Sequence[type]) -> Iterator[ModuleType]:
+    """Register plugin classes by kind, e.g. ``methods=[A], datasets=[B]``, as a module
+    ``name`` with one ``ebmbench_register_<kind>`` hook each (kept in ``sys.modules`` while
+    it is registered, so that workers can import it)."""
+    import ebmbench
+
+    module = ModuleType(name)
+    for kind, group in classes.items():
+        def register_all(register, group=tuple(group)):
+            for cls in group:
+                register(cls)
+        setattr(module, f"ebmbench_register_{kind}", ebmbench.hookimpl(register_all))
+    sys.modules[name] = module
+    ebmbench.register_plugin(module)
+    try:
+        yield module
+    finally:
+        del sys.modules[name]
 
 
 def load_script(name: str) -> ModuleType:

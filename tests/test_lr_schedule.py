@@ -5,19 +5,18 @@ runs, keys and studies exactly as they were."""
 from __future__ import annotations
 
 import math
-import sys
-import types
 
 import pytest
 import torch
 
 import ebmbench
-from ebmbench import hookimpl, lr_factor
+from ebmbench import lr_factor
 from ebmbench.grid import Selection, expand
 from ebmbench.leaderboard.aggregate import model_label
 from ebmbench.plugins import get_plugin_manager
 from ebmbench.store import ResultStore
 from ebmbench.tuning import plan_studies
+from tests.helpers import registered_plugins
 
 ExactSM = ebmbench.get_method("exact_sm").__class__
 
@@ -42,18 +41,9 @@ class LrRecorder(ExactSM):
 
 @pytest.fixture
 def recorder(fresh_plugins):
-    module = types.ModuleType("lr_schedule_test_plugins")
-
-    @hookimpl
-    def ebmbench_register_methods(register):
-        register(LrRecorder)
-
-    module.ebmbench_register_methods = ebmbench_register_methods
-    sys.modules[module.__name__] = module
-    ebmbench.register_plugin(module)
     LrRecorder.seen = []
-    yield fresh_plugins
-    del sys.modules[module.__name__]
+    with registered_plugins("lr_schedule_test_plugins", methods=[LrRecorder]):
+        yield fresh_plugins
 
 
 STEPS = 40

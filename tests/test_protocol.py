@@ -4,19 +4,18 @@ split, training chains owned by the method, and equal tuning (see docs/protocol.
 from __future__ import annotations
 
 import math
-import sys
 import time
-import types
 
 import pytest
 import torch
 
 import ebmbench
-from ebmbench import Param, hookimpl, log_uniform
+from ebmbench import Param, log_uniform
 from ebmbench.budgets import TRAIN_FLOPS, dataset_train_flops
 from ebmbench.compute import ComputeMeter, FlopCounter
 from ebmbench.learning_curve import CURVE_FRACTIONS
 from ebmbench.store import ResultStore
+from tests.helpers import registered_plugins
 
 # ------------------------------------------------------------------------ compute counting
 
@@ -336,23 +335,9 @@ class SplitSpy(ebmbench.get_dataset("correlated_gaussian").__class__):
 
 @pytest.fixture
 def tuning_plugins(fresh_plugins):
-    module = types.ModuleType("tuning_test_plugins")
-
-    @hookimpl
-    def ebmbench_register_methods(register):
-        register(SlowStartSM)
-
-    @hookimpl
-    def ebmbench_register_datasets(register):
-        register(SplitSpy)
-
-    module.ebmbench_register_methods = ebmbench_register_methods
-    module.ebmbench_register_datasets = ebmbench_register_datasets
-    sys.modules[module.__name__] = module
-    ebmbench.register_plugin(module)
     SplitSpy.reads["test"] = 0
-    yield fresh_plugins
-    del sys.modules[module.__name__]
+    with registered_plugins("tuning_test_plugins", methods=[SlowStartSM], datasets=[SplitSpy]):
+        yield fresh_plugins
 
 
 TUNE = dict(methods=["slow_sm"], samplers=["ula"], architectures=["quadratic"],

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
-import types
 from dataclasses import replace
 
 import numpy as np
@@ -14,7 +12,7 @@ from ebmbench_plugins.metrics.mmd import _kernel, median_distance, mmd2_unbiased
 from torch import nn
 
 import ebmbench
-from ebmbench import Param, Sampler, SampleResult, ToyDensity, hookimpl
+from ebmbench import Param, Sampler, SampleResult, ToyDensity
 from ebmbench.chain_diagnostics import bulk_ess, rank_rhat
 from ebmbench.cli import main
 from ebmbench.exact_sampling import ExactLogDensity, GridDensity2D
@@ -31,6 +29,7 @@ from ebmbench.sampler_board import (
 )
 from ebmbench.store import ResultStore
 from ebmbench.sweep import run_sweep
+from tests.helpers import registered_plugins
 
 # --------------------------------------------------------------------- test plugins
 
@@ -77,23 +76,9 @@ class Raising(IIDDraws):
 
 @pytest.fixture
 def board_plugins(fresh_plugins):
-    module = types.ModuleType("sampler_board_test_plugins")
-
-    @hookimpl
-    def ebmbench_register_samplers(register):
-        register(IIDDraws)
-        register(Raising)
-
-    @hookimpl
-    def ebmbench_register_datasets(register):
-        register(StdNormal2D)
-
-    module.ebmbench_register_samplers = ebmbench_register_samplers
-    module.ebmbench_register_datasets = ebmbench_register_datasets
-    sys.modules[module.__name__] = module
-    ebmbench.register_plugin(module)
-    yield fresh_plugins
-    del sys.modules[module.__name__]
+    with registered_plugins("sampler_board_test_plugins", samplers=[IIDDraws, Raising],
+                            datasets=[StdNormal2D]):
+        yield fresh_plugins
 
 
 def board_rows(tmp_path, samplers, dataset, *, target="true_density", init="data",
