@@ -67,11 +67,19 @@ def schedule_factors(kind: str, n_steps: int, final: float = 0.1) -> list[float]
     if final <= 0:
         raise ValueError(f"the final step-size factor must be positive, got {final}")
     us = [t / (n_steps - 1) for t in range(n_steps)]
+    if kind == "geometric":
+        return [final**u for u in us]
+    return [final + (1 - final) * _decay(kind, u) for u in us]
+
+
+def _decay(kind: str, u: float) -> float:
+    """The ``constant``, ``linear`` or ``cosine`` shape from 1 at u = 0 to 0 at u = 1 (1 for
+    ``constant``): the step-size schedules rescale it to end at their ``final`` factor."""
     if kind == "linear":
-        return [1 + (final - 1) * u for u in us]
+        return 1.0 - u
     if kind == "cosine":
-        return [final + (1 - final) * (1 + math.cos(math.pi * u)) / 2 for u in us]
-    return [final**u for u in us]
+        return (1.0 + math.cos(math.pi * u)) / 2.0
+    return 1.0
 
 
 def lr_factor(kind: str, progress: float) -> float:
@@ -93,12 +101,7 @@ def lr_factor(kind: str, progress: float) -> float:
     """
     if kind not in LR_SCHEDULES:
         raise ValueError(f"unknown learning-rate schedule {kind!r}; valid: {', '.join(LR_SCHEDULES)}")
-    u = min(max(float(progress), 0.0), 1.0)
-    if kind == "linear":
-        return 1.0 - u
-    if kind == "cosine":
-        return (1.0 + math.cos(math.pi * u)) / 2.0
-    return 1.0
+    return _decay(kind, min(max(float(progress), 0.0), 1.0))
 
 
 class LearningRateSchedule:
