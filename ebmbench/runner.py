@@ -274,6 +274,7 @@ def _train(
     meter = ComputeMeter(energy)
     compute = meter.compute
     stopped_early = False  # before an update that would overshoot (skips_last_update)
+    done = 0.0  # the run's progress after its last update (run_progress)
     try:
         # Train until the compute budget is spent: the step count is what it buys.
         while compute.steps < max_steps and compute.flops < budget_flops:
@@ -284,7 +285,7 @@ def _train(
                                        compute.steps + 1, budget_flops, max_steps) >= points[0]:
                 meter.probe_next()  # count exactly the step that reaches a curve point
             idx = torch.randint(len(data), (min(batch_size, len(data)),), generator=batch_gen)
-            lr_schedule.at(run_progress(compute.flops, compute.steps, budget_flops, max_steps))
+            lr_schedule.at(done)
             with meter.step():
                 logs = method.train_step(data[idx.to(device)])
             if not is_finite(logs["loss"]):

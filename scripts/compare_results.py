@@ -3,7 +3,7 @@ by study.
 
 For every trained model in both (dataset, method, energy, and the training sampler for a
 method that trains with one), prints the mean Fisher divergence over its seeds before and
-after, its degenerate seeds (the model test, ``degenerate:nll``) and the values of
+after, its degenerate seeds (as the leaderboards count them) and the values of
 ``--param`` it ran with, marks a change of more than ``--threshold`` (relative) as better or
 worse, and sums it up for the 2-D toys and for the others::
 
@@ -21,27 +21,25 @@ from pathlib import Path
 import pandas as pd
 
 import ebmbench
+from ebmbench.leaderboard.aggregate import trained_models
 
 METRIC = "metric.fisher_divergence"
 
 
 def models(frame: pd.DataFrame, methods: list[str] | None, params: list[str]) -> pd.DataFrame:
-    """One row per model: mean Fisher divergence over its seeds, degenerate seeds, seeds."""
-    runs = frame[(frame["role"] == "run") & (frame["status"] != "skipped")]
+    """One row per model: mean Fisher divergence over its finished seeds, its degenerate
+    seeds (as the leaderboards judge them: ``trained_models``) and seeds."""
+    runs = trained_models(frame)
     if methods:
         runs = runs[runs["method"].isin(methods)]
-    runs = runs.drop_duplicates("train_key").copy()  # one row per trained model and seed
-    runs["training sampler"] = [s if u else "–" for s, u in zip(runs["sampler"], runs["uses_sampler"],
-                                                                  strict=True)]
-    runs["degenerate"] = runs["notes"].map(lambda n: "degenerate:nll" in (n or {}))
+    runs = runs.rename(columns={"sampler": "training sampler"})
     for p in params:
         runs[p] = runs["hyperparams"].map(lambda h, p=p: (h.get("method") or {}).get(p))
     keys = ["dataset", "method", "architecture", "training sampler"]
-    out = runs.groupby(keys).agg(
+    return runs.groupby(keys).agg(
         fisher=(METRIC, "mean"), degenerate=("degenerate", "sum"), seeds=("seed", "count"),
         **{p: (p, "first") for p in params},
     )
-    return out
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.25) -> pd.DataFrame:

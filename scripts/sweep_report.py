@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 import ebmbench
-from ebmbench.leaderboard.aggregate import _column, _uses_sampler
+from ebmbench.leaderboard.aggregate import trained_models
 
 OFFLINE = ["mnist", "fashion_mnist", "cifar10"]
 #: Rows of one dataset that finish more than this apart came from separate commands (a sweep
@@ -77,19 +77,6 @@ def time_table(frame: pd.DataFrame) -> pd.DataFrame:
             "wall, min": wall_minutes(g["finished"]),
         })
     return pd.DataFrame(rows)
-
-
-def trained_models(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per trained model of the runs that finished: ``degenerate`` when any of its
-    rows is (collapsed samples under one evaluation sampler exclude the model too), its
-    tuning ``study``, and the sampler as the boards name it (``–`` for a method that trains
-    without one)."""
-    rows = frame[(frame["role"] == "run") & frame["status"].isin(["ok", "degenerate"])].copy()
-    rows["degenerate"] = rows.groupby("train_key")["status"].transform(lambda s: (s == "degenerate").any())
-    rows["study"] = rows["hyperparams"].map(lambda h: ((h or {}).get("tuning") or {}).get("study"))
-    rows["uses_sampler"] = _column(rows, "uses_sampler", None)
-    rows["sampler"] = rows["sampler"].where(_uses_sampler(rows), "–")
-    return rows.drop_duplicates("train_key")
 
 
 def targets(frame: pd.DataFrame) -> list[str]:

@@ -47,6 +47,7 @@ __all__ = [
     "summarize",
     "model_label",
     "configuration_text",
+    "trained_models",
     "evaluation_sampler",
     "MODEL_KEY",
     "SAMPLE_KEY",
@@ -258,6 +259,19 @@ def _uses_sampler(rows: pd.DataFrame) -> pd.Series:
         [bool(r) if not _missing(r) else bool(i) for r, i in zip(recorded, inferred, strict=True)],
         index=rows.index,
     )
+
+
+def trained_models(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per trained model of the runs that finished: ``degenerate`` when any of its
+    rows is (collapsed samples under one evaluation sampler exclude the model too), its
+    tuning ``study``, and the sampler as the boards name it (``–`` for a method that trains
+    without one)."""
+    rows = frame[(frame["role"] == "run") & frame["status"].isin(["ok", "degenerate"])].copy()
+    rows["degenerate"] = rows.groupby("train_key")["status"].transform(lambda s: (s == "degenerate").any())
+    rows["study"] = rows["hyperparams"].map(lambda h: ((h or {}).get("tuning") or {}).get("study"))
+    rows["uses_sampler"] = _column(rows, "uses_sampler", None)
+    rows["sampler"] = rows["sampler"].where(_uses_sampler(rows), "–")
+    return rows.drop_duplicates("train_key")
 
 
 def _declared(rows: pd.DataFrame) -> tuple[dict[str, bool], set[str], set[str], set[str]]:
