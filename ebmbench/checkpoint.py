@@ -49,7 +49,7 @@ def model_payload(
             "method": spec.method, "sampler": spec.sampler, "architecture": spec.architecture,
             "dataset": spec.dataset, "seed": int(spec.seed), "budget": spec.budget,
             "params": _plain(spec.params), "uses_sampler": bool(spec.uses_sampler),
-            "trial": spec.trial, "train_flops": spec.train_flops,
+            "trial": spec.trial, "replicate": spec.replicate, "train_flops": spec.train_flops,
             "lr_schedule": spec.lr_schedule,
         },
         "train_key": spec.train_key,
@@ -115,6 +115,6 @@ def spec_from_payload(state: dict[str, Any], path: str | os.PathLike[str] = "") 
         dataset=spec["dataset"], seed=int(spec["seed"]), budget=spec["budget"],
         params={k: dict(v) for k, v in spec["params"].items()},
         uses_sampler=bool(spec["uses_sampler"]),
-        trial=spec.get("trial"), train_flops=spec.get("train_flops"),
-        lr_schedule=spec.get("lr_schedule"),
+        trial=spec.get("trial"), replicate=spec.get("replicate"),
+        train_flops=spec.get("train_flops"), lr_schedule=spec.get("lr_schedule"),
     )

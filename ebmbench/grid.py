@@ -72,6 +72,10 @@ class RunSpec:
     #: The tuning trial's number, or None for a run (see :mod:`ebmbench.tuning`). A trial
     #: trains on the training split less the validation split and is scored on the latter.
     trial: int | None = None
+    #: For a tuning trial trained again with another training seed (the same data and
+    #: configuration) to confirm it before it is chosen: 1, 2, ...; None otherwise (see
+    #: :func:`ebmbench.tuning.confirmation_candidates`).
+    replicate: int | None = None
     #: Training FLOPs overriding the budget's, or None.
     train_flops: float | None = None
     #: The learning rate's decay over the run (:func:`ebmbench.lr_factor`); None: constant.
@@ -91,6 +95,8 @@ class RunSpec:
         extra: dict[str, Any] = {}
         if self.trial is not None:
             extra["trial"] = self.trial
+        if self.replicate is not None:
+            extra["replicate"] = self.replicate
         if self.train_flops is not None:
             extra["train_flops"] = self.train_flops
         if self.lr_schedule not in (None, "constant"):

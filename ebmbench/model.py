@@ -425,8 +425,9 @@ def _spec_from_row(pm: Any, row: Mapping[str, Any]) -> RunSpec:
         dataset=row["dataset"], seed=int(row["seed"]), budget=row["budget"],
         params={k: dict(hyper[k]) for k in ("method", "sampler", "architecture", "dataset")},
         uses_sampler=bool(method_cls.uses_sampler),
-        trial=_int_or_none(row.get("trial")), train_flops=hyper.get("train_flops"),
-        lr_schedule=hyper.get("lr_schedule"),
+        trial=_int_or_none(row.get("trial")),
+        replicate=_int_or_none((hyper.get("tuning") or {}).get("replicate")),
+        train_flops=hyper.get("train_flops"), lr_schedule=hyper.get("lr_schedule"),
     )
     if spec.train_key != row["train_key"]:
         raise UserError(

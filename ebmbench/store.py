@@ -545,6 +545,37 @@ class ResultStore:
 
         return self.transact(insert)
 
+    def update_tuning_records(self, records: dict[str, dict[str, Any]]) -> int:
+        """Give stored runs the record of the study that chose their configuration
+        (``hyperparams["tuning"]``): run id → record, in one transaction. Only the record
+        changes, never a result: a run is found again when a later tuning of its study
+        chose the same values (its id is a digest of them), e.g. after the choice gained
+        its confirmation, and the record says how it was chosen now.
+
+        Returns:
+            How many rows changed (runs not stored, or with that record already, are left).
+        """
+        given = {run_id: json.loads(json.dumps(record, sort_keys=True, default=str))
+                 for run_id, record in records.items()}
+
+        def update(db: sqlite3.Connection) -> int:
+            changed = 0
+            for run_id, record in given.items():
+                found = db.execute("SELECT hyperparams FROM runs WHERE run_id = ? AND role = 'run'",
+                                   (run_id,)).fetchone()
+                if found is None:
+                    continue
+                hyper = json.loads(found[0])
+                if hyper.get("tuning") == record:
+                    continue
+                hyper["tuning"] = record
+                db.execute("UPDATE runs SET hyperparams = ? WHERE run_id = ?",
+                           (json.dumps(hyper, sort_keys=True), run_id))
+                changed += 1
+            return changed
+
+        return self.transact(update)
+
     def record_not_applicable(self, combinations: Iterable[tuple[str, str, str, str, str]]) -> int:
         """Record (dataset, method, sampler, architecture, reason) combinations that can
         never run, in one transaction; a combination already recorded keeps one entry (with

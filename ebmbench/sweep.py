@@ -159,6 +159,9 @@ def run_sweep(
                                   progress, on_row,
                                   lambda row: _commit(store, journal, row, False, None))
         done = store.finished_ids()
+        if tune:  # runs found again keep their results, with today's tuning record
+            store.update_tuning_records({s.run_id: s.tuning for s in specs
+                                         if s.tuning and not s.skip_reason and s.run_id in done})
         if retry_failed:
             done -= store.finished_ids(RETRYABLE)
         # Combinations that can never run are counted, not stored as runs (a skip for
@@ -248,7 +251,16 @@ def _tune(
 ) -> tuple[list[RunSpec], int]:
     """Run ``n_trials`` waves of tuning trials into ``store``; return the specs with each
     study's chosen values (and its record), and the number of trials stored."""
-    from .tuning import choose, next_trial_params, plan_studies, pruning_history, trial_spec
+    from .tuning import (
+        CONFIRMED_TRIALS,
+        choose,
+        confirmation_candidates,
+        is_replicate,
+        next_trial_params,
+        plan_studies,
+        pruning_history,
+        trial_spec,
+    )
 
     pm = get_plugin_manager()
     studies = plan_studies(specs, pm, _fixed_params(selection))
@@ -272,14 +284,29 @@ def _tune(
             by_study[(row["hyperparams"].get("tuning") or {}).get("study")].append(row)
         return by_study
 
-    bar = _bar(progress, n_trials * len(studies))
+    def run_wave(tasks: list[Task]) -> None:
+        with _closing(executor_obj.map(execute_task, tasks)) as rows:
+            for row in rows:
+                commit(row)
+                if on_row:
+                    on_row(row)
+                if live:
+                    live.update(job, advance=1, description=f"tuning {_label(row)}")
+
+    def sample_task(spec: RunSpec, study: Any) -> Task:
+        return (make_task([spec], {}, sample=False) if study.from_curve
+                else make_task([spec], providers[study.objective]))
+
+    confirmations = CONFIRMED_TRIALS if n_trials >= 2 else 0
+    total = (n_trials + confirmations) * len(studies)
+    bar = _bar(progress, total)
     with bar as live:
-        job = live.add_task("tuning", total=n_trials * len(studies)) if live else None
+        job = live.add_task("tuning", total=total) if live else None
         for number in range(n_trials):
             by_study = stored()
             tasks = []
             for study in studies.values():
-                rows = by_study[study.key]
+                rows = [r for r in by_study[study.key] if not is_replicate(r)]
                 if any(r["trial"] == number for r in rows):
                     if live:
                         live.update(job, advance=1)
@@ -292,19 +319,34 @@ def _tune(
                         "objective": study.objective, "history": pruning_history(study, earlier),
                         "trial": number}))
                 else:
-                    tasks.append(make_task([spec], providers[study.objective]))
-            with _closing(executor_obj.map(execute_task, tasks)) as rows:
-                for row in rows:
-                    commit(row)
-                    if on_row:
-                        on_row(row)
-                    if live:
-                        live.update(job, advance=1, description=f"tuning {_label(row)}")
+                    tasks.append(sample_task(spec, study))
+            run_wave(tasks)
+        # The last wave: the best sound trials trained again with another training seed
+        # (never pruned: a replicate is judged on its whole run, see ebmbench.tuning).
+        by_study = stored()
+        tasks = []
+        references: dict[str, float | None] = {}
+        for key, study in studies.items():
+            rows = [r for r in by_study[key] if r["trial"] < n_trials]
+            references[key] = _reference_nll(study, rows)
+            candidates = confirmation_candidates(study, rows, references[key])
+            replicated = {r["trial"] for r in rows if is_replicate(r)}
+            if live:
+                live.update(job, advance=confirmations - len(candidates) + len(replicated))
+            for row in candidates:
+                if row["trial"] in replicated:
+                    continue
+                values = {n: row["hyperparams"]["method"][n] for n in study.searched}
+                spec = replace(trial_spec(study, row["trial"], values, pm), replicate=1)
+                spec.tuning = {"study": key, "trial": row["trial"], "replicate": 1,
+                               "objective": study.objective}
+                tasks.append(sample_task(spec, study))
+        run_wave(tasks)
     by_study = stored()
     records = {}
     for key, study in studies.items():
         rows = [r for r in by_study[key] if r["trial"] < n_trials]
-        records[key] = choose(study, rows, _reference_nll(study, rows))
+        records[key] = choose(study, rows, references[key])
     study_of = {id(spec): key for key, study in studies.items() for spec in study.specs}
     tuned = []
     for spec in specs:

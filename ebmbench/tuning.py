@@ -28,18 +28,30 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   trial's reference. When trial 0 was the only reference (until 2026-11-30), 80 of 284 toy
   studies of the publication kept their defaults because every later trial was stopped at
   1/8, where curves have barely separated (docs/protocol.md, section 7).
-- **The choice** is the trial with the lowest objective that finished training and whose
-  model is not degenerate on the validation split (the runs' NLL test, on the validation
-  NLL at the end of the curve, 2-D toys; :func:`degenerate_trials`); if every finished
-  trial is, the lowest objective among them. It is recorded with every run of the study
-  (``hyperparams["tuning"]``, with the trials passed over and why). If no trial finished,
-  the study runs with its defaults and says so. Until 2026-11-30 the objective alone chose:
-  10 of the publication's 208 2-D studies chose a trial already degenerate on the validation
-  split, 5 of them while another trial was not (``scripts/sweep_report.py`` counts them).
+- **Confirmation** (since 2026-12-01): the study's two best trials by the objective whose
+  models are not degenerate on the validation split (:func:`degenerate_trials`) are each
+  trained once more, with the same data, configuration and compute but another training
+  seed (a *replicate*, :func:`confirmation_candidates`); a study with fewer than two such
+  trials has no choice to confirm. Every study gets the same two replicates, so tuning
+  stays equal. The best of N trials on one seed is partly the luckiest (the winner's
+  curse): before, 13 of the publication's 14 degenerate 2-D models came from a
+  configuration sound on the validation split that failed in one to three of the runs'
+  seeds (docs/protocol.md, section 7).
+- **The choice** is, among the confirmed trials whose replicate finished, is finite and
+  is not degenerate on the validation split, the one with the lowest mean objective over
+  its two training seeds. When neither passes, the lowest objective among the other
+  trials not degenerate on the validation split; when there are none, the lowest among
+  every finished trial, and the record says so. The choice is recorded with every run of
+  the study (``hyperparams["tuning"]``, with the trials passed over and why). If no trial
+  finished, the study runs with its defaults and says so. Until 2026-11-30 the objective
+  alone chose: 10 of the publication's 208 2-D studies chose a trial already degenerate on
+  the validation split, 5 of them while another trial was not (``scripts/sweep_report.py``
+  counts them).
 
 Trials run in *waves*: wave k holds trial k of every study, so that trial k's search and its
 pruner see trials 0 … k−1, whatever the executor; within a wave all studies run in
-parallel. The Optuna studies live in memory and are rebuilt from the results store, which
+parallel. The replicates are one last wave; they are never pruned and never enter the
+search. The Optuna studies live in memory and are rebuilt from the results store, which
 is the only record: the same store gives the same next trial.
 """
 
@@ -62,7 +74,8 @@ from .search_space import Search
 __all__ = [
     "Study", "plan_studies", "trial_spec", "next_trial_params", "choose", "objective_of",
     "CurvePruner", "TrialPruned", "PRUNER_MIN_RESOURCE", "PRUNER_REDUCTION", "CURVE_RESOURCE",
-    "STARTUP_TRIALS", "degenerate_trials", "validation_nll",
+    "STARTUP_TRIALS", "degenerate_trials", "validation_nll", "CONFIRMED_TRIALS",
+    "confirmation_candidates", "is_replicate",
 ]
 
 #: The pruner's resource is the compute spent, in 1/128ths of the budget (the first
@@ -77,6 +90,9 @@ PRUNER_REDUCTION = 3
 #: has fewer) are drawn without a model of the objective, and are never pruned, so that the
 #: choice and every later trial's pruning rest on that many finished curves.
 STARTUP_TRIALS = 4
+#: The best trials sound on the validation split that are trained again with another
+#: training seed before the choice (see "Confirmation" above).
+CONFIRMED_TRIALS = 2
 #: Samplers preferred, in order, for a sampler-free method's trials on sample objectives.
 _TUNING_SAMPLERS = ("mala", "hmc", "ula", "mh")
 
@@ -315,37 +331,109 @@ def degenerate_trials(rows: list[dict[str, Any]], reference_nll: float | None) -
     return out
 
 
+def is_replicate(row: dict[str, Any]) -> bool:
+    """Whether a trial row is a replicate (a confirmed trial trained again), not a trial of
+    the search."""
+    return ((row.get("hyperparams") or {}).get("tuning") or {}).get("replicate") is not None
+
+
+def _sound(study: Study, rows: list[dict[str, Any]], reference_nll: float | None,
+           ) -> tuple[list[tuple[float, dict[str, Any]]], dict[int, str], list[tuple[float, dict[str, Any]]]]:
+    """The search's finished trials (objective, row), those degenerate on the validation
+    split (number → why), and the others, best first."""
+    scored = [(objective_of(r, study), r) for r in rows if not is_replicate(r)]
+    finished = [(v, r) for v, r in scored if v is not None and math.isfinite(v)]
+    flagged = degenerate_trials([r for _, r in finished], reference_nll)
+    sound = sorted(((v, r) for v, r in finished if r["trial"] not in flagged),
+                   key=lambda vr: (vr[0], vr[1]["trial"]))
+    return finished, flagged, sound
+
+
+def confirmation_candidates(study: Study, rows: list[dict[str, Any]],
+                            reference_nll: float | None = None) -> list[dict[str, Any]]:
+    """The trial rows to train again with another training seed before the choice: the
+    :data:`CONFIRMED_TRIALS` best by the objective among the finished trials not degenerate
+    on the validation split, when there are at least two (else there is no choice to
+    confirm). Deterministic: the same rows give the same candidates.
+
+    >>> study = Study("s", None, {}, "nll", True, "mala", 0)
+    >>> rows = [{"trial": t, "status": "ok", "curve": [{"nll": v}]} for t, v in enumerate([3.0, 2.0, 2.5])]
+    >>> [r["trial"] for r in confirmation_candidates(study, rows)]
+    [1, 2]
+    """
+    _, _, sound = _sound(study, rows, reference_nll)
+    return [r for _, r in sound[:CONFIRMED_TRIALS]] if len(sound) >= 2 else []
+
+
+def _confirmations(study: Study, rows: list[dict[str, Any]], candidates: list[dict[str, Any]],
+                   reference_nll: float | None) -> dict[int, dict[str, Any]]:
+    """Candidate trial number → its two objectives, and why it failed its confirmation
+    (``None`` when it passed), for the candidates whose replicate is stored."""
+    replicas = {r["trial"]: r for r in rows if is_replicate(r)}
+    out = {}
+    for row in candidates:
+        replica = replicas.get(row["trial"])
+        if replica is None:
+            continue
+        value = objective_of(replica, study)
+        why = None
+        if value is None:
+            why = f"its replicate did not finish training ({replica['status']})"
+        elif not math.isfinite(value):
+            why = "its replicate diverged"
+        else:
+            flagged = degenerate_trials([replica], reference_nll)
+            if flagged:
+                why = f"its replicate is degenerate: {next(iter(flagged.values()))}"
+        out[row["trial"]] = {"objectives": [objective_of(row, study), value], "failed": why}
+    return out
+
+
 def choose(study: Study, rows: list[dict[str, Any]], reference_nll: float | None = None,
            ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The chosen searched values and the record kept with every run of the study.
 
-    The finished trial with the lowest objective, among those whose model is not
-    degenerate on the validation split (:func:`degenerate_trials`, given ``reference_nll``);
-    when every finished trial is, the lowest objective among them, and the record says so.
-    The leaderboards do not rank a degenerate model, so choosing one when a configuration
-    that is not exists would rank the method by its worst case; and the Fisher divergence
-    alone cannot see it: it is blind to how mass is split between modes and to far tails
-    (docs/protocol.md, "The choice").
+    ``rows`` are the study's trials and replicates. The confirmed trial (see
+    :func:`confirmation_candidates`) whose replicate passed, with the lowest mean objective
+    over its two training seeds; when none did, the finished trial with the lowest
+    objective among those neither degenerate on the validation split
+    (:func:`degenerate_trials`, given ``reference_nll``) nor failed in its replicate; when
+    every finished trial is one of those, the lowest objective among them, and the record
+    says so. The leaderboards do not rank a degenerate model, so choosing one when a
+    configuration that is not exists would rank the method by its worst case; and the
+    Fisher divergence alone cannot see it: it is blind to how mass is split between modes
+    and to far tails (docs/protocol.md, "The choice").
     """
-    scored = [(objective_of(r, study), r) for r in rows]
-    finished = [(v, r) for v, r in scored if v is not None and math.isfinite(v)]
+    finished, flagged, sound = _sound(study, rows, reference_nll)
     record: dict[str, Any] = {
-        "study": study.key, "trials": len(rows), "objective": study.objective,
+        "study": study.key, "trials": sum(not is_replicate(r) for r in rows),
+        "objective": study.objective,
         "split": "validation", "searched": {n: s.describe() for n, s in study.searched.items()},
-        "pruned": sum(r["status"] == "pruned" for r in rows),
+        "pruned": sum(r["status"] == "pruned" for r in rows if not is_replicate(r)),
     }
     if not finished:
         record |= {"chosen_trial": None, "note": "no trial finished training: defaults kept"}
         return {}, record
-    flagged = degenerate_trials([r for _, r in finished], reference_nll)
-    eligible = [(v, r) for v, r in finished if r["trial"] not in flagged] or finished
-    value, best = min(eligible, key=lambda vr: (vr[0], vr[1]["trial"]))
+    confirmed = _confirmations(study, rows, confirmation_candidates(study, rows, reference_nll),
+                               reference_nll)
+    passed = [(sum(c["objectives"]) / 2, number) for number, c in confirmed.items() if not c["failed"]]
+    by_number = {r["trial"]: (v, r) for v, r in finished}
+    if passed:
+        value, number = min(passed)
+        best = by_number[number][1]
+    else:
+        failed = {n for n, c in confirmed.items() if c["failed"]}
+        eligible = [(v, r) for v, r in sound if r["trial"] not in failed] or finished
+        value, best = min(eligible, key=lambda vr: (vr[0], vr[1]["trial"]))
+        if len(eligible) == len(finished) and (flagged or failed):
+            record["note"] = ("every finished trial is degenerate on the validation split"
+                              + (" or failed its confirmation" if failed else ""))
     chosen = {n: best["hyperparams"]["method"][n] for n in study.searched}
     record |= {"chosen_trial": best["trial"], "score": value, "chosen": chosen}
+    if confirmed:
+        record["confirmation"] = {str(n): c for n, c in sorted(confirmed.items())}
     if flagged:
         record["degenerate_trials"] = {str(k): v for k, v in sorted(flagged.items())}
-        if len(eligible) == len(finished):
-            record["note"] = "every finished trial is degenerate on the validation split"
     return chosen, record
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 import ebmbench
 from ebmbench.leaderboard.aggregate import trained_models
+from ebmbench.tuning import is_replicate
 
 OFFLINE = ["mnist", "fashion_mnist", "cifar10"]
 #: Rows of one dataset that finish more than this apart came from separate commands (a sweep
@@ -63,12 +64,15 @@ def time_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for dataset, g in frame.groupby("dataset", sort=False):
         trials, runs = g[g["role"] == "trial"], g[g["role"] == "run"]
+        replicates = trials.apply(is_replicate, axis=1) if len(trials) else trials["trial"]
         models = runs.drop_duplicates("train_key")
         studies = {(h.get("tuning") or {}).get("study") for h in runs["hyperparams"]} - {None}
         rows.append({
             "dataset": dataset, "energies": ", ".join(sorted(set(runs["architecture"]))),
             "studies": len(studies),
-            "trials (pruned)": f"{len(trials)} ({int((trials['status'] == 'pruned').sum())})",
+            "trials+replicates (pruned)": f"{len(trials) - int(replicates.sum())}+"
+                                          f"{int(replicates.sum())} "
+                                          f"({int((trials['status'] == 'pruned').sum())})",
             "trial training, CPU s": training_cpu_seconds(trials),
             "models (3 seeds)": len(models),
             "model training, CPU s": training_cpu_seconds(models), "rows": len(runs),
@@ -119,7 +123,8 @@ def defaults_only(frame: pd.DataFrame) -> str:
     """How many studies on vector data ended with trial 0, the defaults, as their only
     finished trial (docs/protocol.md section 7: the pruner's first rung, before the random
     start was exempt from it), and how many chose trial 0 among those that finished."""
-    trials = frame[(frame["role"] == "trial") & frame["status"].isin(["ok", "pruned", "diverged"])].copy()
+    trials = frame[(frame["role"] == "trial") & frame["status"].isin(["ok", "pruned", "diverged"])]
+    trials = trials[~trials.apply(is_replicate, axis=1)].copy() if len(trials) else trials.copy()
     kinds = {d: plugin.data_kind for d, plugin in datasets(trials["dataset"]).items()}
     trials = trials[trials["dataset"].map(kinds) == "vector"]
     trials["study"] = trials["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
@@ -136,6 +141,32 @@ def defaults_only(frame: pd.DataFrame) -> str:
             f"that chose trial 0: {chose_0} of {len(chosen)}")
 
 
+def _search_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """The trials of the search: tuning trials less the replicates of the confirmation."""
+    trials = frame[frame["role"] == "trial"]
+    return trials[~trials.apply(is_replicate, axis=1)].copy() if len(trials) else trials.copy()
+
+
+def confirmations(frame: pd.DataFrame) -> str:
+    """How many studies confirmed their choice with replicates (since 2026-12-01,
+    ``ebmbench.tuning``), how many candidates failed their replicate, and in how many
+    studies the confirmed choice differs from the best sound trial of the search."""
+    records = {}
+    for hyper in frame.loc[frame["role"] == "run", "hyperparams"]:
+        record = (hyper or {}).get("tuning") or {}
+        if record.get("confirmation"):
+            records[record["study"]] = record
+    failed = sum(bool(c["failed"]) for r in records.values() for c in r["confirmation"].values())
+    candidates = sum(len(r["confirmation"]) for r in records.values())
+    # The search's best sound trial is the candidate with the lowest first objective.
+    changed = sum(str(r["chosen_trial"]) != min(
+        r["confirmation"], key=lambda n: (r["confirmation"][n]["objectives"][0], int(n)))
+        for r in records.values())
+    return (f"- studies whose choice was confirmed by replicates: {len(records)}; candidates that "
+            f"failed their replicate: {failed} of {candidates}; studies choosing another trial "
+            f"than the search's best sound one: {changed}")
+
+
 def _trial_verdicts(frame: pd.DataFrame) -> dict[str, tuple[int, int, bool]]:
     """Study key → (finished trials, of them degenerate on the validation split, whether
     the chosen one is), for the studies whose trials' curves have a validation NLL (2-D
@@ -143,7 +174,7 @@ def _trial_verdicts(frame: pd.DataFrame) -> dict[str, tuple[int, int, bool]]:
     from ebmbench.runner import validation_reference_nll
     from ebmbench.tuning import degenerate_trials, validation_nll
 
-    trials = frame[frame["role"] == "trial"].copy()
+    trials = _search_trials(frame)
     trials["study"] = trials["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
     record = frame.loc[frame["role"] == "run", "hyperparams"].map(lambda h: (h or {}).get("tuning") or {})
     chosen = {r["study"]: r.get("chosen_trial") for r in record if r.get("study")}
@@ -201,7 +232,8 @@ def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
         objective = (row["hyperparams"].get("tuning") or {}).get("objective", "fisher_divergence")
         last = (row["curve"] or [{}])[-1]
         nll = {"validation nll": last["nll"]} if "nll" in last else {}
-        out.append({"trial": int(row["trial"]), "status": row["status"],
+        out.append({"trial": f"{int(row['trial'])}" + (" (replicate)" if is_replicate(row) else ""),
+                    "status": row["status"],
                     **params.loc[index, searched].to_dict(),
                     "progress": last.get("progress"), objective: last.get(objective), **nll})
     return pd.DataFrame(out)
@@ -253,6 +285,7 @@ def main() -> None:
     if (frame["role"] == "trial").any():
         print(defaults_only(frame))
         print("\n".join(degenerate_choices(frame)))
+        print(confirmations(frame))
 
 
 if __name__ == "__main__":

@@ -114,11 +114,12 @@ def test_trials_train_with_the_schedule_and_the_model_reloads(recorder, tmp_path
     frame = ebmbench.run(results=results, lr_schedule="cosine", tune=2, train_flops=1e15, **RUN)
     with ResultStore.open(results) as store:
         trials = store.trial_rows()
-    assert len(trials) == 2
+    assert len(trials) == 2 + 2  # two trials and their replicates (the confirmation)
     assert all(t["hyperparams"]["lr_schedule"] == "cosine" for t in trials)
-    # Three trainings (two trials, one run), each decaying from its own lr₀ to near zero.
-    assert len(LrRecorder.seen) == 3 * STEPS
-    for k in range(3):
+    # Five trainings (two trials, two replicates, one run), each decaying from its own lr₀
+    # to near zero.
+    assert len(LrRecorder.seen) == 5 * STEPS
+    for k in range(5):
         lrs = [a for a, _ in LrRecorder.seen[k * STEPS:(k + 1) * STEPS]]
         assert lrs[-1] == pytest.approx(lrs[0] * lr_factor("cosine", (STEPS - 1) / STEPS))
     model = ebmbench.load_model(frame.iloc[0]["run_id"], results=results, device="cpu")

@@ -15,6 +15,7 @@ from ebmbench.budgets import TRAIN_FLOPS, dataset_train_flops
 from ebmbench.compute import ComputeMeter, FlopCounter
 from ebmbench.learning_curve import CURVE_FRACTIONS
 from ebmbench.store import ResultStore
+from ebmbench.tuning import is_replicate
 from tests.helpers import registered_plugins
 
 # ------------------------------------------------------------------------ compute counting
@@ -185,7 +186,8 @@ def test_a_trial_whose_update_is_too_coarse_for_equal_compute_is_stopped(tmp_pat
 
     fine = sweep(0.1, "fine", tune=2)
     with ResultStore.open(tmp_path / "fine" / "r.sqlite") as store:
-        assert [t["status"] for t in store.trial_rows()] == ["ok", "ok"]
+        # Both trials and their replicates (the confirmation, ebmbench.tuning) finish.
+        assert [t["status"] for t in store.trial_rows()] == ["ok"] * 4
     assert fine.iloc[0].hyperparams["tuning"]["chosen_trial"] in (0, 1)
 
 
@@ -351,7 +353,15 @@ def test_tuning_finds_a_good_learning_rate_and_never_reads_the_test_split(tuning
     frame = ebmbench.run(tune=8, results=results, **TUNE)
     with ResultStore.open(results) as store:
         trials = store.trial_rows()
-    assert len(trials) == 8 and sorted(r["trial"] for r in trials) == list(range(8))
+    search = [r for r in trials if not is_replicate(r)]
+    assert len(search) == 8 and sorted(r["trial"] for r in search) == list(range(8))
+    # The two best sound trials are trained again with another training seed (same data).
+    replicates = [r for r in trials if is_replicate(r)]
+    assert len(replicates) == 2 and all(r["seed"] == search[0]["seed"] for r in replicates)
+    for replica in replicates:
+        (original,) = [r for r in search if r["trial"] == replica["trial"]]
+        assert replica["hyperparams"]["method"] == original["hyperparams"]["method"]
+        assert replica["train_key"] != original["train_key"]
     # Trials read only the training split (less validation); the final run reads the test
     # split once (its metrics), so the count is what the final run alone does.
     assert SplitSpy.reads["test"] == 1
@@ -359,6 +369,8 @@ def test_tuning_finds_a_good_learning_rate_and_never_reads_the_test_split(tuning
     tuned = frame.iloc[0]
     record = tuned["hyperparams"]["tuning"]
     assert record["trials"] == 8 and record["objective"] == "fisher_divergence"
+    assert set(record["confirmation"]) == {str(r["trial"]) for r in replicates}
+    assert str(record["chosen_trial"]) in record["confirmation"]
     # Trial 0's model barely left N(0, I): its validation NLL (≈ 3.26) is more than a nat
     # worse than the Gaussian fit's (the entropy, 2.04), so the sweep's choice saw it as
     # degenerate on the validation split.
@@ -392,12 +404,37 @@ def test_a_killed_tuning_sweep_resumes_without_repeating_trials(tuning_plugins, 
     report = run_sweep(selection, results=results, device="cpu", tune=5,
                        on_row=lambda row: seen.append(row["run_id"]))
     assert not set(first) & set(seen), "a finished trial ran again"
-    assert report.trials == 5 and len(seen) == 5 - 3 + 1  # two trials left, and the run
+    # Two trials left, the two replicates (the confirmation), and the run.
+    assert report.trials == 5 + 2 and len(seen) == 5 - 3 + 2 + 1
     # Deterministic: a fresh store makes the same trials.
     fresh: list[str] = []
     run_sweep(selection, results=tmp_path / "again.sqlite", device="cpu", tune=5,
               on_row=lambda row: fresh.append(row["run_id"]))
     assert fresh == first + seen
+
+
+def test_a_run_found_again_gets_the_current_tuning_record_and_keeps_its_results(
+        tuning_plugins, tmp_path):
+    """A tuned run whose study chooses the same values again is not trained again (its id
+    is a digest of them); only its record of how they were chosen is brought up to date,
+    e.g. a run tuned before the choice gained its confirmation."""
+    results = tmp_path / "r.sqlite"
+    first = ebmbench.run(tune=3, results=results, **TUNE).iloc[0]
+    record = first["hyperparams"]["tuning"]
+    assert "confirmation" in record
+    older = {k: v for k, v in record.items() if k != "confirmation"}
+    with ResultStore.open(results) as store:
+        assert store.update_tuning_records({first["run_id"]: older}) == 1
+        assert store.update_tuning_records({first["run_id"]: older}) == 0  # already so
+        assert store.update_tuning_records({"no-such-run": older}) == 0
+    with ResultStore.open(results) as store:
+        stored = {r["run_id"]: r["finished_at"] for r in store.rows()}
+    again = ebmbench.run(tune=3, results=results, **TUNE).iloc[0]
+    with ResultStore.open(results) as store:  # nothing trained or evaluated again
+        assert {r["run_id"]: r["finished_at"] for r in store.rows()} == stored
+    assert again["hyperparams"]["tuning"] == record
+    assert again["metric.fisher_divergence"] == first["metric.fisher_divergence"]
+    assert again["finished_at"] == first["finished_at"]
 
 
 def _slow_sm_study():
@@ -494,6 +531,47 @@ def test_the_choice_passes_over_a_trial_degenerate_on_the_validation_split(tunin
     # Every trial degenerate: the best objective, said so.
     chosen, record = choose(study, rows[1:], reference_nll=2.8)
     assert chosen == {"lr": 1e-2} and "every finished trial" in record["note"]
+
+
+def test_the_choice_confirms_the_two_best_sound_trials_with_another_seed(tuning_plugins):
+    """The two best trials sound on the validation split are trained again (replicates);
+    one whose replicate degenerates, diverges or fails is passed over, and the others are
+    ranked by their mean objective over both seeds, so a lucky seed alone cannot win."""
+    from ebmbench.tuning import choose, confirmation_candidates
+
+    study = _slow_sm_study()
+
+    def trial(number, lr, fisher, nll, replicate=False):
+        row = _finished_trial(number, {"lr": lr}, fisher)
+        row["curve"][-1]["nll"] = nll
+        row["hyperparams"]["tuning"] = {"replicate": 1} if replicate else {}
+        return row
+
+    search = [trial(0, 1e-3, 0.50, 2.5), trial(1, 1e-2, 0.10, 2.6), trial(2, 3e-3, 0.30, 2.7),
+              trial(3, 3e-2, 0.05, 9.0)]  # trial 3: degenerate, never a candidate
+    assert [r["trial"] for r in confirmation_candidates(study, search, 2.8)] == [1, 2]
+    # Both pass: the lowest mean over two seeds wins, even though trial 1 scored best once.
+    rows = search + [trial(1, 1e-2, 0.90, 2.6, True), trial(2, 3e-3, 0.32, 2.7, True)]
+    chosen, record = choose(study, rows, reference_nll=2.8)
+    assert chosen == {"lr": 3e-3} and record["score"] == pytest.approx(0.31)
+    assert record["confirmation"]["1"] == {"objectives": [0.10, 0.90], "failed": None}
+    assert record["trials"] == 4  # replicates are not trials of the search
+    # Trial 2's replicate degenerates: trial 1, confirmed, is chosen.
+    rows = search + [trial(1, 1e-2, 0.90, 2.6, True), trial(2, 3e-3, 0.32, 7.0, True)]
+    chosen, record = choose(study, rows, reference_nll=2.8)
+    assert chosen == {"lr": 1e-2} and "degenerate" in record["confirmation"]["2"]["failed"]
+    # Both fail (one diverged, one did not finish): the best unconfirmed sound trial, 0.
+    diverged = trial(1, 1e-2, math.inf, 2.6, True) | {"status": "diverged"}
+    failed = trial(2, 3e-3, 0.3, 2.7, True) | {"status": "failed"}
+    chosen, record = choose(study, search + [diverged, failed], reference_nll=2.8)
+    assert chosen == {"lr": 1e-3} and "note" not in record
+    assert record["confirmation"]["1"]["failed"] == "its replicate diverged"
+    assert "did not finish" in record["confirmation"]["2"]["failed"]
+    # Nothing else sound: the best objective among all finished, said so.
+    chosen, record = choose(study, search[1:] + [diverged, failed], reference_nll=2.8)
+    assert chosen == {"lr": 3e-2} and "failed its confirmation" in record["note"]
+    # Fewer than two sound trials: nothing to confirm.
+    assert confirmation_candidates(study, search[2:], 2.8) == []
 
 
 def test_the_validation_reference_is_the_gaussian_fit_of_the_training_split(monkeypatch):

@@ -20,12 +20,12 @@ def test_the_report_counts_a_tuned_sweep(tmp_path):
     row = table.iloc[0]
     assert row["dataset"] == "eight_gaussians" and row["energies"] == "mlp"
     assert row["studies"] == 1  # dsm trains without a sampler: one study for both samplers
-    assert row["trials (pruned)"].startswith("2 (")
+    assert row["trials+replicates (pruned)"].startswith("2+2 (")  # both trials confirmed
     assert row["models (3 seeds)"] == 2 and row["rows"] == 4  # 2 seeds x 2 samplers, 2 trainings
     assert row["trial training, CPU s"] > 0 and row["model training, CPU s"] > 0
     trials = report.study_trials(ebmbench.load_results(tmp_path / "r.sqlite"),
                                  "eight_gaussians/dsm/mlp")
-    assert list(trials["trial"]) == [0, 1]
+    assert list(trials["trial"]) == ["0", "0 (replicate)", "1", "1 (replicate)"]
     # The columns are what the trials varied (the searched values) and the objective.
     assert {"lr", "sigma", "fisher_divergence"} <= set(trials) and "batch_size" not in trials
     assert trials.loc[0, "lr"] == ebmbench.get_method("dsm", budget="smoke").hparams["lr"]  # trial 0
@@ -40,6 +40,8 @@ def test_the_report_counts_a_tuned_sweep(tmp_path):
     lines = report.targets(frame)
     assert any(line.startswith("- no tuned 2-D model degenerate: ") for line in lines)
     assert lines[-1].startswith("- compute of the runs stopped by their budget: ")
+    assert report.confirmations(frame_all).startswith(
+        "- studies whose choice was confirmed by replicates: 1; candidates that failed")
 
 
 def test_the_wall_time_of_a_dataset_extended_later_sums_its_bursts():
