@@ -19,7 +19,7 @@ from ebmbench.leaderboard import (
     summarize,
     write_leaderboards,
 )
-from ebmbench.leaderboard.aggregate import EVALUATION_SAMPLERS
+from ebmbench.leaderboard.aggregate import EVALUATION_SAMPLERS, configuration_text
 from ebmbench.leaderboard.figures import pareto_front
 from ebmbench.leaderboard.ranking import normalised_scores, rank_rows
 from tests.leaderboard_rows import frame, row, toy_rows
@@ -345,6 +345,13 @@ def test_the_chosen_configuration_is_shown():
     page = render_dataset(board_of(rows))
     assert "tuned (trial 5 of 8): lr=0.003, sigma=0.1" in page
     assert "| defaults" in page.replace("  ", " ")
+    # A choice its replicate confirmed says so; one chosen after its rival failed does not.
+    confirmed = tuning | {"confirmation": {"5": {"objectives": [0.1, 0.2], "failed": None},
+                                           "2": {"objectives": [0.05, 9.0], "failed": "x"}}}
+    assert configuration_text({"tuning": confirmed}) == (
+        "tuned (trial 5 of 8, confirmed by a second seed): lr=0.003, sigma=0.1")
+    assert configuration_text({"tuning": confirmed | {"chosen_trial": 2}}).startswith(
+        "tuned (trial 2 of 8): ")
 
 
 def test_an_unranked_models_configuration_is_shown_too():

@@ -429,6 +429,9 @@ def configuration_text(hyperparams: dict[str, Any] | None) -> str:
     )
     trial = record.get("chosen_trial")
     where = f"trial {trial} of {record.get('trials', '?')}" if trial is not None else "no trial finished"
+    confirmation = (record.get("confirmation") or {}).get(str(trial))
+    if confirmation is not None and not confirmation.get("failed"):
+        where += ", confirmed by a second seed"  # ebmbench.tuning: the replicate held up
     return f"tuned ({where}): {values or 'defaults'}"
 
 
