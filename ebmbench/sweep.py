@@ -259,6 +259,7 @@ def _tune(
         next_trial_params,
         plan_studies,
         pruning_history,
+        replicate_seed,
         trial_spec,
     )
 
@@ -321,15 +322,16 @@ def _tune(
                 else:
                     tasks.append(sample_task(spec, study))
             run_wave(tasks)
-        # The last wave: the best sound trials trained again with another training seed
-        # (never pruned: a replicate is judged on its whole run, see ebmbench.tuning).
+        # The last wave: the best sound trials trained again on another seed (never
+        # pruned: a replicate is judged on its whole run, see ebmbench.tuning).
         by_study = stored()
         tasks = []
-        references: dict[str, float | None] = {}
+        references: dict[str, tuple[float | None, float | None]] = {}
         for key, study in studies.items():
             rows = [r for r in by_study[key] if r["trial"] < n_trials]
-            references[key] = _reference_nll(study, rows)
-            candidates = confirmation_candidates(study, rows, references[key])
+            references[key] = (_reference_nll(study, rows),
+                               _reference_nll(study, rows, replicate_seed(study)))
+            candidates = confirmation_candidates(study, rows, references[key][0])
             replicated = {r["trial"] for r in rows if is_replicate(r)}
             if live:
                 live.update(job, advance=confirmations - len(candidates) + len(replicated))
@@ -337,7 +339,8 @@ def _tune(
                 if row["trial"] in replicated:
                     continue
                 values = {n: row["hyperparams"]["method"][n] for n in study.searched}
-                spec = replace(trial_spec(study, row["trial"], values, pm), replicate=1)
+                spec = replace(trial_spec(study, row["trial"], values, pm), replicate=1,
+                               seed=replicate_seed(study))
                 spec.tuning = {"study": key, "trial": row["trial"], "replicate": 1,
                                "objective": study.objective}
                 tasks.append(sample_task(spec, study))
@@ -346,7 +349,7 @@ def _tune(
     records = {}
     for key, study in studies.items():
         rows = [r for r in by_study[key] if r["trial"] < n_trials]
-        records[key] = choose(study, rows, references[key])
+        records[key] = choose(study, rows, *references[key])
     study_of = {id(spec): key for key, study in studies.items() for spec in study.specs}
     tuned = []
     for spec in specs:
@@ -361,15 +364,16 @@ def _tune(
     return tuned, sum(len(v) for k, v in by_study.items() if k in studies)
 
 
-def _reference_nll(study: Any, rows: list[dict[str, Any]]) -> float | None:
-    """The validation Gaussian's NLL for the degenerate test of ``study``'s trials, when
-    some trial's curve has a validation NLL to judge (2-D toys; building the data again is
-    cheap there); else None."""
+def _reference_nll(study: Any, rows: list[dict[str, Any]], seed: int | None = None,
+                   ) -> float | None:
+    """The validation Gaussian's NLL for the degenerate test of ``study``'s trials (or of
+    its replicates, on their ``seed``), when some trial's curve has a validation NLL to
+    judge (2-D toys; building the data again is cheap there); else None."""
     from .tuning import validation_nll
 
     if not any(validation_nll(r) is not None for r in rows):
         return None
-    return validation_reference_nll(replace(study.base, seed=study.seed))
+    return validation_reference_nll(replace(study.base, seed=study.seed if seed is None else seed))
 
 
 @contextlib.contextmanager

@@ -355,9 +355,11 @@ def test_tuning_finds_a_good_learning_rate_and_never_reads_the_test_split(tuning
         trials = store.trial_rows()
     search = [r for r in trials if not is_replicate(r)]
     assert len(search) == 8 and sorted(r["trial"] for r in search) == list(range(8))
-    # The two best sound trials are trained again with another training seed (same data).
+    # The two best sound trials are trained again on another seed: another draw of the data
+    # (its test split never read: the count below), the same for both.
     replicates = [r for r in trials if is_replicate(r)]
-    assert len(replicates) == 2 and all(r["seed"] == search[0]["seed"] for r in replicates)
+    assert len(replicates) == 2 and replicates[0]["seed"] == replicates[1]["seed"]
+    assert replicates[0]["seed"] not in {r["seed"] for r in search} | {frame.iloc[0]["seed"]}
     for replica in replicates:
         (original,) = [r for r in search if r["trial"] == replica["trial"]]
         assert replica["hyperparams"]["method"] == original["hyperparams"]["method"]
@@ -560,6 +562,11 @@ def test_the_choice_confirms_the_two_best_sound_trials_with_another_seed(tuning_
     rows = search + [trial(1, 1e-2, 0.90, 2.6, True), trial(2, 3e-3, 0.32, 7.0, True)]
     chosen, record = choose(study, rows, reference_nll=2.8)
     assert chosen == {"lr": 1e-2} and "degenerate" in record["confirmation"]["2"]["failed"]
+    # A replicate is judged against its own validation split's Gaussian (its data differ).
+    rows = search + [trial(1, 1e-2, 0.90, 2.6, True), trial(2, 3e-3, 0.32, 3.5, True)]
+    assert choose(study, rows, reference_nll=2.8)[0] == {"lr": 3e-3}  # 3.5 < 2.8 + 1
+    chosen, record = choose(study, rows, reference_nll=2.8, replicate_reference_nll=2.0)
+    assert chosen == {"lr": 1e-2} and "3.5 > 3" in record["confirmation"]["2"]["failed"]
     # Both fail (one diverged, one did not finish): the best unconfirmed sound trial, 0.
     diverged = trial(1, 1e-2, math.inf, 2.6, True) | {"status": "diverged"}
     failed = trial(2, 3e-3, 0.3, 2.7, True) | {"status": "failed"}
