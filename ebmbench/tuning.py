@@ -408,8 +408,9 @@ def choose(study: Study, rows: list[dict[str, Any]], reference_nll: float | None
     ``rows`` are the study's trials and replicates. The confirmed trial (see
     :func:`confirmation_candidates`) whose replicate passed (judged against
     ``replicate_reference_nll``, its own validation split's Gaussian; default
-    ``reference_nll``), with the lowest mean objective over its two seeds; when none did, the finished trial with the lowest
-    objective among those neither degenerate on the validation split
+    ``reference_nll``), with the lowest mean objective over its two seeds; when none did,
+    the finished trial with the lowest objective among those neither degenerate on the
+    validation split
     (:func:`degenerate_trials`, given ``reference_nll``) nor failed in its replicate; when
     every finished trial is one of those, the lowest objective among them, and the record
     says so. The leaderboards do not rank a degenerate model, so choosing one when a
