@@ -28,7 +28,7 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   trial's reference. When trial 0 was the only reference (until 2026-11-30), 80 of 284 toy
   studies of the publication kept their defaults because every later trial was stopped at
   1/8, where curves have barely separated (docs/protocol.md, section 7).
-- **Confirmation** (since 2026-12-01): the study's two best trials by the objective whose
+- **Confirmation** (since 2026-11-30): the study's two best trials by the objective whose
   models are not degenerate on the validation split (:func:`degenerate_trials`) are each
   trained once more, with the same configuration and compute on another seed
   (:func:`replicate_seed`): another draw of the data, and so another validation split,

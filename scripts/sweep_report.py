@@ -148,7 +148,7 @@ def _search_trials(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def confirmations(frame: pd.DataFrame) -> str:
-    """How many studies confirmed their choice with replicates (since 2026-12-01,
+    """How many studies confirmed their choice with replicates (since 2026-11-30,
     ``ebmbench.tuning``), how many candidates failed their replicate, and in how many
     studies the confirmed choice differs from the best sound trial of the search."""
     records = {}
