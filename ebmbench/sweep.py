@@ -331,13 +331,12 @@ def _tune(
             rows = [r for r in by_study[key] if r["trial"] < n_trials]
             references[key] = (_reference_nll(study, rows),
                                _reference_nll(study, rows, replicate_seed(study)))
-            candidates = confirmation_candidates(study, rows, references[key][0])
             replicated = {r["trial"] for r in rows if is_replicate(r)}
+            pending = [r for r in confirmation_candidates(study, rows, references[key][0])
+                       if r["trial"] not in replicated]
             if live:
-                live.update(job, advance=confirmations - len(candidates) + len(replicated))
-            for row in candidates:
-                if row["trial"] in replicated:
-                    continue
+                live.update(job, advance=confirmations - len(pending))
+            for row in pending:
                 values = {n: row["hyperparams"]["method"][n] for n in study.searched}
                 spec = replace(trial_spec(study, row["trial"], values, pm), replicate=1,
                                seed=replicate_seed(study))
