@@ -88,7 +88,7 @@ def targets(frame: pd.DataFrame) -> list[str]:
     mark = {True: "met", False: "not met"}
     out = []
     banana = models[(models["dataset"] == "banana") & (models["architecture"] == "mlp")]
-    if len(banana):
+    if (banana["method"] == "cd").any():  # the target compares cd with the best method
         fd = banana.groupby(["method", "sampler"])["metric.fisher_divergence"].mean()
         ratio = fd.loc["cd"].min() / fd.min()
         out.append(f"- tuned cd on banana within 10x of the best: {mark[ratio <= 10]} "
@@ -266,8 +266,11 @@ def main() -> None:
     parser.add_argument("results", type=Path, help="a results store or export")
     parser.add_argument("--study", help="instead, list the trials of one study: "
                         "dataset/method[/sampler]/architecture, e.g. banana/cd/mala/mlp")
+    parser.add_argument("--dataset", help="only these datasets (comma list), e.g. digits")
     args = parser.parse_args()
     frame = ebmbench.load_results(args.results)
+    if args.dataset:
+        frame = frame[frame["dataset"].isin(args.dataset.split(","))]
     if args.study:
         print(study_trials(frame, args.study).to_markdown(index=False, floatfmt=".3g"))
         reference = validation_reference(frame, args.study)

@@ -44,6 +44,19 @@ def test_the_report_counts_a_tuned_sweep(tmp_path):
         "- studies whose choice was confirmed by replicates: 1; candidates that failed")
 
 
+def test_the_report_can_keep_some_datasets(tmp_path, monkeypatch, capsys):
+    ebmbench.run(methods=["dsm"], samplers=["ula"], architectures=["mlp"],
+                 datasets=["eight_gaussians", "banana"], metrics=["fisher"], budget="smoke",
+                 tune=2, results=tmp_path / "r.sqlite", device="cpu", sampler_board=False)
+    report = _script()
+    monkeypatch.setattr("sys.argv", ["sweep_report.py", str(tmp_path / "r.sqlite"),
+                                     "--dataset", "banana"])
+    report.main()
+    out = capsys.readouterr().out
+    assert "| banana " in out and "eight_gaussians" not in out
+    assert "- studies whose choice was confirmed by replicates: " in out
+
+
 def test_the_wall_time_of_a_dataset_extended_later_sums_its_bursts():
     import pandas as pd
 
