@@ -72,8 +72,8 @@ class RunSpec:
     #: The tuning trial's number, or None for a run (see :mod:`ebmbench.tuning`). A trial
     #: trains on the training split less the validation split and is scored on the latter.
     trial: int | None = None
-    #: For a tuning trial trained again with another training seed (the same data and
-    #: configuration) to confirm it before it is chosen: 1, 2, ...; None otherwise (see
+    #: For a tuning trial trained again, with its configuration, on another seed of the
+    #: data to confirm it before it is chosen: 1, 2, ...; None otherwise (see
     #: :func:`ebmbench.tuning.confirmation_candidates`).
     replicate: int | None = None
     #: Training FLOPs overriding the budget's, or None.

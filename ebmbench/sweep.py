@@ -159,9 +159,6 @@ def run_sweep(
                                   progress, on_row,
                                   lambda row: _commit(store, journal, row, False, None))
         done = store.finished_ids()
-        if tune:  # runs found again keep their results, with today's tuning record
-            store.update_tuning_records({s.run_id: s.tuning for s in specs
-                                         if s.tuning and not s.skip_reason and s.run_id in done})
         if retry_failed:
             done -= store.finished_ids(RETRYABLE)
         # Combinations that can never run are counted, not stored as runs (a skip for
@@ -173,6 +170,9 @@ def run_sweep(
         na_counts = Counter((dataset, reason) for dataset, *_, reason in not_applicable)
         applicable = [s for s in specs if not s.skip_reason]
         run_ids = [s.run_id for s in applicable]  # a hash each: computed once
+        if tune:  # runs found again keep their results, with today's tuning record
+            store.update_tuning_records({r: s.tuning for s, r in zip(applicable, run_ids, strict=True)
+                                         if s.tuning and r in done})
         resumed = sum(r in done for r in run_ids)
         runnable = [s for s, r in zip(applicable, run_ids, strict=True) if r not in done]
         leases = Leases(store, claimant, redo=RETRYABLE if retry_failed else ())
