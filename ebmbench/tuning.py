@@ -37,10 +37,11 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   to confirm. Every study gets the same two replicates, so tuning stays equal. The best of
   N trials on one seed is partly the luckiest (the winner's curse): before, 13 of the
   publication's 14 degenerate 2-D models came from a configuration sound on the validation
-  split that failed in one to three of the runs' seeds (docs/protocol.md, section 7). A
-  replicate on the same data with only another training seed missed most of them: the runs
-  differ mostly by their data (``ssm_vr`` on rings: Fisher divergence 8.5 on the trials'
-  data, 9.7 for the run on the same seed, 33 for the other two).
+  split that failed in one to three of the runs' seeds (docs/protocol.md, section 7). The
+  replicate draws new data because the runs' seeds do, and they differ mostly by their data
+  (``ssm_vr`` on rings: Fisher divergence 8.5 on the trials' data, 9.7 for the run on the
+  same seed, 33 for the other two); replicating only the training seed, tried first, left
+  as many failures on the seven toys it ran on (docs/protocol.md, section 4).
 - **The choice** is, among the confirmed trials whose replicate finished, is finite and
   is not degenerate on its validation split, the one with the lowest mean objective over
   its two seeds. When neither passes, the lowest objective among the other

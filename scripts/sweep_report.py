@@ -64,7 +64,7 @@ def time_table(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for dataset, g in frame.groupby("dataset", sort=False):
         trials, runs = g[g["role"] == "trial"], g[g["role"] == "run"]
-        replicates = trials.apply(is_replicate, axis=1) if len(trials) else trials["trial"]
+        replicates = _replicates(trials)
         models = runs.drop_duplicates("train_key")
         studies = {(h.get("tuning") or {}).get("study") for h in runs["hyperparams"]} - {None}
         rows.append({
@@ -123,10 +123,10 @@ def defaults_only(frame: pd.DataFrame) -> str:
     """How many studies on vector data ended with trial 0, the defaults, as their only
     finished trial (docs/protocol.md section 7: the pruner's first rung, before the random
     start was exempt from it), and how many chose trial 0 among those that finished."""
-    trials = frame[(frame["role"] == "trial") & frame["status"].isin(["ok", "pruned", "diverged"])]
-    trials = trials[~trials.apply(is_replicate, axis=1)].copy() if len(trials) else trials.copy()
+    trials = _search_trials(frame)
+    trials = trials[trials["status"].isin(["ok", "pruned", "diverged"])]
     kinds = {d: plugin.data_kind for d, plugin in datasets(trials["dataset"]).items()}
-    trials = trials[trials["dataset"].map(kinds) == "vector"]
+    trials = trials[trials["dataset"].map(kinds) == "vector"].copy()
     trials["study"] = trials["hyperparams"].map(lambda h: (h.get("tuning") or {}).get("study"))
     finished = trials[trials["status"] == "ok"].groupby("study")["trial"].agg(list)
     only_0 = finished[finished.map(lambda t: t == [0])]
@@ -141,10 +141,16 @@ def defaults_only(frame: pd.DataFrame) -> str:
             f"that chose trial 0: {chose_0} of {len(chosen)}")
 
 
+def _replicates(trials: pd.DataFrame) -> pd.Series:
+    """Which of the ``trials`` rows are replicates of the confirmation (``ebmbench.tuning``)."""
+    return pd.Series([is_replicate(row) for row in trials.to_dict("records")], index=trials.index,
+                     dtype=bool)
+
+
 def _search_trials(frame: pd.DataFrame) -> pd.DataFrame:
     """The trials of the search: tuning trials less the replicates of the confirmation."""
     trials = frame[frame["role"] == "trial"]
-    return trials[~trials.apply(is_replicate, axis=1)].copy() if len(trials) else trials.copy()
+    return trials[~_replicates(trials)].copy()
 
 
 def confirmations(frame: pd.DataFrame) -> str:
