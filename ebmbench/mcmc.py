@@ -245,7 +245,8 @@ def _like(value: Tensor, x: Tensor) -> Tensor:
 
 def _draw(kind: str, shape: Sequence[int], dtype: torch.dtype, device: torch.device,
           generator: torch.Generator | None) -> Tensor:
-    """One draw of ``kind`` (``randn`` or ``log_uniform``), reproducible from ``generator``.
+    """One draw of ``kind`` (``randn``, ``uniform`` or ``log_uniform``), reproducible from
+    ``generator``.
 
     A generator on another device than the chains (a CPU generator for CUDA chains) is
     honoured by drawing on its device and copying.
@@ -264,7 +265,8 @@ def _draw(kind: str, shape: Sequence[int], dtype: torch.dtype, device: torch.dev
 class NoiseTape:
     """Random tensors drawn in advance, handed to a transition in place of its generator.
 
-    :meth:`MarkovChainSampler.randn` and :meth:`~MarkovChainSampler.log_uniform` take the
+    :meth:`MarkovChainSampler.randn`, :meth:`~MarkovChainSampler.uniform` and
+    :meth:`~MarkovChainSampler.log_uniform` take the
     next tensor from the tape instead of drawing. The compiled step (``step_impl="compile"``)
     runs on tapes: ``torch.compile`` cannot trace a ``torch.Generator``, and drawing the
     numbers outside the compiled region from the caller's generator, in the order the eager
@@ -460,6 +462,11 @@ class MarkovChainSampler(Sampler):
     def log_uniform(x: Tensor, generator: Any) -> Tensor:
         """log U, U ~ Uniform(0, 1), one per chain (shape (n,))."""
         return _take("log_uniform", (x.shape[0],), x, generator)
+
+    @staticmethod
+    def uniform(x: Tensor, generator: Any) -> Tensor:
+        """U ~ Uniform(0, 1), one per chain (shape (n,))."""
+        return _take("uniform", (x.shape[0],), x, generator)
 
     @staticmethod
     def per_chain(eps: float | Tensor, x: Tensor) -> float | Tensor:

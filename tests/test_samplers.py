@@ -186,7 +186,9 @@ def _reference_acceptance(name: str, eps: float, leapfrog: int = 1) -> float:
 @pytest.mark.parametrize(
     ("name", "eps", "extra"),
     [("mh", 0.5, {}), ("mh", 2.4, {}), ("mh", 6.0, {}), ("mala", 0.8, {}),
-     ("mala", 1.5, {}), ("hmc", 1.2, {"leapfrog_steps": 1}), ("hmc", 1.5, {"leapfrog_steps": 4})],
+     ("mala", 1.5, {}), ("hmc", 1.2, {"leapfrog_steps": 1, "step_jitter": 0.0}),
+     ("hmc", 1.5, {"leapfrog_steps": 4, "step_jitter": 0.0}),
+     ("hmc", 1.2, {"leapfrog_steps": 1}), ("hmc", 1.5, {"leapfrog_steps": 4})],
 )
 def test_acceptance_rate_matches_closed_form(name: str, eps: float, extra: dict) -> None:
     if name == "mh":
@@ -194,6 +196,13 @@ def test_acceptance_rate_matches_closed_form(name: str, eps: float, extra: dict)
         # stationarity, with probability (2/π) arctan(2/s).
         expected = 2 / math.pi * math.atan(2 / eps)
         assert abs(expected - _reference_acceptance("mh", eps)) < 1e-4
+    elif name == "hmc":
+        # A jittered ε is uniform on [(1 − j)ε, (1 + j)ε]: the acceptance is the average of
+        # the fixed-ε one over that law (midpoint rule, 40 nodes).
+        j = extra.get("step_jitter", get_sampler("hmc").hparams["step_jitter"])
+        nodes = [eps * (1 - j + 2 * j * (k + 0.5) / 40) for k in range(40)] if j else [eps]
+        expected = float(np.mean([_reference_acceptance(name, e, extra["leapfrog_steps"])
+                                  for e in nodes]))
     else:
         expected = _reference_acceptance(name, eps, extra.get("leapfrog_steps", 1))
     n, steps = 100_000, 3
@@ -203,6 +212,25 @@ def test_acceptance_rate_matches_closed_form(name: str, eps: float, extra: dict)
                                                               generator=gen(5))
     se = math.sqrt(expected * (1 - expected) / n)  # per step; the mean over steps is no worse
     assert abs(result.stats["acceptance_rate"] - expected) < 4.5 * se
+
+
+def test_hmc_jitter_breaks_the_half_period_resonance() -> None:
+    """On N(0, s²) with L = 3 and ε = s, three leapfrog steps turn (x, p) by exactly π
+    (cos θ = 1 − ε²/2s² = ½ per step), so every fixed-ε iteration maps x to −x with H
+    unchanged: chains keep their starting spread forever, accepted every time. Jittered ε
+    (the default) forgets it and reaches the stationary variance s²."""
+    s, n = 0.5, 4000
+    energy = lambda x: -0.5 * (x / s).pow(2).sum(1)  # noqa: E731
+    x0 = 10 * s * torch.randn(n, 1, generator=gen(6), dtype=torch.float64)
+    fixed = get_sampler("hmc", step_size=s, leapfrog_steps=3, step_jitter=0.0)
+    stuck = fixed.sample(energy, x0, 30, generator=gen(7))
+    assert stuck.stats["acceptance_rate"] > 0.999
+    assert torch.allclose(stuck.x.abs(), x0.abs(), rtol=1e-6)   # the resonance itself
+    jittered = get_sampler("hmc", step_size=s, leapfrog_steps=3)
+    assert jittered.hparams["step_jitter"] > 0
+    mixed = jittered.sample(energy, x0, 30, generator=gen(7))
+    var, se = s**2, s**2 * math.sqrt(2 / n)
+    assert abs(float(mixed.x.pow(2).mean()) - var) < 4.5 * se
 
 
 # ---------------------------------------------------- properties of every sampler plugin
