@@ -20,7 +20,7 @@ value.
 Usage::
 
     python scripts/start_at_truth.py leaderboards/results.csv [--dataset correlated_gaussian]
-        [--seeds 0] [--results truth.sqlite]
+        [--seeds 0] [--results truth.sqlite] [--method cd] [--sampler hmc]
 
 ``--results`` keeps the runs in a store, so that an interrupted check resumes.
 """
@@ -102,10 +102,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="store for the runs from the truth (default: a temporary one)")
     parser.add_argument("--method", action="append", default=None,
                         help="only these methods (repeatable)")
+    parser.add_argument("--sampler", action="append", default=None,
+                        help="only models trained with these samplers (repeatable)")
     args = parser.parse_args(argv)
     models = published_models(ebmbench.load_results(args.results), args.dataset)
     if args.method:
         models = models[models["method"].isin(args.method)]
+    if args.sampler:
+        models = models[models["sampler"].isin(args.sampler)]
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp()) / "truth.sqlite"
     body = []
     for model in models.to_dict("records"):

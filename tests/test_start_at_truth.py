@@ -55,3 +55,27 @@ def test_a_published_method_not_installed_here_is_reported_not_run(tmp_path):
              "overrides": {"method.not_installed_method.lr": 0.001}}
     measured = _script().from_truth(model, "correlated_gaussian", "0", "smoke", tmp_path / "t.sqlite")
     assert measured["status"].startswith("not run:") and "not_installed_method" in measured["status"]
+
+
+def test_the_control_can_be_limited_to_training_samplers(tmp_path, monkeypatch, capsys):
+    """``--sampler`` reruns only the models trained with those samplers (after a change to
+    one kernel, its models alone), and ``--method`` composes with it."""
+    ebmbench.run(methods=["cd", "exact_sm"], samplers=["ula", "mala"], architectures=["quadratic"],
+                 datasets=["correlated_gaussian"], metrics=["fisher"], budget="smoke",
+                 overrides={"method.*.steps": 3}, results=tmp_path / "published.sqlite",
+                 checkpoints=False)
+    script = _script()
+    called = []
+
+    def fake_from_truth(model, *args):
+        called.append((model["method"], model["sampler"]))
+        return {"start": 0.0, "end": 0.0, "status": "ok"}
+
+    monkeypatch.setattr(script, "from_truth", fake_from_truth)
+    script.main([str(tmp_path / "published.sqlite"), "--sampler", "mala"])
+    assert called == [("cd", "mala")]
+    called.clear()
+    script.main([str(tmp_path / "published.sqlite"), "--sampler", "ula", "--sampler", "mala",
+                 "--method", "cd"])
+    assert sorted(called) == [("cd", "mala"), ("cd", "ula")]
+    capsys.readouterr()
