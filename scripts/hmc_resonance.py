@@ -16,7 +16,7 @@ jitter"). MALA and jittered HMC (the default ``step_jitter``) do not.
 Usage::
 
     python scripts/hmc_resonance.py [--dataset correlated_gaussian] [--evaluations 91]
-        [--chains 4000] [--step 0.05,0.1,0.2,0.3,0.4]
+        [--chains 4000] [--step 0.05,0.1,0.2,0.3,0.4] [--jitter 0,0.2,0.5]
 """
 
 from __future__ import annotations
@@ -57,9 +57,12 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     parser.add_argument("--evaluations", type=int, default=91)
     parser.add_argument("--chains", type=int, default=4000)
     parser.add_argument("--step", default="0.05,0.1,0.2,0.3,0.4")
+    parser.add_argument("--jitter", default=None,
+                        help="hmc's step_jitter values, a comma list (default: 0 and the default)")
     args = parser.parse_args(argv)
-    default_jitter = ebmbench.get_sampler("hmc").hparams["step_jitter"]
-    kernels = [("mala", {}), ("hmc", {"step_jitter": 0.0}), ("hmc", {"step_jitter": default_jitter})]
+    jitters = ([float(j) for j in args.jitter.split(",")] if args.jitter
+               else [0.0, ebmbench.get_sampler("hmc").hparams["step_jitter"]])
+    kernels = [("mala", {})] + [("hmc", {"step_jitter": j}) for j in jitters]
     body = []
     for step in (float(s) for s in args.step.split(",")):
         for name, params in kernels:
