@@ -130,9 +130,13 @@ def bare_mala(energy, x, n, eps, g):
     return x
 
 
-def bare_hmc(energy, x, n, eps, g):
+def bare_hmc(energy, x, n, eps0, g):
     f, s = _value_and_score(energy, x)
+    shape = (-1,) + (1,) * (x.dim() - 1)
     for _ in range(n):
+        # hmc's default step jitter: each chain's ε uniform on [(1 − j)ε₀, (1 + j)ε₀].
+        u = torch.rand(x.shape[0], generator=g, device=x.device)
+        eps = (eps0 * (1 - HMC_JITTER + 2 * HMC_JITTER * u)).view(shape)
         p = torch.randn(x.shape, generator=g, device=x.device)
         h0 = 0.5 * _sq(p) - f
         p = p + 0.5 * eps * s
@@ -145,6 +149,8 @@ def bare_hmc(energy, x, n, eps, g):
         x, f, s = _accept(x, f, s, x1, f1, s1, log_alpha, g)
     return x
 
+
+HMC_JITTER = get_sampler("hmc").hparams["step_jitter"]
 
 BARE: dict[str, Callable] = {"mh": bare_mh, "ula": bare_ula, "mala": bare_mala,
                              "hmc": bare_hmc}
