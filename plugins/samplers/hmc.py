@@ -32,8 +32,8 @@ class HamiltonianMonteCarlo(MarkovChainSampler):
     it: on correlated_gaussian at ε = 0.3 and L = 3, fixed-ε chains from noise keep 163
     times the minor axis's variance, all moves accepted). Found in training: ``cd`` with
     ``hmc`` (L = 3, ε adapted toward 0.65) and the quadratic energy on that dataset diverged
-    (Fisher divergence 442) where ``mala`` with the same configuration reached 0.005; with
-    j = 0.5 it reaches 0.013 (0.007 with j = 0.2, which still leaves chains started at
+    (Fisher divergence 431) where ``mala`` with the same configuration reached 0.005; with
+    j = 0.5 it reaches 0.020 (0.0054 with j = 0.2, which still leaves chains started at
     resonance with twice the variance after 30 iterations, where j = 0.5 has forgotten the
     start; docs/samplers.md has the commands). j = 0 is the fixed-ε kernel.
 
