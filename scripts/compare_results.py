@@ -9,6 +9,13 @@ worse, and sums it up for the 2-D toys and for the others::
 
     python scripts/compare_results.py before.sqlite after.sqlite --method cd --param mcmc_steps
 
+With ``--samples S`` it also compares what the evaluation sampler S drew from the
+sampler-free models (trained the same in both, so a change is the sampler's): per run row
+found in both, the ratio after/before of each sample metric, summed up by its median and
+10 % and 90 % quantiles, e.g. after a change to one kernel::
+
+    python scripts/compare_results.py before.sqlite after.sqlite --samples hmc
+
 A published ``leaderboards/results.csv`` is read like a store (``ebmbench.load_results``), so
 two publications compare from their commits alone.
 """
@@ -54,6 +61,33 @@ def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.25) 
     return both
 
 
+SAMPLE_METRICS = ("mmd", "c2st_accuracy", "kid")
+
+
+def sample_ratios(before: pd.DataFrame, after: pd.DataFrame, sampler: str) -> pd.DataFrame:
+    """Per sample metric: the run rows of sampler-free models evaluated with ``sampler`` in
+    both, and the median and 10 % / 90 % quantiles of the ratio after/before."""
+    keys = ["dataset", "method", "architecture", "seed"]
+
+    def rows(frame: pd.DataFrame) -> pd.DataFrame:
+        keep = ((frame["role"] == "run") & (frame["sampler"] == sampler)
+                & ~frame["uses_sampler"].astype(bool))
+        return frame[keep].set_index(keys)
+
+    both = pd.merge(rows(before), rows(after), left_index=True, right_index=True,
+                    suffixes=(" before", " after"))
+    lines = []
+    for name in SAMPLE_METRICS:
+        column = f"metric.{name}"
+        if f"{column} before" not in both:
+            continue
+        ratio = (both[f"{column} after"] / both[f"{column} before"]).dropna()
+        if len(ratio):
+            lines.append({"metric": name, "rows": len(ratio), "median": ratio.median(),
+                          "q10": ratio.quantile(0.1), "q90": ratio.quantile(0.9)})
+    return pd.DataFrame(lines)
+
+
 def summary(table: pd.DataFrame) -> list[str]:
     """Counts for the 2-D toys and for the other datasets."""
     dims = {name: getattr(ebmbench.get_dataset(name), "dim", None)
@@ -82,15 +116,23 @@ def main() -> None:
     parser.add_argument("--param", default="", help="method parameters to show (comma list)")
     parser.add_argument("--threshold", type=float, default=0.25,
                         help="relative change counted as better or worse (default 0.25)")
+    parser.add_argument("--samples", metavar="SAMPLER",
+                        help="also compare the sample metrics this evaluation sampler gave the "
+                             "sampler-free models")
     args = parser.parse_args()
     methods = args.method.split(",") if args.method else None
     params = [p for p in args.param.split(",") if p]
-    table = compare(models(ebmbench.load_results(args.before), methods, params),
-                    models(ebmbench.load_results(args.after), methods, params), args.threshold)
+    before, after = ebmbench.load_results(args.before), ebmbench.load_results(args.after)
+    table = compare(models(before, methods, params), models(after, methods, params),
+                    args.threshold)
     print(table.reset_index().to_markdown(index=False, floatfmt=".4g"))
     print()
     for line in summary(table):
         print(line)
+    if args.samples:
+        print()
+        print(f"samples by {args.samples} of the sampler-free models, ratio after/before:")
+        print(sample_ratios(before, after, args.samples).to_markdown(index=False, floatfmt=".3g"))
 
 
 if __name__ == "__main__":

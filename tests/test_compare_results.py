@@ -39,3 +39,24 @@ def test_two_stores_compare_model_by_model(tmp_path):
     # Only cd: the filter keeps one model.
     only_cd = script.models(ebmbench.load_results(tmp_path / "a.sqlite"), ["cd"], [])
     assert only_cd.index.get_level_values("method").tolist() == ["cd"]
+
+
+def test_an_evaluation_samplers_change_is_compared_on_the_sampler_free_models(tmp_path):
+    """``--samples``: the same dsm models sampled by ula at two step sizes; the ratios are
+    those of the rows' MMD, and a store against itself gives exactly 1."""
+    script = load_script("compare_results")
+    run = dict(RUN, methods=["dsm"], metrics=["fisher", "mmd"])
+    before = ebmbench.run(results=tmp_path / "a.sqlite", **run)
+    after = ebmbench.run(results=tmp_path / "b.sqlite", **run,
+                         overrides={"sampler.ula.step_size": 0.05})
+    assert set(before["train_key"]) == set(after["train_key"])  # the same models
+    a, b = ebmbench.load_results(tmp_path / "a.sqlite"), ebmbench.load_results(tmp_path / "b.sqlite")
+    (line,) = script.sample_ratios(a, b, "ula").to_dict("records")
+    ratios = (after.sort_values("seed")["metric.mmd"].to_numpy()
+              / before.sort_values("seed")["metric.mmd"].to_numpy())
+    assert line["metric"] == "mmd" and line["rows"] == 2
+    assert line["median"] == pytest.approx(float(sum(ratios) / 2))
+    assert line["q10"] <= line["median"] <= line["q90"]
+    (same,) = script.sample_ratios(a, a, "ula").to_dict("records")
+    assert same["median"] == same["q10"] == same["q90"] == 1.0
+    assert script.sample_ratios(a, b, "mala").empty  # nothing sampled by mala
