@@ -28,14 +28,10 @@ class HamiltonianMonteCarlo(MarkovChainSampler):
     length, and on a Gaussian direction of standard deviation s the leapfrog map turns
     (x, p) by an angle of about Lε/s per iteration: near π it sends x − μ to about
     −(x − μ), so that direction never forgets where the chain started (Neal 2011, §5.4,
-    and Mackenzie 1989 recommend randomising ε for this; scripts/hmc_resonance.py measures
-    it: on correlated_gaussian at ε = 0.3 and L = 3, fixed-ε chains from noise keep 163
-    times the minor axis's variance, all moves accepted). Found in training: ``cd`` with
-    ``hmc`` (L = 3, ε adapted toward 0.65) and the quadratic energy on that dataset diverged
-    (Fisher divergence 431) where ``mala`` with the same configuration reached 0.005; with
-    j = 0.5 it reaches 0.020 (0.0054 with j = 0.2, which still leaves chains started at
-    resonance with twice the variance after 30 iterations, where j = 0.5 has forgotten the
-    start; docs/samplers.md has the commands). j = 0 is the fixed-ε kernel.
+    and Mackenzie 1989 recommend randomising ε for this). It made ``cd`` with ``hmc``
+    diverge on a correlated Gaussian where ``mala`` met its target; docs/samplers.md ("HMC's
+    step jitter") has the measurements, ``scripts/hmc_resonance.py`` the resonance itself.
+    j = 0 is the fixed-ε kernel.
 
     The default chain length is ⌈G / L⌉ steps for the gradient budget G that ``ula`` and
     ``mala`` spend at the same budget (10 / 100 / 1000 at smoke / quick / full), so that the
