@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from .base import Architecture, Dataset, Executor, Method, Metric, Sampler
 
+from .early_stopping import CHECKPOINT_RULES
 from .errors import UserError, shown
 from .inputs import check_overrides, check_seeds, check_timeout, name_list
 from .schedules import LR_SCHEDULES
@@ -115,6 +116,7 @@ def run(
     tune: int = 0,
     train_flops: float | None = None,
     lr_schedule: str = "constant",
+    checkpoint: str = "best",
     sampler_board: bool = False,
     checkpoints: bool = True,
 ) -> pd.DataFrame:
@@ -136,6 +138,9 @@ def run(
     ``lr_schedule`` (``constant``, ``linear`` or ``cosine``; :func:`ebmbench.lr_factor`)
     decays every optimiser's learning rate to zero over each run's and trial's progress; a
     decayed run is labelled with it (``dsm (lr_schedule=cosine)``) and ranked apart.
+    ``checkpoint`` is the model each run reports (:mod:`ebmbench.early_stopping`):
+    ``best``, its best learning-curve point on the validation split, or ``last``; a
+    ``last`` run is labelled with it and ranked apart.
 
     Every trained model is kept in ``checkpoints/`` beside the store, for
     :func:`ebmbench.load_model`, unless ``checkpoints=False``.
@@ -167,6 +172,9 @@ def run(
     if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
         raise UserError(f"unknown lr_schedule {shown(lr_schedule)}. "
                         f"Valid schedules: {', '.join(LR_SCHEDULES)}")
+    if not isinstance(checkpoint, str) or checkpoint not in CHECKPOINT_RULES:
+        raise UserError(f"unknown checkpoint {shown(checkpoint)}. "
+                        f"Valid rules: {', '.join(CHECKPOINT_RULES)}")
     selection = Selection(
         methods=name_list("method", methods),
         samplers=name_list("sampler", samplers),
@@ -178,6 +186,7 @@ def run(
         overrides=check_overrides(overrides),
         train_flops=train_flops,
         lr_schedule=lr_schedule,
+        checkpoint=checkpoint,
     )
     timeout = check_timeout(timeout)
     report = run_sweep(

@@ -50,7 +50,7 @@ def model_payload(
             "dataset": spec.dataset, "seed": int(spec.seed), "budget": spec.budget,
             "params": _plain(spec.params), "uses_sampler": bool(spec.uses_sampler),
             "trial": spec.trial, "replicate": spec.replicate, "train_flops": spec.train_flops,
-            "lr_schedule": spec.lr_schedule,
+            "lr_schedule": spec.lr_schedule, "checkpoint": spec.checkpoint,
         },
         "train_key": spec.train_key,
         # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
@@ -117,4 +117,5 @@ def spec_from_payload(state: dict[str, Any], path: str | os.PathLike[str] = "") 
         uses_sampler=bool(spec["uses_sampler"]),
         trial=spec.get("trial"), replicate=spec.get("replicate"),
         train_flops=spec.get("train_flops"), lr_schedule=spec.get("lr_schedule"),
+        checkpoint=spec.get("checkpoint", "last"),
     )

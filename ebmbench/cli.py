@@ -22,6 +22,7 @@ import click
 from .api import DEFAULT_RESULTS
 from .catalogue import KINDS as _KINDS
 from .device import DEVICES
+from .early_stopping import CHECKPOINT_RULES
 from .errors import EnvironmentFailure, UserError, unknown_choice
 from .inputs import parse_seeds, parse_timeout, parse_workers
 from .params import BUDGETS
@@ -153,6 +154,11 @@ def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
               show_default=True,
               help="Decay every training learning rate over the run's compute budget (to zero "
                    "at its end); a decayed run is labelled and ranked apart.")
+@click.option("--checkpoint", type=click.Choice(CHECKPOINT_RULES), default="best",
+              show_default=True,
+              help="The model each run reports: its best learning-curve point on the "
+                   "validation split (early stopping), or its last; a last-model run is "
+                   "labelled and ranked apart.")
 @click.option("--sampler-board/--no-sampler-board", default=True, show_default=True,
               help="After the runs, judge the selected samplers on the selected toy densities' "
                    "true density and reference energy at equal gradient budgets.")
@@ -173,7 +179,7 @@ def run_command(
     results: str, executor: str | None, workers: str | None, address: str | None,
     data_dir: str | None,
     fid_weights: str | None, tune: int, train_flops: float | None, lr_schedule: str,
-    sampler_board: bool,
+    checkpoint: str, sampler_board: bool,
     retry_failed: bool, leaderboard_out: str | None, no_leaderboard: bool, no_checkpoints: bool,
     progress: bool,
 ) -> None:
@@ -232,6 +238,7 @@ def run_command(
         overrides=sets,
         train_flops=train_flops,
         lr_schedule=lr_schedule,
+        checkpoint=checkpoint,
         where_declared=implied,
     )
     _report_broken_plugins()

@@ -50,6 +50,9 @@ class Selection:
     train_flops: float | None = None
     #: The learning rate's decay over every run's progress (:data:`ebmbench.LR_SCHEDULES`).
     lr_schedule: str = "constant"
+    #: The model each run reports (:data:`ebmbench.early_stopping.CHECKPOINT_RULES`): its
+    #: best learning-curve point on the validation split, or its last.
+    checkpoint: str = "best"
     #: ``"kind.*.param"`` → value, set on the selected plugins that declare ``param`` and
     #: on no other, never an error (what ``--data-dir`` and ``--fid-weights`` set).
     where_declared: dict[str, Any] = field(default_factory=dict)
@@ -80,6 +83,9 @@ class RunSpec:
     train_flops: float | None = None
     #: The learning rate's decay over the run (:func:`ebmbench.lr_factor`); None: constant.
     lr_schedule: str | None = None
+    #: The model the run reports (:mod:`ebmbench.early_stopping`): ``best`` or ``last``.
+    #: ``last`` keeps the run ids of the rows made before the rule existed.
+    checkpoint: str = "last"
     #: Tuning: for a trial, its study and number; for a tuned run, the study's record
     #: (trials, objective, chosen values). Kept in the row's ``hyperparams["tuning"]``;
     #: not part of the run's identity (the chosen values are, through ``params``).
@@ -101,6 +107,8 @@ class RunSpec:
             extra["train_flops"] = self.train_flops
         if self.lr_schedule not in (None, "constant"):
             extra["lr_schedule"] = self.lr_schedule
+        if self.checkpoint != "last":
+            extra["checkpoint"] = self.checkpoint
         return (extra,) if extra else ()
 
     @property
@@ -325,6 +333,7 @@ def expand(
                                 train_flops=selection.train_flops,
                                 lr_schedule=(None if selection.lr_schedule == "constant"
                                              else selection.lr_schedule),
+                                checkpoint=selection.checkpoint,
                             )
                         )
     return specs, metrics

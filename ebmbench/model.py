@@ -428,6 +428,7 @@ def _spec_from_row(pm: Any, row: Mapping[str, Any]) -> RunSpec:
         trial=_int_or_none(row.get("trial")),
         replicate=_int_or_none((hyper.get("tuning") or {}).get("replicate")),
         train_flops=hyper.get("train_flops"), lr_schedule=hyper.get("lr_schedule"),
+        checkpoint=hyper.get("checkpoint", "last"),
     )
     if spec.train_key != row["train_key"]:
         raise UserError(

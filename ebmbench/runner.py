@@ -32,6 +32,7 @@ from .base import (
     EvalContext,
     Method,
     Metric,
+    ToyDensity,
     TrainContext,
     is_finite,
 )
@@ -47,6 +48,7 @@ from .checkpoint import model_payload, read_model_file, write_model_file
 from .compute import ComputeMeter
 from .degenerate import degenerate_notes, gaussian_nll
 from .device import derive_seed, resolve_device, seed_everything
+from .early_stopping import BestCheckpoint
 from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
 from .learning_curve import CURVE_FRACTIONS, LearningCurveProbe, run_progress
@@ -209,6 +211,8 @@ def _protocol_settings(spec: Any) -> dict[str, Any]:
         out["train_flops"] = spec.train_flops
     if getattr(spec, "lr_schedule", None):
         out["lr_schedule"] = spec.lr_schedule
+    if getattr(spec, "checkpoint", "last") != "last":
+        out["checkpoint"] = spec.checkpoint
     return out
 
 
@@ -257,6 +261,7 @@ def _train(
     # cap where that binds first (an energy too cheap to spend the budget in the cap).
     points = list(CURVE_FRACTIONS)
     probe = LearningCurveProbe(dataset, validation, device, spec.budget, method)
+    keeper = _checkpoint_keeper(spec, dataset, probe, train_data, validation)
     pruner = None
     if task.pruning is not None:
         from .tuning import CurvePruner
@@ -298,6 +303,7 @@ def _train(
                     points.pop(0)
                 with meter.paused():
                     point = probe(energy, compute, logs, progress=done)
+                    keeper.offer(len(probe.points) - 1, point, energy, method)
                 if pruner is not None and pruner.should_stop(point):
                     raise _Pruned(
                         f"pruned by successive halving at {done:.1%} of the run "
@@ -315,12 +321,21 @@ def _train(
         if not probe.points or probe.points[-1]["step"] != compute.steps:
             with meter.paused():
                 # The final model is always a point.
-                probe(energy, compute, logs,
-                      progress=run_progress(compute.flops, compute.steps, budget_flops, max_steps))
+                point = probe(energy, compute, logs, progress=run_progress(
+                    compute.flops, compute.steps, budget_flops, max_steps))
+                keeper.offer(len(probe.points) - 1, point, energy, method)
     finally:
         meter.detach()
     spent = _spent(compute, budget_flops,
                    "budget" if compute.flops >= budget_flops or stopped_early else "max_steps")
+    # The model the run reports (ebmbench.early_stopping): the compute stays what was spent.
+    last = len(probe.points) - 1
+    reported = last if keeper.index is None else keeper.index
+    if reported != last:
+        keeper.restore(energy, method)
+    spent |= {"reported_point": reported,
+              "reported_progress": probe.points[reported].get("progress"),
+              "reported_step": probe.points[reported]["step"]}
     train_seconds = compute.wall_seconds
     energy.eval()
     with torch.no_grad():
@@ -333,6 +348,19 @@ def _train(
                                              versions=_versions(pm, spec, {}),
                                              compute=spent, curve=probe.points))
     return _Trained(energy, method, train_seconds, logs, spent, probe.points)
+
+
+def _checkpoint_keeper(spec: RunSpec, dataset: Any, probe: LearningCurveProbe,
+                       train_data: torch.Tensor, validation: torch.Tensor) -> BestCheckpoint:
+    """What keeps the model a run reports (:mod:`ebmbench.early_stopping`): nothing under
+    ``last``, or where the curve does not carry the dataset's tuning objective."""
+    objective = getattr(dataset, "tuning_objective", "") or ""
+    carried = objective == "fisher_divergence" and probe.true_score is not None
+    if getattr(spec, "checkpoint", "last") != "best" or not carried:
+        return BestCheckpoint(None, None)
+    two_d = isinstance(dataset, ToyDensity) and getattr(dataset, "bounds", None) is not None
+    reference = gaussian_nll(train_data, validation) if two_d else None
+    return BestCheckpoint(objective, reference)
 
 
 def validation_split(train: torch.Tensor, spec: RunSpec) -> tuple[torch.Tensor, torch.Tensor]:
@@ -573,6 +601,9 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             rows[spec.run_id]["versions"] = _versions(pm, spec, task.metrics)
             # A decayed lr is a different training of the method: labelled, ranked apart.
             schedule = {"lr_schedule": spec.lr_schedule} if spec.lr_schedule else {}
+            # So is a run reporting its last model where the default reports its best.
+            if spec.checkpoint == "last":
+                schedule["checkpoint"] = "last"
             if variant := _variant(pm, spec) | schedule:
                 rows[spec.run_id]["hyperparams"]["variant"] = variant
             if control := _variant(pm, spec, "control_params"):

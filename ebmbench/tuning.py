@@ -13,8 +13,10 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   test split. A trial is a run in the results store (``trial`` = its number), executed by
   the same executor, so a killed tuning sweep resumes without repeating finished trials.
 - **The objective** is the dataset's ``tuning_objective``, lower is better: the Fisher
-  divergence at the end of the learning curve on toy densities, the KID of validation
-  samples on images (samples from the training sampler, else ``mala`` when selected).
+  divergence on toy densities, at the learning-curve point of the model the trial reports
+  (its best point under ``--checkpoint best``, the default, its last under ``last``;
+  :mod:`ebmbench.early_stopping`), the KID of validation samples on images (samples from
+  the training sampler, else ``mala`` when selected).
 - **The search** is Optuna's TPE (Bergstra et al. 2011), seeded from the study, its first
   ``min(4, N)`` trials random; trial 0 is the declared defaults where they lie in the
   space, so tuning never does worse than the defaults on the validation split.
@@ -167,8 +169,10 @@ def plan_studies(
         if spec.uses_sampler:
             identity["sampler"] = [spec.sampler, spec.params["sampler"]]
         # A non-constant lr schedule makes other studies; constant keeps the older keys.
+        # Likewise the checkpoint rule: ``last`` keeps the keys made before ``best`` existed.
         key = _digest([identity, spec.budget, spec.train_flops]
-                      + ([spec.lr_schedule] if spec.lr_schedule else []))
+                      + ([spec.lr_schedule] if spec.lr_schedule else [])
+                      + ([f"checkpoint={spec.checkpoint}"] if spec.checkpoint != "last" else []))
         if key in studies:
             studies[key].specs.append(spec)
             continue
@@ -215,8 +219,8 @@ def objective_of(row: dict[str, Any], study: Study) -> float | None:
     if row["status"] != "ok":
         return None
     if study.from_curve:
-        curve = row.get("curve") or []
-        value = curve[-1].get(study.objective) if curve else None
+        point = reported_point(row)
+        value = point.get(study.objective) if point else None
     else:
         value = (row.get("metrics") or {}).get(study.objective)
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
@@ -305,10 +309,22 @@ def next_trial_params(study: Study, rows: list[dict[str, Any]], number: int) -> 
     return {name: space.suggest(trial, name) for name, space in study.searched.items()}
 
 
-def validation_nll(row: dict[str, Any]) -> float | None:
-    """The validation NLL at the end of a trial's learning curve (2-D toys), else None."""
+def reported_point(row: dict[str, Any]) -> dict[str, float] | None:
+    """The learning-curve point of the model a trial reports (:mod:`ebmbench.early_stopping`:
+    ``compute["reported_point"]``; the last point for rows made before the rule), or None
+    when the curve is empty."""
     curve = row.get("curve") or []
-    value = curve[-1].get("nll") if curve else None
+    if not curve:
+        return None
+    index = (row.get("compute") or {}).get("reported_point")
+    return curve[int(index)] if index is not None and 0 <= int(index) < len(curve) else curve[-1]
+
+
+def validation_nll(row: dict[str, Any]) -> float | None:
+    """The validation NLL of the model a trial reports (2-D toys, from its learning curve),
+    else None."""
+    point = reported_point(row)
+    value = point.get("nll") if point else None
     return None if value is None else float(value)
 
 
@@ -316,9 +332,9 @@ def degenerate_trials(rows: list[dict[str, Any]], reference_nll: float | None) -
     """Trial number → why its model is degenerate on the validation split.
 
     The runs' ``degenerate:nll`` test (:mod:`ebmbench.degenerate`) applied to a trial: its
-    validation NLL at the end of its curve against ``reference_nll``, the NLL of the
-    validation split under a Gaussian fitted to the rest of the training split
-    (:func:`ebmbench.runner.validation_reference_nll`). Trials without an NLL on their
+    validation NLL at the curve point it reports (:func:`reported_point`) against
+    ``reference_nll``, the NLL of the validation split under a Gaussian fitted to the rest
+    of the training split (:func:`ebmbench.runner.validation_reference_nll`). Trials without an NLL on their
     curve (images, more than 2 dimensions) are never flagged.
 
     >>> rows = [{"trial": 0, "curve": [{"nll": 2.5}]}, {"trial": 1, "curve": [{"nll": 9.0}]}]
