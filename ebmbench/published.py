@@ -392,3 +392,34 @@ def read_published_not_applicable(runs: str | Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=["dataset", "reason", "combinations"])
     return pd.read_csv(path, dtype={"reason": str})
+
+
+def replaced_slices(new: pd.DataFrame) -> tuple[set[tuple[str, str]], set[str]]:
+    """What rows of ``new`` replace in a publication: the (dataset, architecture) pairs of
+    its runs, and the datasets of its sampler-board rows (tuning trials replace nothing)."""
+    role = new["role"].fillna("run") if "role" in new else pd.Series("run", index=new.index)
+    runs, board = new[role == "run"], new[role == "sampler"]
+    return (set(zip(runs["dataset"], runs["architecture"], strict=True)),
+            set(board["dataset"]))
+
+
+def merge_published(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """A publication's runs ``base`` with the rows of ``new`` (a later sweep's) in place of
+    every row of the slices they cover (:func:`replaced_slices`): all of a (dataset,
+    architecture)'s runs, whatever their method, sampler or seed, and all of a dataset's
+    sampler-board rows. Rows of other slices are kept as published, so each slice comes
+    from one sweep and its board compares rows made under one protocol.
+
+    >>> base = pd.DataFrame({"run_id": ["a", "b", "c"], "role": ["run", "run", "sampler"],
+    ...                      "dataset": ["x", "y", "x"], "architecture": ["mlp", "mlp", None]})
+    >>> new = pd.DataFrame({"run_id": ["d"], "role": ["run"], "dataset": ["x"],
+    ...                     "architecture": ["mlp"]})
+    >>> list(merge_published(base, new)["run_id"])
+    ['b', 'c', 'd']
+    """
+    models, boards = replaced_slices(new)
+    role = base["role"].fillna("run") if "role" in base else pd.Series("run", index=base.index)
+    pairs = pd.Series(list(zip(base["dataset"], base["architecture"], strict=True)), index=base.index)
+    replaced = ((role == "run") & pairs.isin(models)) | ((role == "sampler") & base["dataset"].isin(boards))
+    kept = base[~replaced]
+    return pd.concat([kept, new], ignore_index=True) if len(kept) else new.reset_index(drop=True)

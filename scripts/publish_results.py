@@ -17,6 +17,19 @@ Nothing published names this machine: tracebacks are dropped, and every absolute
 reason, a note, a hyper-parameter or a command is cut to its last part
 (:func:`ebmbench.published.scrub_paths`). No per-run picture is published: each 2-D dataset
 gets one gallery figure, drawn here from the runs' gallery data in the sweep's results folder.
+
+With ``--onto``, the sweep's rows are merged into the publication already in ``--out``
+instead of replacing it (:func:`ebmbench.published.merge_published`): every published run of
+a (dataset, energy) the sweep ran, and every sampler-board row of a dataset it judged, is
+replaced by the sweep's; the rest stays as published. RUN.md keeps its commands and notes
+and gains the new ones. A gallery is drawn again where the sweep replaced every model of the
+dataset (the older rows' gallery data is not published), and kept otherwise. So a
+publication can be brought forward a slice at a time, by anyone, from the published files
+alone::
+
+    .venv/bin/ebmbench run --all --tune 8 --seeds 0-2 --dataset rings --results s/results.sqlite
+    .venv/bin/python scripts/publish_results.py s/results.sqlite --onto --commit abc1234 \\
+        --command "ebmbench run --all --tune 8 --seeds 0-2 --dataset rings --results results.sqlite"
 """
 
 from __future__ import annotations
@@ -34,7 +47,17 @@ import torch
 
 from ebmbench.leaderboard import PROVENANCE_FILE, aggregate, write_leaderboards
 from ebmbench.leaderboard.figures import plot_gallery
-from ebmbench.published import published_files, scrub_frame, scrub_paths, write_published
+from ebmbench.published import (
+    is_published,
+    merge_published,
+    published_files,
+    read_published,
+    read_published_not_applicable,
+    replaced_slices,
+    scrub_frame,
+    scrub_paths,
+    write_published,
+)
 from ebmbench.store import read_not_applicable, read_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +80,10 @@ def main() -> None:
     parser.add_argument("--commit", help="the ebmbench commit the sweep ran")
     parser.add_argument("--note", action="append", default=[],
                         help="a line to add under the command (repeatable)")
+    parser.add_argument("--onto", action="store_true",
+                        help="merge the sweep's rows into the publication already in --out: they "
+                             "replace every published run of the (dataset, energy) pairs they "
+                             "cover and every sampler-board row of their datasets")
     parser.add_argument("--trials", action="store_true",
                         help="also publish the tuning trials' rows (by default only the record of each "
                              "study, kept with its runs in hyperparams['tuning'], is published)")
@@ -66,6 +93,9 @@ def main() -> None:
     frame = read_results(args.results)
     not_applicable = read_not_applicable(args.results)
     out: Path = args.out
+    if args.onto:
+        onto(frame, not_applicable, args)
+        return
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "results.csv"
     for stale in [*out.glob("*.md"), *out.glob("*.png"), *published_files(csv).values()]:
@@ -83,12 +113,107 @@ def main() -> None:
     print(f"published {len(export)} runs ({galleries} gallery figures) to {out}")
 
 
-def draw_galleries(frame: pd.DataFrame, not_applicable: pd.DataFrame, results_dir: Path, out: Path) -> int:
-    """One gallery figure per 2-D dataset, from the runs' gallery data (not published)."""
+def draw_galleries(frame: pd.DataFrame, not_applicable: pd.DataFrame, results_dir: Path, out: Path,
+                   datasets: set[str] | None = None) -> int:
+    """One gallery figure per 2-D dataset (of ``datasets``, if given), from the runs'
+    gallery data (not published)."""
     drawn = 0
     for boards in aggregate(frame, not_applicable):
-        drawn += plot_gallery(boards, results_dir, out / f"{boards.dataset}-gallery.png") is not None
+        if datasets is None or boards.dataset in datasets:
+            drawn += plot_gallery(boards, results_dir, out / f"{boards.dataset}-gallery.png") is not None
     return drawn
+
+
+def _without_trials(frame: pd.DataFrame, keep: bool) -> pd.DataFrame:
+    if keep or "role" not in frame:
+        return frame
+    return frame[frame["role"].fillna("run") != "trial"]
+
+
+def onto(frame: pd.DataFrame, not_applicable: pd.DataFrame, args: argparse.Namespace) -> None:
+    """Merge the sweep ``frame`` into the publication in ``args.out`` (see the module)."""
+    out: Path = args.out
+    csv = out / "results.csv"
+    if not is_published(csv):
+        raise SystemExit(f"--onto: no publication in {out} to merge into (no results.csv with "
+                         "its configurations beside it)")
+    base = read_published(csv)
+    new = scrub_frame(_without_trials(frame, args.trials).drop(columns=["traceback"], errors="ignore"))
+    if not len(new):
+        raise SystemExit(f"--onto: {args.results} holds no run to publish")
+    models, boards = replaced_slices(new)
+    merged = merge_published(base, new)
+    # A dataset's gallery is drawn again only where every model on it is the sweep's.
+    role = base["role"].fillna("run")
+    published_models = base[role == "run"]
+    whole = {d for d in {d for d, _ in models}
+             if set(zip(published_models.loc[published_models["dataset"] == d, "dataset"],
+                        published_models.loc[published_models["dataset"] == d, "architecture"],
+                        strict=True)) <= models}
+    base_na = read_published_not_applicable(csv)
+    na = scrub_frame(not_applicable)
+    seen = set(zip(base_na["dataset"], base_na["reason"], strict=True))
+    extra = na[[(d, r) not in seen for d, r in zip(na["dataset"], na["reason"], strict=True)]]
+    merged_na = pd.concat([base_na, extra], ignore_index=True) if len(extra) else base_na
+    old_provenance = (out / PROVENANCE_FILE).read_text(encoding="utf-8")
+    write_published(merged, csv, merged_na)
+    galleries = draw_galleries(frame, not_applicable, args.results.parent, out, whole)
+    write_leaderboards(csv, out)
+    kept = sorted({d for d, _ in models} - whole)
+    (out / PROVENANCE_FILE).write_text(
+        merged_provenance(old_provenance, merged, frame, args, models, boards, kept),
+        encoding="utf-8")
+    replaced = len(base) + len(new) - len(merged)
+    print(f"merged {len(new)} runs onto {out}: {replaced} published rows replaced, "
+          f"{galleries} gallery figures drawn again")
+
+
+def merged_provenance(old: str, merged: pd.DataFrame, frame: pd.DataFrame,
+                      args: argparse.Namespace, models: set[tuple[str, str]], boards: set[str],
+                      kept_galleries: list[str]) -> str:
+    """RUN.md of a merged publication: the old commands and notes, then the new ones; the
+    lines that count rows are counted again on the merged rows."""
+    head, _, _ = old.partition("\n## Hardware")
+    lines = head.rstrip("\n").split("\n")
+    fence = [i for i, line in enumerate(lines) if line.startswith("```")]
+    block = lines[fence[0] + 1:fence[1]] + [f".venv/bin/{scrub_paths(c)}" for c in args.command]
+    recounted = ("- Runs finished between", "- Sampler-board rows by status", "- Runs by status",
+                 "- Published on", "- ebmbench commit:", "- Wall-clock time of the sweep:")
+    notes = [line for line in lines[fence[1] + 1:]
+             if line.startswith("- ") and not line.startswith(recounted)]
+    commit = next((line for line in lines if line.startswith("- ebmbench commit:")), "")
+    wall = next((line for line in lines if line.startswith("- Wall-clock time of the sweep:")), "")
+    slices = ", ".join(f"{d} ({a})" for d, a in sorted(models))
+    added = [f"- The last {len(args.command)} command(s) ran into a new store and were merged "
+             f"onto the publication with `scripts/publish_results.py --onto`: their rows replaced "
+             f"every published run of {slices}"
+             + (f" and every sampler-board row of {', '.join(sorted(boards))}" if boards else "")
+             + "; every other row is as published before."]
+    if kept_galleries:
+        added.append(f"- The gallery figures of {', '.join(kept_galleries)} predate the merge "
+                     "(they show the models published before it).")
+    trials = frame[frame["role"].fillna("run") == "trial"] if "role" in frame else frame.iloc[:0]
+    if len(trials):
+        added.append(f"- Their tuning trials by status: {_by_status(trials)} (not published).")
+    added += [f"- {scrub_paths(note)}" for note in args.note]
+    role = merged["role"].fillna("run")
+    finished = pd.to_datetime(merged["finished_at"].dropna(), errors="coerce", utc=True)
+    counts = [f"- Runs finished between {finished.min():%Y-%m-%d %H:%M} and "
+              f"{finished.max():%Y-%m-%d %H:%M} UTC."]
+    if commit:
+        old_commits = commit.split("`")[1] if "`" in commit else commit
+        counts.append(f"- ebmbench commit: `{old_commits}, then {args.commit or 'unknown'}`.")
+    if wall and args.wall_seconds:
+        minutes = float(wall.split(":")[1].split()[0]) + args.wall_seconds / 60
+        counts.append(f"- Wall-clock time of the sweep: {minutes:.1f} min.")
+    board = merged[role == "sampler"]
+    if len(board):
+        counts.append(f"- Sampler-board rows by status: {_by_status(board)}.")
+    counts += ["- Runs by status: " + _by_status(merged[role == "run"]) + ".",
+               f"- Published on {dt.date.today():%Y-%m-%d} with `scripts/publish_results.py`."]
+    body = ["\n".join(lines[:fence[0] + 1]), *block, "```", "", counts[0], *notes, *added, *counts[1:]]
+    tail = provenance(frame, args).partition("\n## Hardware")[2]
+    return "\n".join(body) + "\n\n## Hardware" + tail
 
 
 def _by_status(rows: pd.DataFrame) -> str:

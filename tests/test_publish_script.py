@@ -100,3 +100,49 @@ def test_publish_writes_a_light_checkable_export_with_galleries_and_no_machine_p
 def publish(store: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), str(store), "--out", str(out), *args],
                           capture_output=True, text=True, timeout=600)
+
+
+def test_onto_replaces_the_slices_a_later_sweep_ran_and_keeps_every_other_row(tmp_path):
+    first, later = tmp_path / "first" / "results.sqlite", tmp_path / "later" / "results.sqlite"
+    common = dict(methods=["dsm"], samplers=["ula"], architectures=["mlp"],
+                  metrics=["fisher", "density_figure"], budget="smoke")
+    ebmbench.run(datasets=["eight_gaussians", "two_moons"], seeds=[0, 1], results=first, **common)
+    ebmbench.run(datasets=["two_moons"], seeds=[2], results=later, **common)
+    out = tmp_path / "published"
+    assert publish(first, out, "--command", "ebmbench run --seeds 0-1", "--commit", "aaa1111",
+                   "--wall-seconds", "60", "--note", "the first sweep").returncode == 0
+    before = read_results(out / "results.csv")
+    gallery = (out / "eight_gaussians-gallery.png").read_bytes()
+    proc = publish(later, out, "--onto", "--command", f"ebmbench run --seeds 2 --results {later}",
+                   "--commit", "bbb2222", "--wall-seconds", "30", "--note", "the later sweep")
+    assert proc.returncode == 0, proc.stderr
+    assert check_leaderboards(out / "results.csv", out) == []
+    after = read_results(out / "results.csv")
+    # two_moons (mlp) is the later sweep's alone (seed 2); eight_gaussians is as published.
+    moons = after[after["dataset"] == "two_moons"]
+    assert sorted(moons["seed"]) == [2] and set(moons["run_id"]) == set(read_results(later)["run_id"])
+    kept = lambda f: f[f["dataset"] == "eight_gaussians"].sort_values("run_id").reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(kept(after)[["run_id", "status", "metric.fisher_divergence"]],
+                                  kept(before)[["run_id", "status", "metric.fisher_divergence"]])
+    assert (out / "eight_gaussians-gallery.png").read_bytes() == gallery  # not drawn again
+    assert (out / "two_moons-gallery.png").is_file()
+    run_md = (out / PROVENANCE_FILE).read_text()
+    assert "ebmbench run --seeds 0-1" in run_md
+    assert "ebmbench run --seeds 2 --results …/results.sqlite" in run_md
+    assert "- the first sweep" in run_md and "- the later sweep" in run_md
+    assert "replaced every published run of two_moons (mlp)" in run_md
+    assert "`aaa1111, then bbb2222`" in run_md and "Wall-clock time of the sweep: 1.5 min." in run_md
+    assert "Runs by status: ok 3." in run_md and run_md.count("## Hardware") == 1
+    assert not MACHINE_PATH.search(run_md)
+    # Merging the same sweep again changes no row.
+    assert publish(later, out, "--onto", "--command", "again").returncode == 0
+    again = read_results(out / "results.csv")
+    assert sorted(again["run_id"]) == sorted(after["run_id"])
+
+
+def test_onto_needs_a_publication_to_merge_into(tmp_path):
+    store = tmp_path / "s" / "results.sqlite"
+    ebmbench.run(methods=["dsm"], samplers=["ula"], architectures=["mlp"], datasets=["two_moons"],
+                 metrics=["fisher"], budget="smoke", results=store)
+    proc = publish(store, tmp_path / "empty", "--onto", "--command", "x")
+    assert proc.returncode != 0 and "no publication in" in proc.stderr
