@@ -13,6 +13,7 @@ import torch
 import ebmbench
 from ebmbench.early_stopping import BestCheckpoint, point_rank, select_point
 from ebmbench.grid import Selection, expand
+from ebmbench.leaderboard import write_leaderboards
 from ebmbench.leaderboard.aggregate import model_label
 from ebmbench.model import _spec_from_row
 from ebmbench.plugins import get_plugin_manager
@@ -127,6 +128,12 @@ def test_a_run_reports_its_best_validated_model_not_its_wrecked_last(blowup, tmp
     assert best["hyperparams"]["checkpoint"] == "best"
     assert model_label(best["method"], best["hyperparams"]) == "late_blowup"
     assert model_label(last["method"], last["hyperparams"]) == "late_blowup (checkpoint=last)"
+    # The leaderboard says which checkpoint each seed reports (not the last: 50 % of the run).
+    write_leaderboards(tmp_path / "best.sqlite", tmp_path / "board")
+    text = (tmp_path / "board" / "correlated_gaussian.md").read_text()
+    assert "| reported model" in text and "best: 50 %" in text
+    write_leaderboards(tmp_path / "last.sqlite", tmp_path / "board-last")
+    assert "reported model" not in (tmp_path / "board-last" / "correlated_gaussian.md").read_text()
     # The checkpoint file holds the reported model: loading it gives the same values.
     model = ebmbench.load_model(best["run_id"], results=tmp_path / "best.sqlite")
     assert model.evaluate(["fisher"])["fisher_divergence"] == pytest.approx(

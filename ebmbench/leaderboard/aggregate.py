@@ -47,6 +47,7 @@ __all__ = [
     "summarize",
     "model_label",
     "configuration_text",
+    "reported_model_text",
     "trained_models",
     "evaluation_sampler",
     "MODEL_KEY",
@@ -418,6 +419,27 @@ def evaluation_sampler(samplers: Iterable[str]) -> str | None:
 PRIMARY_VALUES = ("fisher_divergence", "test_nll", "kid", "fid", "mmd", "c2st_accuracy", "ess_per_grad")
 
 
+def reported_model_text(rows: list[dict[str, Any]]) -> str:
+    """Which model each seed's run reports (:mod:`ebmbench.early_stopping`), in seed order:
+    ``last`` for the end of training, or ``best: 100 %, 50 %, …``, the share of each run at
+    which its reported (best validated) checkpoint was taken.
+
+    >>> best = lambda seed, p: {"seed": seed, "hyperparams": {"checkpoint": "best"},
+    ...                         "compute": {"reported_progress": p}}
+    >>> reported_model_text([best(1, 0.5), best(0, 1.002)])
+    'best: 100 %, 50 %'
+    >>> reported_model_text([{"seed": 0, "hyperparams": {}, "compute": {}}])
+    'last'
+    """
+    shares = []
+    for row in sorted(rows, key=lambda r: r["seed"]):
+        hyper = row.get("hyperparams") if isinstance(row.get("hyperparams"), dict) else {}
+        progress = (row.get("compute") or {}).get("reported_progress")
+        if hyper.get("checkpoint") == "best" and progress is not None:
+            shares.append(f"{min(float(progress), 1.0) * 100:.0f} %")
+    return f"best: {', '.join(shares)}" if shares else "last"
+
+
 def configuration_text(hyperparams: dict[str, Any] | None) -> str:
     """The configuration a run used, in one line: the tuned choice, or the defaults."""
     record = (hyperparams.get("tuning") if isinstance(hyperparams, dict) else None) or {}
@@ -482,9 +504,11 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
         # Every seed's configuration, whatever its status: an unranked model's tuned
         # choice is part of the verdict too (why did the tuned cd degenerate?).
         configurations: set[str] = set()
+        firsts = []  # each training's first row: what its run reports
         for train_key in sorted(by_model[model]):
             training = by_model[model][train_key]
             configurations.add(configuration_text(training[0].get("hyperparams")))
+            firsts.append(training[0])
             notes: dict[str, Any] = {}
             for r in training:
                 notes.update(r["notes"])
@@ -559,6 +583,7 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
             {
                 **identity,
                 "configuration": "; ".join(sorted(configurations)),
+                "reported_model": reported_model_text(firsts),
                 "target_reached": f"{sum(math.isfinite(r) for r in reached)}/{len(reached)}"
                 if target and reached
                 else "",
@@ -599,7 +624,7 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
         model_refs,
         compute_costs,
         unreliable,
-        pd.DataFrame(extra_rows, columns=[*MODEL_KEY, "configuration", "target_reached"]),
+        pd.DataFrame(extra_rows, columns=[*MODEL_KEY, "configuration", "reported_model", "target_reached"]),
         notes,
         PRIMARY_VALUES,
     )

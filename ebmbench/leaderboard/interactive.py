@@ -38,6 +38,7 @@ _HEADERS = {
     "training_sampler": "training sampler",
     "rank_range": "range",
     "target_reached": "reached",
+    "reported_model": "reported model",
     "target_kind": "target",
 }
 _DT_URL = "./assets/dt_bundle.js"
@@ -349,6 +350,9 @@ def write_interactive(
     for b in boards:
         models = b.models
         extra = ("configuration", "target_reached") if b.target else ("configuration",)
+        reported = models.table.get("reported_model", pd.Series(dtype=object)).fillna("last")
+        if (reported != "last").any():
+            extra = (*extra, "reported_model")
         ranked_html = _board_html(models, models.table, f"{b.dataset}-models", True, extra)
         unranked = (
             _board_html(models, models.unranked, f"{b.dataset}-unranked", False,

@@ -30,7 +30,8 @@ __all__ = [
 MARKDOWN_COSTS = ("train_flops", "train_seconds", "flops_to_target")
 #: Appended to a value its run flagged unreliable (shown, not ranked).
 UNRELIABLE_MARK = "†"
-_HEADERS = {"training_sampler": "training sampler", "rank_range": "range", "target_reached": "reached"}
+_HEADERS = {"training_sampler": "training sampler", "rank_range": "range", "target_reached": "reached",
+            "reported_model": "reported model"}
 
 
 @cache
@@ -180,19 +181,26 @@ def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None,
     extra = ("target_reached",) if boards.target else ()
     # Ranked models first, then those shown but not ranked: a degenerate model's tuned
     # configuration is as much a finding as a ranked one's.
+    columns = [c for c in ("configuration", "reported_model")
+               if c in models.table or c in models.unranked]
     configurations = (
-        pd.concat([t[[*MODEL_KEY, "configuration"]] for t in (models.table, models.unranked)
-                   if "configuration" in t], ignore_index=True)
-        if "configuration" in models.table or "configuration" in models.unranked
+        pd.concat([t[[*MODEL_KEY, *(c for c in columns if c in t)]]
+                   for t in (models.table, models.unranked) if "configuration" in t],
+                  ignore_index=True)
+        if "configuration" in columns
         else None
     )
-    configurations_table = ""
+    configurations_table, shown = "", []
     tuned = configurations is not None and (configurations["configuration"].fillna("") != "defaults").any()
-    if configurations is not None and len(configurations) and tuned:
+    # Which checkpoint each run reports, where any run reports one that is not its last.
+    early = (configurations is not None and "reported_model" in configurations
+             and (configurations["reported_model"].fillna("last") != "last").any())
+    if configurations is not None and len(configurations) and (tuned or early):
+        shown = ["configuration"] + (["reported_model"] if early else [])
         configurations_table = _table(
-            [[*(r[c] for c in MODEL_KEY), r["configuration"] if _text(r["configuration"]) else "–"]
+            [[*(r[c] for c in MODEL_KEY), *(r[c] if _text(r[c]) else "–" for c in shown)]
              for _, r in configurations.iterrows()],
-            [*(_HEADERS.get(c, c) for c in MODEL_KEY), "configuration"],
+            [*(_HEADERS.get(c, c) for c in MODEL_KEY), *(_HEADERS.get(c, c) for c in shown)],
         )
     samples = boards.samples
     samples_table = ""
@@ -252,6 +260,7 @@ def render_dataset(boards: DatasetBoards, figures: dict[str, str] | None = None,
         target=target,
         unranked_table=_board_table(models, models.unranked, ranked=False) if len(models.unranked) else "",
         configurations_table=configurations_table,
+        reported_column="reported_model" in shown,
         figures=sorted((figures or {}).items()),
         samples_table=samples_table,
         collapsed=bool(
