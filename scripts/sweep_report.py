@@ -20,7 +20,7 @@ import pandas as pd
 
 import ebmbench
 from ebmbench.leaderboard.aggregate import trained_models
-from ebmbench.tuning import is_replicate
+from ebmbench.tuning import is_replicate, reported_point
 
 OFFLINE = ["mnist", "fashion_mnist", "cifar10"]
 #: Rows of one dataset that finish more than this apart came from separate commands (a sweep
@@ -222,8 +222,9 @@ def degenerate_choices(frame: pd.DataFrame) -> list[str]:
 def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     """The trials of one study, named ``dataset/method[/sampler]/architecture`` as the
     sweep's progress names it: number, status, the parameters the trials vary (the
-    searched ones), the last curve point's objective (where the trial stopped, for a
-    pruned one) and, on 2-D toys, its validation NLL, which the choice judges against the
+    searched ones), the objective at the curve point the trial reports (its best under
+    ``--checkpoint best``, its last under ``last``; where it stopped, for a pruned one) and,
+    on 2-D toys, that point's validation NLL, which the choice judges against the
     validation Gaussian's (:func:`validation_reference`)."""
     parts = label.split("/")
     keys = ["dataset", "method", "sampler", "architecture"] if len(parts) == 4 else \
@@ -236,7 +237,7 @@ def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     out = []
     for index, row in trials.sort_values("trial").iterrows():
         objective = (row["hyperparams"].get("tuning") or {}).get("objective", "fisher_divergence")
-        last = (row["curve"] or [{}])[-1]
+        last = reported_point(row) or {}
         nll = {"validation nll": last["nll"]} if "nll" in last else {}
         out.append({"trial": f"{int(row['trial'])}" + (" (replicate)" if is_replicate(row) else ""),
                     "status": row["status"],
