@@ -29,6 +29,7 @@ from .api import DEFAULT_RESULTS
 from .base import Combination, Dataset, Method, SampleResult, ToyDensity
 from .checkpoint import model_payload, read_model_file, spec_from_payload, write_model_file
 from .device import derive_seed
+from .early_stopping import CHECKPOINT_RULES
 from .errors import UserError
 from .grid import RunSpec, Selection, Task, expand, instantiate
 from .plugins import get_plugin_manager
@@ -292,7 +293,7 @@ def train(
     method: str, architecture: str, dataset: str, *, sampler: str = "mala",
     budget: str = "quick", seed: int = 0, device: str = "auto",
     overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
-    lr_schedule: str = "constant", **params: Any,
+    lr_schedule: str = "constant", checkpoint: str = "best", **params: Any,
 ) -> TrainedModel:
     """Train one model as ``ebmbench run`` would, and return it.
 
@@ -311,6 +312,9 @@ def train(
         timeout: Seconds the training may take (then ``RunTimedOut`` is raised).
         lr_schedule: ``constant``, ``linear`` or ``cosine``: the learning rate's decay over
             the run, as ``--lr-schedule`` (:func:`ebmbench.lr_factor`).
+        checkpoint: ``best`` (the model at the run's best learning-curve point on the
+            validation split) or ``last`` (the final model), as ``--checkpoint``
+            (:mod:`ebmbench.early_stopping`).
         **params: The method's hyper-parameters, e.g. ``sigma=0.05, steps=2000``.
 
     Returns:
@@ -324,11 +328,14 @@ def train(
     if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
         raise UserError(f"unknown lr_schedule {lr_schedule!r}. "
                         f"Valid schedules: {', '.join(LR_SCHEDULES)}")
+    if not isinstance(checkpoint, str) or checkpoint not in CHECKPOINT_RULES:
+        raise UserError(f"unknown checkpoint {checkpoint!r}. "
+                        f"Valid rules: {', '.join(CHECKPOINT_RULES)}")
     pm = get_plugin_manager()
     given = dict(overrides or {}) | {f"method.{method}.{k}": v for k, v in params.items()}
     selection = Selection(methods=[method], samplers=[sampler], architectures=[architecture],
                           datasets=[dataset], metrics=[], seeds=(int(seed),), budget=budget,
-                          overrides=given, lr_schedule=lr_schedule)
+                          overrides=given, lr_schedule=lr_schedule, checkpoint=checkpoint)
     (spec,), _ = expand(selection, pm)
     if spec.skip_reason:
         raise UserError(f"{method} × {architecture} × {dataset} cannot run: {spec.skip_reason}")
