@@ -104,7 +104,7 @@ def main() -> None:
 
     # Tracebacks name the publisher's paths and add megabytes; status and reason stay. Tuning
     # trials are never ranked, and each run keeps its study's record: their rows stay home.
-    export = frame if args.trials or "role" not in frame else frame[frame["role"].fillna("run") != "trial"]
+    export = _without_trials(frame, args.trials)
     export = scrub_frame(export.drop(columns=["traceback"], errors="ignore"))
     write_published(export, csv, scrub_frame(not_applicable))
     galleries = draw_galleries(frame, not_applicable, args.results.parent, out)
@@ -144,12 +144,9 @@ def onto(frame: pd.DataFrame, not_applicable: pd.DataFrame, args: argparse.Names
     models, boards = replaced_slices(new)
     merged = merge_published(base, new)
     # A dataset's gallery is drawn again only where every model on it is the sweep's.
-    role = base["role"].fillna("run")
-    published_models = base[role == "run"]
-    whole = {d for d in {d for d, _ in models}
-             if set(zip(published_models.loc[published_models["dataset"] == d, "dataset"],
-                        published_models.loc[published_models["dataset"] == d, "architecture"],
-                        strict=True)) <= models}
+    runs = base[base["role"].fillna("run") == "run"]
+    published = set(zip(runs["dataset"], runs["architecture"], strict=True))
+    whole = {d for d, _ in models if {p for p in published if p[0] == d} <= models}
     base_na = read_published_not_applicable(csv)
     na = scrub_frame(not_applicable)
     seen = set(zip(base_na["dataset"], base_na["reason"], strict=True))

@@ -170,3 +170,14 @@ def test_a_bad_rule_is_refused_with_the_choices(tmp_path):
     with pytest.raises(ebmbench.UserError, match="unknown checkpoint 'first'. Valid rules: best, last"):
         ebmbench.run(methods=["dsm"], datasets=["two_moons"], checkpoint="first",
                      results=tmp_path / "r.sqlite")
+
+
+def test_the_what_if_script_finds_the_earlier_point_a_last_run_passed_over(blowup, tmp_path):
+    """scripts/checkpoint_what_if.py (the counts protocol.md gives for the publication before
+    the rule) applies the rule to curves stored under ``last``."""
+    from tests.helpers import load_script
+
+    store = tmp_path / "last.sqlite"
+    ebmbench.run(results=store, checkpoint="last", **(RUN | {"metrics": ["fisher", "log_partition"]}))
+    counts = load_script("checkpoint_what_if").what_if(str(store))
+    assert counts == {"trainings": 1, "earlier": 1, "degenerate": 0, "rescued": 0}
