@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from .base import Architecture, Dataset, Executor, Method, Metric, Sampler
 
-from .early_stopping import CHECKPOINT_RULES
+from .early_stopping import check_rule
 from .errors import UserError, shown
 from .inputs import check_overrides, check_seeds, check_timeout, name_list
 from .schedules import LR_SCHEDULES
@@ -172,9 +172,7 @@ def run(
     if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
         raise UserError(f"unknown lr_schedule {shown(lr_schedule)}. "
                         f"Valid schedules: {', '.join(LR_SCHEDULES)}")
-    if not isinstance(checkpoint, str) or checkpoint not in CHECKPOINT_RULES:
-        raise UserError(f"unknown checkpoint {shown(checkpoint)}. "
-                        f"Valid rules: {', '.join(CHECKPOINT_RULES)}")
+    check_rule(checkpoint)
     selection = Selection(
         methods=name_list("method", methods),
         samplers=name_list("sampler", samplers),

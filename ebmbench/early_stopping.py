@@ -40,11 +40,19 @@ from torch import nn
 
 from .base import Method
 from .degenerate import nll_margin
+from .errors import UserError, shown
 
-__all__ = ["CHECKPOINT_RULES", "point_rank", "select_point", "BestCheckpoint"]
+__all__ = ["CHECKPOINT_RULES", "check_rule", "point_rank", "select_point", "BestCheckpoint"]
 
 #: The model a run reports: ``best`` (its best learning-curve point) or ``last``.
 CHECKPOINT_RULES = ("best", "last")
+
+
+def check_rule(value: Any) -> str:
+    """``value`` if it is a checkpoint rule, else a :class:`UserError` naming the rules."""
+    if not isinstance(value, str) or value not in CHECKPOINT_RULES:
+        raise UserError(f"unknown checkpoint {shown(value)}. Valid rules: {', '.join(CHECKPOINT_RULES)}")
+    return value
 
 
 def point_rank(point: dict[str, float], objective: str,

@@ -29,7 +29,7 @@ from .api import DEFAULT_RESULTS
 from .base import Combination, Dataset, Method, SampleResult, ToyDensity
 from .checkpoint import model_payload, read_model_file, spec_from_payload, write_model_file
 from .device import derive_seed
-from .early_stopping import CHECKPOINT_RULES
+from .early_stopping import check_rule
 from .errors import UserError
 from .grid import RunSpec, Selection, Task, expand, instantiate
 from .plugins import get_plugin_manager
@@ -328,9 +328,7 @@ def train(
     if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
         raise UserError(f"unknown lr_schedule {lr_schedule!r}. "
                         f"Valid schedules: {', '.join(LR_SCHEDULES)}")
-    if not isinstance(checkpoint, str) or checkpoint not in CHECKPOINT_RULES:
-        raise UserError(f"unknown checkpoint {checkpoint!r}. "
-                        f"Valid rules: {', '.join(CHECKPOINT_RULES)}")
+    check_rule(checkpoint)
     pm = get_plugin_manager()
     given = dict(overrides or {}) | {f"method.{method}.{k}": v for k, v in params.items()}
     selection = Selection(methods=[method], samplers=[sampler], architectures=[architecture],

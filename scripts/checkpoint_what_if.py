@@ -1,7 +1,9 @@
 """What ``--checkpoint best`` would report for trainings that ran under ``last``: applies
 :func:`ebmbench.early_stopping.select_point` to each 2-D training's published learning curve
 (validation split) and counts the trainings whose best point is not their last, and the
-degenerate ones with an earlier point that passes the NLL test.
+degenerate ones with an earlier point that passes the NLL test. For trainings that ran
+under ``best`` it also counts what they reported (``compute["reported_point"]``): before
+their end, and at half their run.
 
 The reference for the test is the row's ``gaussian_nll`` (the Gaussian's NLL on the test
 split), standing in for the validation split's, which a published row does not keep; both
@@ -15,8 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ebmbench.degenerate import nll_margin
-from ebmbench.early_stopping import select_point
+from ebmbench.early_stopping import point_rank, select_point
 from ebmbench.store import read_results
 
 
@@ -25,7 +26,8 @@ def what_if(path: str) -> dict[str, int]:
     frame = read_results(path)
     runs = frame[(frame["role"].fillna("run") == "run") & frame["status"].isin(["ok", "degenerate"])]
     runs = runs.drop_duplicates("train_key")
-    out = {"trainings": 0, "earlier": 0, "degenerate": 0, "rescued": 0}
+    out = {"trainings": 0, "earlier": 0, "degenerate": 0, "rescued": 0,
+           "reported_earlier": 0, "reported_at_half": 0}
     for _, row in runs.iterrows():
         curve, reference = row["curve"], row.get("metric.gaussian_nll")
         if not isinstance(curve, list) or not curve or "nll" not in curve[-1] \
@@ -33,11 +35,16 @@ def what_if(path: str) -> dict[str, int]:
             continue
         index = select_point(curve, "fisher_divergence", reference)
         out["trainings"] += 1
+        reported = (row["compute"] or {}).get("reported_point")
+        reported = None if reported is None or math.isnan(reported) else int(reported)
+        if reported is not None and reported != len(curve) - 1:
+            out["reported_earlier"] += 1
+            out["reported_at_half"] += abs(curve[reported]["progress"] - 0.5) < 0.05
         earlier = index is not None and index != len(curve) - 1
         out["earlier"] += earlier
         if row["status"] == "degenerate":
             out["degenerate"] += 1
-            out["rescued"] += earlier and curve[index]["nll"] <= reference + nll_margin(reference)
+            out["rescued"] += earlier and point_rank(curve[index], "fisher_divergence", reference)[0] == 0
     return out
 
 
@@ -46,7 +53,9 @@ def main() -> None:
     parser.add_argument("results", help="a results store or export (a published results.csv)")
     counts = what_if(parser.parse_args().results)
     print(f"{counts['trainings']} 2-D trainings: {counts['earlier']} report a point before their end; "
-          f"{counts['degenerate']} degenerate, {counts['rescued']} of them with an earlier sound point")
+          f"{counts['degenerate']} degenerate, {counts['rescued']} of them with an earlier sound point; "
+          f"{counts['reported_earlier']} reported a point before their end under --checkpoint best, "
+          f"{counts['reported_at_half']} of them the point at half their run")
 
 
 if __name__ == "__main__":

@@ -180,4 +180,10 @@ def test_the_what_if_script_finds_the_earlier_point_a_last_run_passed_over(blowu
     store = tmp_path / "last.sqlite"
     ebmbench.run(results=store, checkpoint="last", **(RUN | {"metrics": ["fisher", "log_partition"]}))
     counts = load_script("checkpoint_what_if").what_if(str(store))
-    assert counts == {"trainings": 1, "earlier": 1, "degenerate": 0, "rescued": 0}
+    assert counts == {"trainings": 1, "earlier": 1, "degenerate": 0, "rescued": 0,
+                      "reported_earlier": 0, "reported_at_half": 0}
+    # Under ``best`` the same run reports the point at half its run, and says so.
+    best = tmp_path / "best.sqlite"
+    ebmbench.run(results=best, **(RUN | {"metrics": ["fisher", "log_partition"]}))
+    counts = load_script("checkpoint_what_if").what_if(str(best))
+    assert counts["reported_earlier"] == counts["reported_at_half"] == 1
