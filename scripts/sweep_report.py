@@ -102,11 +102,7 @@ def targets(frame: pd.DataFrame) -> list[str]:
                + "; ".join(f"{d} {m}/{a}/{s}: {n} seeds" for (d, m, a, s), n in bad.items()) + ")")
     quad = models[(models["dataset"] == "correlated_gaussian") & (models["architecture"] == "quadratic")]
     if len(quad):
-        fd = quad.groupby(["method", "sampler"])["metric.fisher_divergence"].mean()
-        worst = {k: v for k, v in fd.items() if v > 0.05}
-        out.append(f"- every method with the quadratic energy on correlated_gaussian <= 0.05: "
-                   f"{mark[not worst]} (above: "
-                   + ", ".join(f"{m}/{s} {v:.3g}" for (m, s), v in worst.items()) + ")")
+        out += quadratic_target(quad.groupby(["method", "sampler"])["metric.fisher_divergence"].mean())
     spent = models["compute"].map(lambda c: (c or {}).get("budget_fraction"))
     stop = models["compute"].map(lambda c: (c or {}).get("stopped_by"))
     at_budget = spent[stop == "budget"]
@@ -117,6 +113,28 @@ def targets(frame: pd.DataFrame) -> list[str]:
                f"{at_budget.max():.3f} of it ({by_kind}; {len(at_budget)} models; "
                f"{int((stop == 'max_steps').sum())} stopped at the step cap first)")
     return out
+
+
+def quadratic_target(fd: pd.Series, target: float = 0.05) -> list[str]:
+    """The quadratic-energy target, counted per model and per method at its best training
+    sampler: ``fd`` is the mean Fisher divergence over seeds, indexed by (method, sampler),
+    the sampler "–" for a method that trains without one.
+
+    >>> fd = pd.Series({("cd", "hmc"): 0.006, ("cd", "ula"): 4.2, ("dsm", "–"): 0.07})
+    >>> for line in quadratic_target(fd):
+    ...     print(line.split(": ", 1)[1])
+    not met (above: cd/ula 4.2, dsm/– 0.07)
+    not met (above: dsm 0.07)
+    """
+    mark = {True: "met", False: "not met"}
+    worst = {k: v for k, v in fd.items() if v > target}
+    best = fd.groupby(level=0).min()
+    above = {m: v for m, v in best.items() if v > target}
+    return [f"- every method with the quadratic energy on correlated_gaussian <= {target:g}: "
+            f"{mark[not worst]} (above: "
+            + ", ".join(f"{m}/{s} {v:.3g}" for (m, s), v in worst.items()) + ")",
+            f"- ... per method at its best training sampler: {mark[not above]} (above: "
+            + ", ".join(f"{m} {v:.3g}" for m, v in above.items()) + ")"]
 
 
 def defaults_only(frame: pd.DataFrame) -> str:
