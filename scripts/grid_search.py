@@ -48,7 +48,7 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
     for item in items:
         name, sep, values = item.partition("=")
         if not sep or not name or not values:
-            raise SystemExit(f"--grid takes NAME=V1,V2,…, got {item!r}")
+            raise ValueError(f"--grid takes NAME=V1,V2,…, got {item!r}")
         grid[name] = [v.strip() for v in values.split(",")]
     return grid
 
@@ -85,6 +85,13 @@ def run_point(point: dict[str, Any], args: argparse.Namespace, store: Path) -> l
     return rows
 
 
+def _print_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for row in rows:  # as each point finishes: a long grid shows its progress
+        print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in row.items()), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--method", required=True)
@@ -99,20 +106,26 @@ def main(argv: list[str] | None = None) -> None:
                         help="store for the runs (default: a temporary one)")
     args = parser.parse_args(argv)
     store = Path(args.results) if args.results else Path(tempfile.mkdtemp()) / "grid.sqlite"
+    # Bad input (a malformed --grid, an unknown name or value): one line, exit 2.
+    try:
+        grid = parse_grid(args.grid)
+    except ValueError as exc:
+        parser.error(str(exc))
     rows = []
-    for point in grid_points(parse_grid(args.grid)):
-        for row in run_point(point, args, store):
-            rows.append(row)
-            print(", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in row.items()), flush=True)
+    for point in grid_points(grid):
+        try:
+            rows += _print_rows(run_point(point, args, store))
+        except ebmbench.UserError as exc:
+            parser.error(str(exc))
     table = pd.DataFrame(rows)
     print()
     print(table.to_markdown(index=False, floatfmt=".3g"))
-    best = table.loc[table["validation fisher, reported"].idxmin()] if len(table) else None
-    if best is not None:
+    scored = table["validation fisher, reported"].dropna()
+    if len(scored):
+        best = table.loc[scored.idxmin()]
         print(f"\nlowest validation Fisher divergence a run reports: "
               f"{best['validation fisher, reported']:.3g} ("
-              + ", ".join(f"{k}={best[k]}" for k in point) + f", seed {best['seed']})")
+              + ", ".join(f"{k}={best[k]}" for k in grid) + f", seed {best['seed']})")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,15 @@ def test_every_grid_point_runs_with_its_values_and_reports_the_run(tmp_path, cap
     assert len(ebmbench.load_results(store)) == 2
 
 
-def test_a_malformed_grid_is_refused_in_one_line():
+@pytest.mark.parametrize(("grid", "says"), [
+    ("lr", "--grid takes NAME=V1,V2,…, got 'lr'"),
+    ("no_such_param=1", "no_such_param"),
+])
+def test_bad_input_is_refused_in_one_line_with_exit_2(grid, says, capsys):
     script = load_script("grid_search")
-    with pytest.raises(SystemExit, match="--grid takes NAME=V1,V2"):
-        script.parse_grid(["lr"])
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(["--method", "dsm", "--architecture", "mlp", "--dataset", "eight_gaussians",
+                     "--grid", grid, "--budget", "smoke"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert says in err[-1] and "Traceback" not in "\n".join(err)
