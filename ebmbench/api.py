@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 from .early_stopping import check_rule
 from .errors import UserError, shown
 from .inputs import check_overrides, check_seeds, check_timeout, name_list
-from .schedules import LR_SCHEDULES
+from .schedules import check_lr_schedule
 
 
 def get_plugin_manager() -> Any:
@@ -169,9 +169,7 @@ def run(
         or not math.isfinite(train_flops) or train_flops <= 0
     ):
         raise UserError(f"bad train_flops {shown(train_flops)}: give a finite number > 0, or None")
-    if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
-        raise UserError(f"unknown lr_schedule {shown(lr_schedule)}. "
-                        f"Valid schedules: {', '.join(LR_SCHEDULES)}")
+    check_lr_schedule(lr_schedule)
     check_rule(checkpoint)
     selection = Selection(
         methods=name_list("method", methods),

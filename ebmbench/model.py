@@ -34,7 +34,7 @@ from .errors import UserError
 from .grid import RunSpec, Selection, Task, expand, instantiate
 from .plugins import get_plugin_manager
 from .runner import TrainedRun, _base_row, checkpoint_path, evaluate_spec, train_model
-from .schedules import LR_SCHEDULES
+from .schedules import check_lr_schedule
 
 __all__ = ["TrainedModel", "train", "load_model"]
 
@@ -325,9 +325,7 @@ def train(
             reason a sweep would record as ``skipped``).
         ebmbench.errors.RunDiverged: The loss or the trained energy became non-finite.
     """
-    if not isinstance(lr_schedule, str) or lr_schedule not in LR_SCHEDULES:
-        raise UserError(f"unknown lr_schedule {lr_schedule!r}. "
-                        f"Valid schedules: {', '.join(LR_SCHEDULES)}")
+    check_lr_schedule(lr_schedule)
     check_rule(checkpoint)
     pm = get_plugin_manager()
     given = dict(overrides or {}) | {f"method.{method}.{k}": v for k, v in params.items()}

@@ -26,6 +26,7 @@ __all__ = [
     "SCHEDULES",
     "ANNEALING_SCHEDULES",
     "LR_SCHEDULES",
+    "check_lr_schedule",
     "LearningRateSchedule",
     "lr_factor",
     "schedule_factors",
@@ -37,6 +38,16 @@ SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine", "geometric")
 
 #: Learning-rate decays over a training run's progress (see :func:`lr_factor`).
 LR_SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine")
+
+def check_lr_schedule(value: object) -> str:
+    """``value`` if it is a learning-rate schedule, else a ``UserError`` naming the valid
+    ones (the check of ``ebmbench.run`` and ``ebmbench.train``)."""
+    from .errors import UserError, shown
+
+    if not isinstance(value, str) or value not in LR_SCHEDULES:
+        raise UserError(f"unknown lr_schedule {shown(value)}. Valid schedules: {', '.join(LR_SCHEDULES)}")
+    return value
+
 
 #: Inverse-temperature spacings for annealing (see :func:`annealing_schedule`).
 ANNEALING_SCHEDULES: tuple[str, ...] = ("geometric", "linear", "sigmoid")

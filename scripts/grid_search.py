@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 import ebmbench
+from ebmbench.tuning import reported_point
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
@@ -73,8 +74,7 @@ def run_point(point: dict[str, Any], args: argparse.Namespace, store: Path) -> l
     rows = []
     for row in frame.to_dict("records"):
         curve = row.get("curve") or []
-        index = (row.get("compute") or {}).get("reported_point")
-        reported = curve[int(index)] if curve and index is not None and not pd.isna(index) else {}
+        reported = reported_point(row) or {}
         rows.append(point | {
             "seed": row["seed"], "status": row["status"],
             "test fisher": row.get("metric.fisher_divergence", math.nan),
