@@ -119,6 +119,7 @@ def run(
     checkpoint: str = "best",
     sampler_board: bool = False,
     checkpoints: bool = True,
+    tune_draw: int = 0,
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 
@@ -134,7 +135,10 @@ def run(
 
     ``tune=N`` first runs N tuning trials per study (same N and compute for every method,
     scored on the validation split; see :mod:`ebmbench.tuning`), then the seeds with each
-    study's chosen values. ``train_flops`` replaces the budget's training compute.
+    study's chosen values. ``tune_draw=d`` (d > 0) repeats that tuning with other draws:
+    its own TPE seeds and trial seeds, none of the runs' (as AlgoPerf repeats its tuning
+    studies), to measure how much a choice owes to chance; give each draw its own
+    ``results`` store. ``train_flops`` replaces the budget's training compute.
     ``lr_schedule`` (``constant``, ``linear`` or ``cosine``; :func:`ebmbench.lr_factor`)
     decays every optimiser's learning rate to zero over each run's and trial's progress; a
     decayed run is labelled with it (``dsm (lr_schedule=cosine)``) and ranked apart.
@@ -197,6 +201,7 @@ def run(
         tune=tune,
         sampler_board=sampler_board,
         checkpoints=checkpoints,
+        tune_draw=tune_draw,
     )
     return report.frame
 

@@ -148,6 +148,10 @@ def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
 @click.option("--tune", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="First run N tuning trials per (method, architecture, dataset[, training "
                    "sampler]) on the validation split, then the seeds with the chosen values.")
+@click.option("--tune-draw", type=click.IntRange(min=0), default=0, show_default=True,
+              metavar="D", help="With --tune: repeat the tuning with other draws (D > 0: "
+                                "other TPE and trial seeds, none of the runs'), to see how "
+                                "much each choice owes to chance; use a store per draw.")
 @click.option("--train-flops", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="FLOPS", help="Training compute per run, replacing the budget's.")
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant",
@@ -178,7 +182,7 @@ def run_command(
     seeds: str, budget: str, device: str, timeout: str | None, overrides: tuple[str, ...],
     results: str, executor: str | None, workers: str | None, address: str | None,
     data_dir: str | None,
-    fid_weights: str | None, tune: int, train_flops: float | None, lr_schedule: str,
+    fid_weights: str | None, tune: int, tune_draw: int, train_flops: float | None, lr_schedule: str,
     checkpoint: str, sampler_board: bool,
     retry_failed: bool, leaderboard_out: str | None, no_leaderboard: bool, no_checkpoints: bool,
     progress: bool,
@@ -247,7 +251,7 @@ def run_command(
             selection, results=Path(results), device=device, timeout=time_limit,
             executor=executor, executor_params=executor_params, retry_failed=retry_failed,
             progress=progress, notify=lambda message: click.echo(message, err=True), tune=tune,
-            sampler_board=sampler_board, checkpoints=not no_checkpoints,
+            sampler_board=sampler_board, checkpoints=not no_checkpoints, tune_draw=tune_draw,
         )
     except KeyboardInterrupt:
         click.echo(f"\nInterrupted. Every finished run is saved in {results}; run the same "

@@ -82,6 +82,7 @@ def run_sweep(
     tune: int = 0,
     sampler_board: bool = False,
     checkpoints: bool = True,
+    tune_draw: int = 0,
 ) -> SweepReport:
     """Run ``selection`` into the store at ``results`` and report.
 
@@ -99,6 +100,8 @@ def run_sweep(
         notify: Told, in one line each, what the sweep waits for and what it merged
             (default: printed on stderr).
         tune: Tuning trials per study before the runs (0: none; see :mod:`ebmbench.tuning`).
+        tune_draw: Which independent repetition of the tuning to run (0, the default, is
+            the published one; see :func:`ebmbench.tuning.plan_studies`).
         sampler_board: After the runs, run the sampler board of the selected samplers on
             the selected toy densities (see :mod:`ebmbench.sampler_board`).
         checkpoints: Keep every trained model in ``checkpoints/`` beside the store (for
@@ -114,6 +117,11 @@ def run_sweep(
     timeout = check_timeout(timeout)
     if isinstance(tune, bool) or not isinstance(tune, int) or tune < 0:
         raise UserError(f"bad tune {shown(tune)}: give the number of trials, an integer >= 0")
+    if isinstance(tune_draw, bool) or not isinstance(tune_draw, int) or tune_draw < 0:
+        raise UserError(f"bad tune_draw {shown(tune_draw)}: give the tuning draw, an integer >= 0")
+    if tune_draw and not tune:
+        raise UserError(f"tune_draw {tune_draw} repeats the tuning with other draws: give the "
+                        "number of trials too (--tune N)")
     if not isinstance(retry_failed, bool):
         raise UserError(f"bad retry_failed {shown(retry_failed)}: give True or False")
     if not isinstance(device, str):
@@ -157,7 +165,8 @@ def run_sweep(
             journal.reserve()
             specs, trials = _tune(specs, tune, selection, store, executor_obj, metrics, make_task,
                                   progress, on_row,
-                                  lambda row: _commit(store, journal, row, False, None))
+                                  lambda row: _commit(store, journal, row, False, None),
+                                  tune_draw)
         done = store.finished_ids()
         if retry_failed:
             done -= store.finished_ids(RETRYABLE)
@@ -247,7 +256,7 @@ def _tune(
     specs: list[RunSpec], n_trials: int, selection: Selection, store: ResultStore,
     executor_obj: Any, metrics: dict[str, Any], make_task: Callable[..., Task],
     progress: bool, on_row: Callable[[dict[str, Any]], None] | None,
-    commit: Callable[[dict[str, Any]], None],
+    commit: Callable[[dict[str, Any]], None], draw: int = 0,
 ) -> tuple[list[RunSpec], int]:
     """Run ``n_trials`` waves of tuning trials into ``store``; return the specs with each
     study's chosen values (and its record), and the number of trials stored."""
@@ -264,7 +273,7 @@ def _tune(
     )
 
     pm = get_plugin_manager()
-    studies = plan_studies(specs, pm, _fixed_params(selection))
+    studies = plan_studies(specs, pm, _fixed_params(selection), draw)
     providers: dict[str, dict[str, Any]] = {}
     for study in studies.values():
         if study.from_curve or study.objective in providers:
@@ -348,7 +357,8 @@ def _tune(
     records = {}
     for key, study in studies.items():
         rows = [r for r in by_study[key] if r["trial"] < n_trials]
-        records[key] = choose(study, rows, *references[key])
+        chosen, record = choose(study, rows, *references[key])
+        records[key] = chosen, ({**record, "draw": draw} if draw else record)
     study_of = {id(spec): key for key, study in studies.items() for spec in study.specs}
     tuned = []
     for spec in specs:

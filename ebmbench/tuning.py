@@ -143,7 +143,7 @@ def _digest(value: Any) -> str:
 
 
 def plan_studies(
-    specs: Iterable[RunSpec], pm: PluginManager, fixed: set[tuple[str, str]],
+    specs: Iterable[RunSpec], pm: PluginManager, fixed: set[tuple[str, str]], draw: int = 0,
 ) -> dict[str, Study]:
     """Group runnable ``specs`` into studies.
 
@@ -152,6 +152,12 @@ def plan_studies(
         pm: The plugin manager (for the datasets' objectives and the methods' spaces).
         fixed: (method, parameter) pairs the user set (method ``*`` for every method):
             they are not searched.
+        draw: Which independent repetition of every study's search (``--tune-draw``): 0,
+            the published one, trains its trials on the first run's seed; draw d > 0 has
+            its own study keys (so its own TPE seed, trials and replicate seed) and trains
+            its trials on a seed derived from its key, none of the runs' seeds. As
+            AlgoPerf repeats each tuning study, it measures how much a study's outcome
+            owes to its draws.
     """
     studies: dict[str, Study] = {}
     all_specs = [s for s in specs if not s.skip_reason]
@@ -172,7 +178,8 @@ def plan_studies(
         # Likewise the checkpoint rule: ``last`` keeps the keys made before ``best`` existed.
         key = _digest([identity, spec.budget, spec.train_flops]
                       + ([spec.lr_schedule] if spec.lr_schedule else [])
-                      + ([f"checkpoint={spec.checkpoint}"] if spec.checkpoint != "last" else []))
+                      + ([f"checkpoint={spec.checkpoint}"] if spec.checkpoint != "last" else [])
+                      + ([f"draw={draw}"] if draw else []))
         if key in studies:
             studies[key].specs.append(spec)
             continue
@@ -182,7 +189,8 @@ def plan_studies(
         from_curve = objective in _CURVE_OBJECTIVES
         sampler = spec.sampler if spec.uses_sampler or from_curve else next(
             (s for s in _TUNING_SAMPLERS if s in selected_samplers), selected_samplers[0])
-        studies[key] = Study(key, spec, searched, objective, from_curve, sampler, spec.seed, [spec])
+        seed = derive_seed("tuning draw", key) % 2**31 if draw else spec.seed
+        studies[key] = Study(key, spec, searched, objective, from_curve, sampler, seed, [spec])
     return studies
 
 
