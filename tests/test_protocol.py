@@ -415,6 +415,53 @@ def test_a_killed_tuning_sweep_resumes_without_repeating_trials(tuning_plugins, 
     assert fresh == first + seen
 
 
+def test_a_tuning_draw_repeats_the_search_apart_and_never_reads_the_test_split(
+        tuning_plugins, tmp_path):
+    """``tune_draw=d`` is another, independent search of the same study (AlgoPerf repeats
+    its tuning studies): its own key, TPE draws and trial seed, none of the runs' seeds, so
+    two draws' choices differ by chance alone. Draw 0 is the published one: its keys are
+    the ones made before draws existed."""
+    from ebmbench.plugins import get_plugin_manager
+    from ebmbench.tuning import plan_studies
+
+    study = _slow_sm_study()
+    specs = study.specs
+    pm = get_plugin_manager()
+    assert set(plan_studies(specs, pm, set(), 0)) == {study.key}  # draw 0: the old key
+    draws = [next(iter(plan_studies(specs, pm, set(), d).values())) for d in (1, 2)]
+    assert len({study.key, *(s.key for s in draws)}) == 3
+    assert len({study.seed, *(s.seed for s in draws)}) == 3
+    assert not {s.seed for s in draws} & {0, 1, 2}  # nor any small run seed
+
+    def tuned(draw):
+        results = tmp_path / f"draw{draw}.sqlite"
+        frame = ebmbench.run(tune=4, tune_draw=draw, results=results, **TUNE)
+        with ResultStore.open(results) as store:
+            search = sorted((r for r in store.trial_rows() if not is_replicate(r)),
+                            key=lambda r: r["trial"])
+        return frame.iloc[0], search
+
+    SplitSpy.reads["test"] = 0
+    run0, trials0 = tuned(0)
+    run1, trials1 = tuned(1)
+    assert SplitSpy.reads["test"] == 2  # each draw's run, once; no trial
+    lrs0 = [r["hyperparams"]["method"]["lr"] for r in trials0]
+    lrs1 = [r["hyperparams"]["method"]["lr"] for r in trials1]
+    assert lrs0[0] == lrs1[0] == 1e-6  # trial 0 is the defaults in every draw
+    assert all(a != b for a, b in zip(lrs0[1:], lrs1[1:], strict=True))  # the random start
+    assert {r["seed"] for r in trials0} == {0}  # draw 0: the first run's seed
+    (seed1,) = {r["seed"] for r in trials1}
+    assert seed1 not in {0, 1, 2}
+    assert trials0[0]["hyperparams"]["tuning"]["study"] != trials1[0]["hyperparams"]["tuning"]["study"]
+    assert run1["hyperparams"]["tuning"]["draw"] == 1
+    assert "draw" not in run0["hyperparams"]["tuning"]
+    assert run0["seed"] == run1["seed"] == 0  # the runs are the same seeds in every draw
+    # Both draws tune: the defaults (lr 1e-6) barely move the Gaussian energy, and each
+    # draw's random start holds a learning rate that fits it.
+    for run in (run0, run1):
+        assert run["hyperparams"]["method"]["lr"] > 1e-3
+
+
 def test_a_run_found_again_gets_the_current_tuning_record_and_keeps_its_results(
         tuning_plugins, tmp_path):
     """A tuned run whose study chooses the same values again is not trained again (its id
@@ -442,15 +489,20 @@ def test_a_run_found_again_gets_the_current_tuning_record_and_keeps_its_results(
     assert again["finished_at"] == first["finished_at"]
 
 
+def _slow_sm_selection(**extra):
+    from ebmbench.grid import Selection
+
+    return Selection(methods=TUNE["methods"], samplers=TUNE["samplers"],
+                     architectures=TUNE["architectures"], datasets=TUNE["datasets"],
+                     metrics=TUNE["metrics"], budget="smoke", overrides=TUNE["overrides"], **extra)
+
+
 def _slow_sm_study():
-    from ebmbench.grid import Selection, expand
+    from ebmbench.grid import expand
     from ebmbench.plugins import get_plugin_manager
     from ebmbench.tuning import plan_studies
 
-    selection = Selection(methods=TUNE["methods"], samplers=TUNE["samplers"],
-                          architectures=TUNE["architectures"], datasets=TUNE["datasets"],
-                          metrics=TUNE["metrics"], budget="smoke", overrides=TUNE["overrides"])
-    (study,) = plan_studies(expand(selection)[0], get_plugin_manager(), set()).values()
+    (study,) = plan_studies(expand(_slow_sm_selection())[0], get_plugin_manager(), set()).values()
     return study
 
 

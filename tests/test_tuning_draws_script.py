@@ -1,0 +1,40 @@
+"""scripts/tuning_draws.py: tuning draws of one sweep compared model by model, on real
+smoke sweeps (``tune_draw``)."""
+
+from __future__ import annotations
+
+import pytest
+
+import ebmbench
+from tests.helpers import load_script
+
+RUN = dict(methods=["dsm", "cd"], samplers=["ula"], architectures=["mlp"],
+           datasets=["eight_gaussians"], metrics=["fisher"], budget="smoke", seeds=[0, 1],
+           device="cpu", tune=2)
+
+
+def test_two_draws_compare_model_by_model(tmp_path):
+    script = load_script("tuning_draws")
+    frames = [ebmbench.run(results=tmp_path / f"d{d}.sqlite", tune_draw=d, **RUN) for d in (0, 1)]
+    stored = [ebmbench.load_results(tmp_path / f"d{d}.sqlite") for d in (0, 1)]
+    table = script.per_draw(stored)
+    assert len(table) == 2  # dsm (no training sampler) and cd with ula
+    for method in ("dsm", "cd"):
+        row = table.xs(method, level="method").iloc[0]
+        means = [f[f.method == method]["metric.fisher_divergence"].mean() for f in frames]
+        assert [row["fisher 0"], row["fisher 1"]] == pytest.approx(means)
+        assert row["spread"] == pytest.approx(max(means) / min(means))
+    (line,) = script.agreement(table).to_dict("records")
+    assert line["draws"] == "0 vs 1" and line["models"] == 2
+    order = [table[f"fisher {k}"].idxmin() for k in (0, 1)]
+    assert line["same best"] == (order[0] == order[1])
+    assert line["kendall tau"] == (1.0 if order[0] == order[1] else -1.0)  # two models
+    # A draw against itself: the same order, no spread.
+    same = script.per_draw([stored[0], stored[0]])
+    assert (same["spread"] == 1).all()
+    (line,) = script.agreement(same).to_dict("records")
+    assert line["kendall tau"] == 1.0 and line["same best"]
+    target = float(table["fisher 0"].min())
+    assert script.reaching(table, target).loc[table["fisher 0"].idxmin()] >= 1
+    # The dataset filter keeps nothing that is not asked for.
+    assert script.per_draw(stored, ["two_moons"]).empty
