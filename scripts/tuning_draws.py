@@ -72,7 +72,7 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     ...     [("d", "quadratic", m, "–") for m in "abc"], names=MODEL)
     >>> table = pd.DataFrame({"fisher 0": [1.0, 2.0, 3.0], "fisher 1": [2.0, 1.0, 3.0]},
     ...                      index=index)
-    >>> line = agreement(table).iloc[0]
+    >>> (line,) = agreement(table).to_dict("records")
     >>> line["draws"], line["models"], round(line["kendall tau"], 3), line["same best"]
     ('0 vs 1', 3, 0.333, False)
     """
