@@ -3,13 +3,15 @@ the same tuned sweep (``ebmbench run --tune N --tune-draw D``), compared model b
 
 Every study searches with N trials, and which configurations those trials try is chance:
 TPE's seed, the random start, the trials' data. A reviewer asks whether a ranking is the
-methods' or the draws'. AlgoPerf answers it by repeating each tuning study (Dahl et al. 2023,
-§4.1: several independent studies per workload); this script reads such repetitions.
+methods' or the draws'. AlgoPerf's rules answer it by repeating each workload's tuning in
+three independent studies of five trials "to capture variance" and scoring the median of
+the studies' best (its DOCUMENTATION.md, "Tuning"); this script reads such repetitions.
 
 For every trained model found in every store (dataset, method, energy, training sampler),
-it prints the mean Fisher divergence over the model's seeds in each draw, the spread
-(largest over smallest mean), the seeds each draw left degenerate (as the leaderboards judge
-them) and, with ``--target T``, in how many draws the mean reaches T. Then, per dataset and
+it prints the mean Fisher divergence over the model's seeds in each draw, their median
+(AlgoPerf's score, over draws), the spread (largest over smallest mean), the seeds each
+draw left degenerate (as the leaderboards judge them) and, with ``--target T``, in how many
+draws the mean reaches T and for how many models the median does. Then, per dataset and
 energy, how far the draws agree on the models' order: Kendall's τ between every two draws'
 rankings by that mean, and whether they name the same best model::
 
@@ -37,8 +39,8 @@ MODEL = ["dataset", "architecture", "method", "training sampler"]
 
 def per_draw(frames: list[pd.DataFrame], datasets: list[str] | None = None) -> pd.DataFrame:
     """One row per model found in every draw: ``fisher <k>`` (the mean over its finished
-    seeds) and ``degenerate <k>`` (its degenerate seeds) for draw k, and ``spread``, the
-    largest mean over the smallest."""
+    seeds) and ``degenerate <k>`` (its degenerate seeds) for draw k, ``median``, the median
+    of the draws' means, and ``spread``, the largest mean over the smallest."""
     columns = []
     for k, frame in enumerate(frames):
         runs = trained_models(frame).rename(columns={"sampler": "training sampler"})
@@ -48,6 +50,7 @@ def per_draw(frames: list[pd.DataFrame], datasets: list[str] | None = None) -> p
             f"fisher {k}": (METRIC, "mean"), f"degenerate {k}": ("degenerate", "sum")}))
     table = pd.concat(columns, axis=1, join="inner")
     means = table[[f"fisher {k}" for k in range(len(frames))]]
+    table["median"] = means.median(axis=1)
     table["spread"] = means.max(axis=1) / means.min(axis=1)
     return table
 
@@ -61,6 +64,15 @@ def reaching(table: pd.DataFrame, target: float) -> pd.Series:
     """
     means = table[[c for c in table if c.startswith("fisher ")]]
     return (means <= target).sum(axis=1)
+
+
+def median_reaching(table: pd.DataFrame, target: float) -> int:
+    """How many models' median over draws reaches ``target`` or lower.
+
+    >>> median_reaching(pd.DataFrame({"median": [0.01, 0.2, 0.05]}), 0.05)
+    2
+    """
+    return int((table["median"] <= target).sum())
 
 
 def agreement(table: pd.DataFrame) -> pd.DataFrame:
@@ -110,7 +122,8 @@ def main() -> None:
         print()
         print(f"{len(table)} models; reaching {args.target:g} in " + ", ".join(
             f"{n} of {len(args.results)} draws: {int((counts == n).sum())}"
-            for n in range(len(args.results), -1, -1)))
+            for n in range(len(args.results), -1, -1))
+            + f"; the median over draws reaches it for {median_reaching(table, args.target)}")
 
 
 if __name__ == "__main__":

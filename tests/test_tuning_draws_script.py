@@ -24,6 +24,7 @@ def test_two_draws_compare_model_by_model(tmp_path):
         means = [f[f.method == method]["metric.fisher_divergence"].mean() for f in frames]
         assert [row["fisher 0"], row["fisher 1"]] == pytest.approx(means)
         assert row["spread"] == pytest.approx(max(means) / min(means))
+        assert row["median"] == pytest.approx(sum(means) / 2)  # two draws: their mean
     (line,) = script.agreement(table).to_dict("records")
     assert line["draws"] == "0 vs 1" and line["models"] == 2
     order = [table[f"fisher {k}"].idxmin() for k in (0, 1)]
