@@ -98,8 +98,9 @@ def targets(frame: pd.DataFrame) -> list[str]:
     two_d = models[models["dataset"].isin(flat_2d)]
     bad = two_d[two_d["degenerate"]].groupby(
         ["dataset", "method", "architecture", "sampler"])["seed"].count()
-    out.append(f"- no tuned 2-D model degenerate: {mark[len(bad) == 0]} ({len(bad)} models, "
-               + "; ".join(f"{d} {m}/{a}/{s}: {n} seeds" for (d, m, a, s), n in bad.items()) + ")")
+    listed = "".join(f", {d} {m}/{a}/{s}: {n} seeds" for (d, m, a, s), n in bad.items())
+    out.append(f"- no tuned 2-D model degenerate: {mark[len(bad) == 0]} ({len(bad)} of "
+               f"{two_d.groupby(['dataset', 'method', 'architecture', 'sampler']).ngroups} models{listed})")
     quad = models[(models["dataset"] == "correlated_gaussian") & (models["architecture"] == "quadratic")]
     if len(quad):
         out += quadratic_target(quad.groupby(["method", "sampler"])["metric.fisher_divergence"].mean())
@@ -109,9 +110,14 @@ def targets(frame: pd.DataFrame) -> list[str]:
     kind = models["dataset"].map({d: plugin.data_kind for d, plugin in plugins.items()})
     by_kind = "; ".join(f"{k}: {v.min():.3f}-{v.max():.3f}"
                         for k, v in at_budget.groupby(kind[stop == "budget"]))
-    out.append(f"- compute of the runs stopped by their budget: {at_budget.min():.3f}-"
-               f"{at_budget.max():.3f} of it ({by_kind}; {len(at_budget)} models; "
-               f"{int((stop == 'max_steps').sum())} stopped at the step cap first)")
+    capped = int((stop == "max_steps").sum())
+    if len(at_budget):
+        out.append(f"- compute of the runs stopped by their budget: {at_budget.min():.3f}-"
+                   f"{at_budget.max():.3f} of it ({by_kind}; {len(at_budget)} models; "
+                   f"{capped} stopped at the step cap first)")
+    else:
+        out.append(f"- compute of the runs stopped by their budget: none did ({capped} "
+                   "stopped at the step cap first)")
     return out
 
 
