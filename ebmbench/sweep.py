@@ -162,6 +162,7 @@ def run_sweep(
                 return replace(_task(group, task_metrics, device, timeout, results, plugins_dirs,
                                      False), **extra)
 
+            _check_one_draw(store, tune_draw)
             journal.reserve()
             specs, trials = _tune(specs, tune, selection, store, executor_obj, metrics, make_task,
                                   progress, on_row,
@@ -307,6 +308,7 @@ def _tune(
         return (make_task([spec], {}, sample=False) if study.from_curve
                 else make_task([spec], providers[study.objective]))
 
+    drawn = {"draw": draw} if draw else {}
     confirmations = CONFIRMED_TRIALS if n_trials >= 2 else 0
     total = (n_trials + confirmations) * len(studies)
     bar = _bar(progress, total)
@@ -323,7 +325,8 @@ def _tune(
                     continue
                 earlier = [r for r in rows if r["trial"] < number]
                 spec = trial_spec(study, number, next_trial_params(study, earlier, number), pm)
-                spec.tuning = {"study": study.key, "trial": number, "objective": study.objective}
+                spec.tuning = {"study": study.key, "trial": number, "objective": study.objective,
+                               **drawn}
                 if study.from_curve:
                     tasks.append(make_task([spec], {}, sample=False, pruning={
                         "objective": study.objective, "history": pruning_history(study, earlier),
@@ -349,7 +352,7 @@ def _tune(
                 values = {n: row["hyperparams"]["method"][n] for n in study.searched}
                 spec = replace(trial_spec(study, row["trial"], values, pm), replicate=1,
                                seed=replicate_seed(study))
-                spec.tuning = {"study": key, "trial": row["trial"], "replicate": 1,
+                spec.tuning = {"study": key, "trial": row["trial"], "replicate": 1, **drawn,
                                "objective": study.objective}
                 tasks.append(sample_task(spec, study))
         run_wave(tasks)
@@ -371,6 +374,17 @@ def _tune(
         params["method"].update(chosen)
         tuned.append(replace(spec, params=params, tuning=record))
     return tuned, sum(len(v) for k, v in by_study.items() if k in studies)
+
+
+def _check_one_draw(store: ResultStore, draw: int) -> None:
+    """Refuse a second tuning draw in a store: a tuned run found again takes the record of
+    the sweep that finds it, so a second draw would overwrite the first's records."""
+    other = {(r["hyperparams"].get("tuning") or {}).get("draw", 0) for r in store.trial_rows()} - {draw}
+    if other:
+        raise UserError(
+            f"the results store holds tuning draw {min(other)}, and this is draw {draw}: give "
+            "each draw its own store (--results), then compare them with "
+            "scripts/tuning_draws.py")
 
 
 def _reference_nll(study: Any, rows: list[dict[str, Any]], seed: int | None = None,

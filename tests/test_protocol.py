@@ -455,6 +455,14 @@ def test_a_tuning_draw_repeats_the_search_apart_and_never_reads_the_test_split(
     assert trials0[0]["hyperparams"]["tuning"]["study"] != trials1[0]["hyperparams"]["tuning"]["study"]
     assert run1["hyperparams"]["tuning"]["draw"] == 1
     assert "draw" not in run0["hyperparams"]["tuning"]
+    assert {r["hyperparams"]["tuning"].get("draw") for r in trials1} == {1}
+    # One store, one draw: another draw would overwrite the tuning records of the runs it
+    # finds again, so it is refused before anything is written.
+    store0 = tmp_path / "draw0.sqlite"
+    before = store0.read_bytes()
+    with pytest.raises(ebmbench.UserError, match="holds tuning draw 0, and this is draw 2"):
+        ebmbench.run(tune=4, tune_draw=2, results=store0, **TUNE)
+    assert store0.read_bytes() == before
     assert run0["seed"] == run1["seed"] == 0  # the runs are the same seeds in every draw
     # Both draws tune: the defaults (lr 1e-6) barely move the Gaussian energy, and each
     # draw's random start holds a learning rate that fits it.
