@@ -16,7 +16,7 @@ energy, how far the draws agree on the models' order: Kendall's τ between every
 rankings by that mean, and whether they name the same best model::
 
     python scripts/tuning_draws.py leaderboards/results.csv draw1.sqlite draw2.sqlite \\
-        --dataset correlated_gaussian --target 0.05
+        --dataset correlated_gaussian --architecture quadratic --target 0.05
 
 The published ``leaderboards/results.csv`` is draw 0 (a store or export of any draw will do;
 the draws are named by their order on the command line).
@@ -37,7 +37,8 @@ METRIC = "metric.fisher_divergence"
 MODEL = ["dataset", "architecture", "method", "training sampler"]
 
 
-def per_draw(frames: list[pd.DataFrame], datasets: list[str] | None = None) -> pd.DataFrame:
+def per_draw(frames: list[pd.DataFrame], datasets: list[str] | None = None,
+             architectures: list[str] | None = None) -> pd.DataFrame:
     """One row per model found in every draw: ``fisher <k>`` (the mean over its finished
     seeds) and ``degenerate <k>`` (its degenerate seeds) for draw k, ``median``, the median
     of the draws' means, and ``spread``, the largest mean over the smallest."""
@@ -46,6 +47,8 @@ def per_draw(frames: list[pd.DataFrame], datasets: list[str] | None = None) -> p
         runs = trained_models(frame).rename(columns={"sampler": "training sampler"})
         if datasets:
             runs = runs[runs["dataset"].isin(datasets)]
+        if architectures:
+            runs = runs[runs["architecture"].isin(architectures)]
         columns.append(runs.groupby(MODEL).agg(**{
             f"fisher {k}": (METRIC, "mean"), f"degenerate {k}": ("degenerate", "sum")}))
     table = pd.concat(columns, axis=1, join="inner")
@@ -106,12 +109,14 @@ def main() -> None:
     parser.add_argument("results", type=Path, nargs="+",
                         help="one results store or export per draw (at least two)")
     parser.add_argument("--dataset", help="only these datasets (comma list)")
+    parser.add_argument("--architecture", help="only these energies (comma list)")
     parser.add_argument("--target", type=float, help="count the draws whose mean reaches it")
     args = parser.parse_args()
     if len(args.results) < 2:
         parser.error("give at least two stores: one per tuning draw")
     datasets = args.dataset.split(",") if args.dataset else None
-    table = per_draw([ebmbench.load_results(p) for p in args.results], datasets)
+    architectures = args.architecture.split(",") if args.architecture else None
+    table = per_draw([ebmbench.load_results(p) for p in args.results], datasets, architectures)
     if args.target is not None:
         table[f"draws <= {args.target:g}"] = reaching(table, args.target)
     print(table.reset_index().to_markdown(index=False, floatfmt=".3g"))

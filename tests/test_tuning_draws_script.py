@@ -39,3 +39,5 @@ def test_two_draws_compare_model_by_model(tmp_path):
     assert script.reaching(table, target).loc[table["fisher 0"].idxmin()] >= 1
     # The dataset filter keeps nothing that is not asked for.
     assert script.per_draw(stored, ["two_moons"]).empty
+    assert script.per_draw(stored, None, ["quadratic"]).empty
+    assert len(script.per_draw(stored, ["eight_gaussians"], ["mlp"])) == 2
