@@ -55,6 +55,10 @@ same compute budget as a run — and are scored as benchopt scores solvers, on a
   the validation split, 5 of them while another trial was not (``scripts/sweep_report.py``
   counts them).
 
+**Draws** (``--tune-draw D``, :func:`plan_studies`): draw D > 0 repeats every study's search
+independently (its own keys, TPE seeds and trial seeds), as AlgoPerf repeats each workload's
+tuning in several studies, to measure what a choice owes to chance; draw 0 is the default.
+
 Trials run in *waves*: wave k holds trial k of every study, so that trial k's search and its
 pruner see trials 0 … k−1, whatever the executor; within a wave all studies run in
 parallel. The replicates are one last wave; they are never pruned and never enter the
