@@ -38,8 +38,12 @@ def test_the_report_counts_a_tuned_sweep(tmp_path):
     spec = report._row_spec(frame_all[frame_all["role"] == "trial"].iloc[0].to_dict())
     assert reference == validation_reference_nll(spec) and 2.0 < reference < 6.0
     lines = report.targets(frame)
-    assert any(line.startswith("- no tuned 2-D model degenerate: ") for line in lines)
+    assert "- no tuned 2-D model degenerate: met (0 of 1 models)" in lines  # dsm, one energy
     assert lines[-1].startswith("- compute of the runs stopped by their budget: ")
+    # A store whose every run stopped at its step cap (the quadratic energy's) says so.
+    capped = frame.assign(compute=frame["compute"].map(lambda c: {**c, "stopped_by": "max_steps"}))
+    assert report.targets(capped)[-1] == (
+        "- compute of the runs stopped by their budget: none did (2 stopped at the step cap first)")
     assert report.confirmations(frame_all).startswith(
         "- studies whose choice was confirmed by replicates: 1; candidates that failed")
 
