@@ -645,6 +645,15 @@ class ResultStore:
         for record in self._fetch(self._select()):
             yield self._decode(record)
 
+    def tuning_draws(self) -> set[int]:
+        """The tuning draws (``--tune-draw``) of the stored trials; a trial that records none
+        is of draw 0. Read in SQL, without decoding the rows."""
+        if "trial" not in {r[1] for r in self._fetch("PRAGMA table_info(runs)")}:
+            return set()
+        return {int(r[0]) for r in self._fetch(
+            "SELECT DISTINCT COALESCE(json_extract(hyperparams, '$.tuning.draw'), 0) FROM runs "
+            "WHERE trial IS NOT NULL")}
+
     def trial_rows(self) -> list[dict[str, Any]]:
         """Every stored tuning trial (rows whose ``trial`` is set), JSON decoded."""
         return [self._decode(r) for r in self._fetch(self._select("WHERE trial IS NOT NULL"))]

@@ -379,7 +379,7 @@ def _tune(
 def _check_one_draw(store: ResultStore, draw: int) -> None:
     """Refuse a second tuning draw in a store: a tuned run found again takes the record of
     the sweep that finds it, so a second draw would overwrite the first's records."""
-    other = {(r["hyperparams"].get("tuning") or {}).get("draw", 0) for r in store.trial_rows()} - {draw}
+    other = store.tuning_draws() - {draw}
     if other:
         raise UserError(
             f"the results store holds tuning draw {min(other)}, and this is draw {draw}: give "

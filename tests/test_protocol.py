@@ -463,6 +463,8 @@ def test_a_tuning_draw_repeats_the_search_apart_and_never_reads_the_test_split(
     with pytest.raises(ebmbench.UserError, match="holds tuning draw 0, and this is draw 2"):
         ebmbench.run(tune=4, tune_draw=2, results=store0, **TUNE)
     assert store0.read_bytes() == before
+    with pytest.raises(ebmbench.UserError, match="holds tuning draw 1, and this is draw 0"):
+        ebmbench.run(tune=4, results=tmp_path / "draw1.sqlite", **TUNE)
     assert run0["seed"] == run1["seed"] == 0  # the runs are the same seeds in every draw
     # Both draws tune: the defaults (lr 1e-6) barely move the Gaussian energy, and each
     # draw's random start holds a learning rate that fits it.
