@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from .base import Architecture, Dataset, Executor, Method, Metric, Sampler
 
+from .averaging import check_weight_average
 from .early_stopping import check_rule
 from .errors import UserError, shown
 from .inputs import check_overrides, check_seeds, check_timeout, name_list
@@ -120,6 +121,7 @@ def run(
     sampler_board: bool = False,
     checkpoints: bool = True,
     tune_draw: int = 0,
+    weight_average: str = "none",
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 
@@ -144,7 +146,10 @@ def run(
     decayed run is labelled with it (``dsm (lr_schedule=cosine)``) and ranked apart.
     ``checkpoint`` is the model each run reports (:mod:`ebmbench.early_stopping`):
     ``best``, its best learning-curve point on the validation split, or ``last``; a
-    ``last`` run is labelled with it and ranked apart.
+    ``last`` run is labelled with it and ranked apart. ``weight_average="ema"`` makes
+    each run's model, and every point of its learning curve, the power-function EMA of its
+    training's iterates (:mod:`ebmbench.averaging`) instead of its last iterate; such a
+    run is labelled ``(weight_average=ema)`` and ranked apart.
 
     Every trained model is kept in ``checkpoints/`` beside the store, for
     :func:`ebmbench.load_model`, unless ``checkpoints=False``.
@@ -175,6 +180,7 @@ def run(
         raise UserError(f"bad train_flops {shown(train_flops)}: give a finite number > 0, or None")
     check_lr_schedule(lr_schedule)
     check_rule(checkpoint)
+    check_weight_average(weight_average)
     selection = Selection(
         methods=name_list("method", methods),
         samplers=name_list("sampler", samplers),
@@ -187,6 +193,7 @@ def run(
         train_flops=train_flops,
         lr_schedule=lr_schedule,
         checkpoint=checkpoint,
+        weight_average=weight_average,
     )
     timeout = check_timeout(timeout)
     report = run_sweep(

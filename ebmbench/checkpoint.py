@@ -51,6 +51,7 @@ def model_payload(
             "params": _plain(spec.params), "uses_sampler": bool(spec.uses_sampler),
             "trial": spec.trial, "replicate": spec.replicate, "train_flops": spec.train_flops,
             "lr_schedule": spec.lr_schedule, "checkpoint": spec.checkpoint,
+            "weight_average": spec.weight_average,
         },
         "train_key": spec.train_key,
         # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
@@ -118,4 +119,5 @@ def spec_from_payload(state: dict[str, Any], path: str | os.PathLike[str] = "") 
         trial=spec.get("trial"), replicate=spec.get("replicate"),
         train_flops=spec.get("train_flops"), lr_schedule=spec.get("lr_schedule"),
         checkpoint=spec.get("checkpoint", "last"),
+        weight_average=spec.get("weight_average", "none"),
     )

@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from .api import DEFAULT_RESULTS
+from .averaging import WEIGHT_AVERAGES
 from .catalogue import KINDS as _KINDS
 from .device import DEVICES
 from .early_stopping import CHECKPOINT_RULES
@@ -163,6 +164,10 @@ def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
               help="The model each run reports: its best learning-curve point on the "
                    "validation split (early stopping), or its last; a last-model run is "
                    "labelled and ranked apart.")
+@click.option("--weight-average", type=click.Choice(WEIGHT_AVERAGES), default="none",
+              show_default=True,
+              help="What each run evaluates and reports: its iterates, or their "
+                   "power-function EMA (ema); an averaged run is labelled and ranked apart.")
 @click.option("--sampler-board/--no-sampler-board", default=True, show_default=True,
               help="After the runs, judge the selected samplers on the selected toy densities' "
                    "true density and reference energy at equal gradient budgets.")
@@ -183,7 +188,7 @@ def run_command(
     results: str, executor: str | None, workers: str | None, address: str | None,
     data_dir: str | None,
     fid_weights: str | None, tune: int, tune_draw: int, train_flops: float | None, lr_schedule: str,
-    checkpoint: str, sampler_board: bool,
+    checkpoint: str, weight_average: str, sampler_board: bool,
     retry_failed: bool, leaderboard_out: str | None, no_leaderboard: bool, no_checkpoints: bool,
     progress: bool,
 ) -> None:
@@ -243,6 +248,7 @@ def run_command(
         train_flops=train_flops,
         lr_schedule=lr_schedule,
         checkpoint=checkpoint,
+        weight_average=weight_average,
         where_declared=implied,
     )
     _report_broken_plugins()

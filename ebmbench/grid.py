@@ -53,6 +53,9 @@ class Selection:
     #: The model each run reports (:data:`ebmbench.early_stopping.CHECKPOINT_RULES`): its
     #: best learning-curve point on the validation split, or its last.
     checkpoint: str = "best"
+    #: What each run evaluates (:data:`ebmbench.averaging.WEIGHT_AVERAGES`): its iterates,
+    #: or their power-function EMA.
+    weight_average: str = "none"
     #: ``"kind.*.param"`` → value, set on the selected plugins that declare ``param`` and
     #: on no other, never an error (what ``--data-dir`` and ``--fid-weights`` set).
     where_declared: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +89,9 @@ class RunSpec:
     #: The model the run reports (:mod:`ebmbench.early_stopping`): ``best`` or ``last``.
     #: ``last`` keeps the run ids of the rows made before the rule existed.
     checkpoint: str = "last"
+    #: What the run evaluates (:mod:`ebmbench.averaging`): ``none`` (its iterates, the
+    #: ids of every row made before averaging existed) or ``ema``.
+    weight_average: str = "none"
     #: Tuning: for a trial, its study and number; for a tuned run, the study's record
     #: (trials, objective, chosen values). Kept in the row's ``hyperparams["tuning"]``;
     #: not part of the run's identity (the chosen values are, through ``params``).
@@ -109,6 +115,8 @@ class RunSpec:
             extra["lr_schedule"] = self.lr_schedule
         if self.checkpoint != "last":
             extra["checkpoint"] = self.checkpoint
+        if self.weight_average != "none":
+            extra["weight_average"] = self.weight_average
         return (extra,) if extra else ()
 
     @property
@@ -334,6 +342,7 @@ def expand(
                                 lr_schedule=(None if selection.lr_schedule == "constant"
                                              else selection.lr_schedule),
                                 checkpoint=selection.checkpoint,
+                                weight_average=selection.weight_average,
                             )
                         )
     return specs, metrics

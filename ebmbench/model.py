@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .api import DEFAULT_RESULTS
+from .averaging import check_weight_average
 from .base import Combination, Dataset, Method, SampleResult, ToyDensity
 from .checkpoint import model_payload, read_model_file, spec_from_payload, write_model_file
 from .device import derive_seed
@@ -293,7 +294,8 @@ def train(
     method: str, architecture: str, dataset: str, *, sampler: str = "mala",
     budget: str = "quick", seed: int = 0, device: str = "auto",
     overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
-    lr_schedule: str = "constant", checkpoint: str = "best", **params: Any,
+    lr_schedule: str = "constant", checkpoint: str = "best", weight_average: str = "none",
+    **params: Any,
 ) -> TrainedModel:
     """Train one model as ``ebmbench run`` would, and return it.
 
@@ -315,6 +317,9 @@ def train(
         checkpoint: ``best`` (the model at the run's best learning-curve point on the
             validation split) or ``last`` (the final model), as ``--checkpoint``
             (:mod:`ebmbench.early_stopping`).
+        weight_average: ``none`` (the model is the run's iterate) or ``ema`` (the
+            power-function EMA of its iterates), as ``--weight-average``
+            (:mod:`ebmbench.averaging`).
         **params: The method's hyper-parameters, e.g. ``sigma=0.05, steps=2000``.
 
     Returns:
@@ -327,11 +332,13 @@ def train(
     """
     check_lr_schedule(lr_schedule)
     check_rule(checkpoint)
+    check_weight_average(weight_average)
     pm = get_plugin_manager()
     given = dict(overrides or {}) | {f"method.{method}.{k}": v for k, v in params.items()}
     selection = Selection(methods=[method], samplers=[sampler], architectures=[architecture],
                           datasets=[dataset], metrics=[], seeds=(int(seed),), budget=budget,
-                          overrides=given, lr_schedule=lr_schedule, checkpoint=checkpoint)
+                          overrides=given, lr_schedule=lr_schedule, checkpoint=checkpoint,
+                          weight_average=weight_average)
     (spec,), _ = expand(selection, pm)
     if spec.skip_reason:
         raise UserError(f"{method} × {architecture} × {dataset} cannot run: {spec.skip_reason}")
@@ -432,6 +439,7 @@ def _spec_from_row(pm: Any, row: Mapping[str, Any]) -> RunSpec:
         replicate=_int_or_none((hyper.get("tuning") or {}).get("replicate")),
         train_flops=hyper.get("train_flops"), lr_schedule=hyper.get("lr_schedule"),
         checkpoint=hyper.get("checkpoint", "last"),
+        weight_average=hyper.get("weight_average", "none"),
     )
     if spec.train_key != row["train_key"]:
         raise UserError(

@@ -8,6 +8,7 @@ any executor (a process pool, Ray, Slurm) can ship it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import platform
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from . import degenerate as degenerate_module
+from .averaging import IterateAverage
 from .base import (
     UNRELIABLE_PREFIX,
     Combination,
@@ -213,6 +215,8 @@ def _protocol_settings(spec: Any) -> dict[str, Any]:
         out["lr_schedule"] = spec.lr_schedule
     if getattr(spec, "checkpoint", "last") != "last":
         out["checkpoint"] = spec.checkpoint
+    if getattr(spec, "weight_average", "none") != "none":
+        out["weight_average"] = spec.weight_average
     return out
 
 
@@ -270,6 +274,10 @@ def _train(
                              task.pruning["trial"])
     # After setup, so that every optimiser the method made is scheduled.
     lr_schedule = LearningRateSchedule(spec.lr_schedule or "constant", method.optimizers())
+    # What the curve scores and the run reports: the iterates, or their average.
+    average = (IterateAverage.of_optimizers(method.optimizers())
+               if getattr(spec, "weight_average", "none") == "ema" else None)
+    evaluated = average.swapped if average is not None else contextlib.nullcontext
     logs: dict[str, float] = {}
     energy.train()
     # The clock starts here, not before setup: one-off imports (the first optimiser pulls
@@ -293,6 +301,8 @@ def _train(
             lr_schedule.at(done)
             with meter.step():
                 logs = method.train_step(data[idx.to(device)])
+                if average is not None:
+                    average.update()
             if not is_finite(logs["loss"]):
                 raise RunDiverged(f"loss became {logs['loss']} at step {compute.steps}")
             if spec.trial is not None and compute.steps == 2:
@@ -301,7 +311,7 @@ def _train(
             if points and done >= points[0]:
                 while points and done >= points[0]:
                     points.pop(0)
-                with meter.paused():
+                with meter.paused(), evaluated():
                     point = probe(energy, compute, logs, progress=done)
                     keeper.offer(len(probe.points) - 1, point, energy, method)
                 if pruner is not None and pruner.should_stop(point):
@@ -318,6 +328,8 @@ def _train(
                 )
         if spec.trial is not None and compute.steps < 2:  # one update spent the budget
             _check_update_fits(meter.flops_per_step, budget_flops, compute, probe)
+        if average is not None:  # the run's model is the average from here on
+            average.load()
         if not probe.points or probe.points[-1]["step"] != compute.steps:
             with meter.paused():
                 # The final model is always a point.
@@ -604,6 +616,9 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             # So is a run reporting its last model where the default reports its best.
             if spec.checkpoint == "last":
                 schedule["checkpoint"] = "last"
+            # And one evaluated at its iterates' average (ebmbench.averaging).
+            if spec.weight_average != "none":
+                schedule["weight_average"] = spec.weight_average
             if variant := _variant(pm, spec) | schedule:
                 rows[spec.run_id]["hyperparams"]["variant"] = variant
             if control := _variant(pm, spec, "control_params"):

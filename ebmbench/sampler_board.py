@@ -216,7 +216,7 @@ def _reference_specs(
         methods=[REFERENCE["method"]], samplers=samplers, architectures=[REFERENCE["architecture"]],
         datasets=eligible, metrics=[], seeds=(REFERENCE["seed"],), budget=selection.budget,
         overrides=kept, train_flops=selection.train_flops, lr_schedule=selection.lr_schedule,
-        checkpoint=selection.checkpoint,
+        checkpoint=selection.checkpoint, weight_average=selection.weight_average,
     )
     specs, _ = expand(ref_selection, pm)
     return {(s.dataset, s.sampler): s for s in specs if not s.skip_reason}

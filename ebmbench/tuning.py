@@ -183,6 +183,8 @@ def plan_studies(
         key = _digest([identity, spec.budget, spec.train_flops]
                       + ([spec.lr_schedule] if spec.lr_schedule else [])
                       + ([f"checkpoint={spec.checkpoint}"] if spec.checkpoint != "last" else [])
+                      + ([f"weight_average={spec.weight_average}"]
+                         if spec.weight_average != "none" else [])
                       + ([f"draw={draw}"] if draw else []))
         if key in studies:
             studies[key].specs.append(spec)
