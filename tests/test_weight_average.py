@@ -1,0 +1,182 @@
+"""Weight averaging (``--weight-average ema``): a run evaluates and reports the
+power-function EMA of its iterates (Karras et al. 2024), training is untouched, and
+``none`` leaves every run, key and study exactly as it was."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import ebmbench
+from ebmbench.averaging import IterateAverage, power_ema_beta, power_ema_gamma
+from ebmbench.grid import Selection, expand
+from ebmbench.leaderboard.aggregate import model_label
+from ebmbench.learning_curve import LearningCurveProbe
+from ebmbench.plugins import get_plugin_manager
+from ebmbench.runner import _load_data, validation_split
+from ebmbench.store import ResultStore
+from ebmbench.tuning import plan_studies
+from tests.helpers import registered_plugins
+
+ExactSM = ebmbench.get_method("exact_sm").__class__
+
+
+def weights(t: int, gamma: float) -> torch.Tensor:
+    """The weight of iterate τ = 1..t in the average after update t, from the recursion:
+    w_τ = (1 − β_τ) Π_{s>τ} β_s."""
+    betas = torch.tensor([power_ema_beta(s, gamma) for s in range(1, t + 1)], dtype=torch.float64)
+    later = torch.cat([torch.flip(torch.cumprod(torch.flip(betas[1:], [0]), 0), [0]),
+                       torch.ones(1, dtype=torch.float64)])
+    return (1 - betas) * later
+
+
+def test_the_weights_are_the_power_function_of_their_width():
+    gamma = power_ema_gamma(0.10)
+    # The cubic's root: σ_rel of the continuous profile τ^γ on [0, t] is 0.10.
+    assert math.sqrt((gamma + 1) / ((gamma + 2) ** 2 * (gamma + 3))) == pytest.approx(0.10, rel=1e-9)
+    t = 2000
+    w = weights(t, gamma)
+    tau = torch.arange(1, t + 1, dtype=torch.float64)
+    assert float(w.sum()) == pytest.approx(1.0, abs=1e-12)
+    # Proportional to τ^γ (Karras et al. 2024, eq. 3), up to the discretisation's O(1/τ).
+    profile = tau ** gamma / (tau ** gamma).sum()
+    assert torch.allclose(w[t // 2:], profile[t // 2:], rtol=0.01)
+    mean = float((w * tau).sum())
+    width = math.sqrt(float((w * (tau - mean) ** 2).sum())) / t
+    assert width == pytest.approx(0.10, rel=0.01)
+    # γ = 0 is the plain running mean.
+    assert torch.allclose(weights(50, 0.0), torch.full((50,), 1 / 50, dtype=torch.float64))
+    with pytest.raises(ValueError, match="sigma_rel must be in"):
+        power_ema_gamma(0.5)
+
+
+def test_the_average_of_noisy_iterates_has_the_variance_of_its_weights():
+    # Iterates θ_t = θ* + ε_t with ε_t iid N(0, I): the last iterate is off by a unit
+    # variance per coordinate, the average by Σ_τ w_τ² (about 1/190 here).
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.nn.Parameter(torch.zeros(4000))
+    average = IterateAverage([theta, theta])  # a parameter shared by two groups counts once
+    assert len(average.params) == 1
+    t = 2000
+    for _ in range(t):
+        theta.data = 3.0 + torch.randn(4000, generator=gen)
+        average.update()
+    expected = float((weights(t, average.gamma) ** 2).sum())
+    with average.swapped():
+        error = float(((theta.detach() - 3.0) ** 2).mean())
+    assert error == pytest.approx(expected, rel=0.05)
+    assert expected < 1 / 150
+    assert float(((theta.detach() - 3.0) ** 2).mean()) == pytest.approx(1.0, rel=0.05)  # back
+
+
+class IterateRecorder(ExactSM):
+    """Exact score matching that records its energy's parameters before and after each
+    update: the training's iterates."""
+
+    name = "iterate_recorder"
+    description = "exact score matching that records its iterates"
+    before: list[list[torch.Tensor]] = []
+    after: list[list[torch.Tensor]] = []
+
+    def train_step(self, batch):
+        IterateRecorder.before.append([p.detach().clone() for p in self.energy.parameters()])
+        logs = super().train_step(batch)
+        IterateRecorder.after.append([p.detach().clone() for p in self.energy.parameters()])
+        return logs
+
+
+@pytest.fixture
+def recorder(fresh_plugins):
+    IterateRecorder.before, IterateRecorder.after = [], []
+    with registered_plugins("weight_average_test_plugins", methods=[IterateRecorder]):
+        yield fresh_plugins
+
+
+STEPS = 60
+RUN = dict(methods=["iterate_recorder"], samplers=["ula"], architectures=["quadratic"],
+           datasets=["correlated_gaussian"], metrics=["fisher"], budget="smoke", device="cpu",
+           train_flops=1e15,
+           overrides={"method.iterate_recorder.steps": STEPS, "method.iterate_recorder.lr": 0.05})
+
+
+def test_a_run_reports_the_average_of_its_iterates_and_trains_on_the_iterates(recorder, tmp_path):
+    results = tmp_path / "r.sqlite"
+    frame = ebmbench.run(results=results, weight_average="ema", checkpoint="last", **RUN)
+    row = frame.iloc[0]
+    assert row["status"] == "ok" and row["compute"]["steps"] == STEPS
+    # Training is untouched: each update starts from the iterate the last one left, the
+    # learning-curve points (which swap the average in) notwithstanding.
+    assert len(IterateRecorder.after) == STEPS and len(row["curve"]) >= 5
+    for t in range(1, STEPS):
+        for b, a in zip(IterateRecorder.before[t], IterateRecorder.after[t - 1], strict=True):
+            assert torch.equal(b, a), t
+    # The reported model is Σ_τ w_τ θ_τ, computed here from the weights' closed form.
+    w = weights(STEPS, power_ema_gamma(0.10))
+    expected = [sum(float(w[t]) * IterateRecorder.after[t][i].double() for t in range(STEPS))
+                for i in range(len(IterateRecorder.after[0]))]
+    model = ebmbench.load_model(row["run_id"], results=results, device="cpu")
+    assert model.spec.weight_average == "ema"
+    for got, want, last in zip(model.energy.parameters(), expected, IterateRecorder.after[-1],
+                               strict=True):
+        assert torch.allclose(got.detach().double(), want, atol=1e-5)
+        assert not torch.allclose(got.detach(), last, atol=1e-4)  # not the last iterate
+    assert row["hyperparams"]["weight_average"] == "ema"
+    assert model_label(row["method"], row["hyperparams"]) == (
+        "iterate_recorder (checkpoint=last, weight_average=ema)")
+
+
+def test_the_curve_scores_the_average(recorder, tmp_path):
+    # The last curve point is the validation split's Fisher divergence of the averaged
+    # model, not of the last iterate (lr 0.05 leaves the iterates noisy: they differ).
+    results = tmp_path / "r.sqlite"
+    row = ebmbench.run(results=results, weight_average="ema", checkpoint="last", **RUN).iloc[0]
+    model = ebmbench.load_model(row["run_id"], results=results, device="cpu")
+    pm = get_plugin_manager()
+    dataset = pm.info("dataset", model.spec.dataset).cls(budget="smoke",
+                                                         **model.spec.params["dataset"])
+    train, _ = _load_data(dataset, model.spec, read_test=False)
+    _, validation = validation_split(train, model.spec)
+    probe = LearningCurveProbe(dataset, validation, torch.device("cpu"), "smoke", model.method)
+    averaged = probe._fisher(model.energy)
+    with torch.no_grad():
+        for p, last in zip(model.energy.parameters(), IterateRecorder.after[-1], strict=True):
+            p.copy_(last)
+    iterate = probe._fisher(model.energy)
+    assert row["curve"][-1]["fisher_divergence"] == pytest.approx(averaged, rel=1e-5)
+    assert abs(iterate - averaged) > 1e-3 * averaged
+
+
+def test_none_keeps_every_key_and_ema_changes_them(fresh_plugins):
+    pm = get_plugin_manager()
+    base = dict(methods=["dsm"], samplers=["ula"], architectures=["mlp"], datasets=["banana"],
+                metrics=[], budget="smoke")
+    (plain,), _ = expand(Selection(**base), pm)
+    (none,), _ = expand(Selection(**base, weight_average="none"), pm)
+    (ema,), _ = expand(Selection(**base, weight_average="ema"), pm)
+    assert (none.run_id, none.train_key) == (plain.run_id, plain.train_key)
+    assert ema.train_key != plain.train_key and ema.run_id != plain.run_id
+
+    def study_key(spec):
+        (key,) = plan_studies([spec], pm, set()).keys()
+        return key
+
+    assert study_key(none) == study_key(plain) != study_key(ema)
+
+
+def test_trials_are_averaged_too(recorder, tmp_path):
+    results = tmp_path / "r.sqlite"
+    ebmbench.run(results=results, weight_average="ema", tune=2, **RUN)
+    with ResultStore.open(results) as store:
+        trials = store.trial_rows()
+    assert trials and all(t["hyperparams"]["weight_average"] == "ema" for t in trials)
+
+
+def test_train_takes_the_average_and_refuses_an_unknown_one(recorder):
+    model = ebmbench.train("iterate_recorder", "quadratic", "correlated_gaussian", sampler="ula",
+                           budget="smoke", device="cpu", weight_average="ema", steps=20, lr=0.05)
+    assert model.spec.weight_average == "ema"
+    with pytest.raises(ebmbench.UserError, match="unknown weight_average 'swa'. Valid averages: "
+                                                 "none, ema"):
+        ebmbench.train("dsm", "mlp", "banana", budget="smoke", weight_average="swa")
