@@ -118,7 +118,10 @@ class IterateAverage:
         self.params = list(unique.values())
         self.gamma = power_ema_gamma(DEFAULT_SIGMA_REL) if gamma is None else float(gamma)
         self.steps = 0
-        self.average = [p.detach().clone() for p in self.params]
+        # In at least float32, so that a low-precision parameter's small EMA increments
+        # are not rounded away.
+        self.average = [p.detach().to(torch.promote_types(p.dtype, torch.float32), copy=True)
+                        for p in self.params]
 
     @classmethod
     def of_optimizers(cls, optimizers: Iterable[torch.optim.Optimizer],
@@ -133,23 +136,22 @@ class IterateAverage:
         self.steps += 1
         weight = 1.0 - power_ema_beta(self.steps, self.gamma)
         for avg, p in zip(self.average, self.params, strict=True):
-            avg.lerp_(p.detach(), weight)
-
-    @torch.no_grad()
-    def _exchange(self) -> None:
-        for avg, p in zip(self.average, self.params, strict=True):
-            current = p.detach().clone()
-            p.copy_(avg)
-            avg.copy_(current)
+            avg.lerp_(p.detach().to(avg.dtype), weight)
 
     @contextlib.contextmanager
     def swapped(self) -> Iterator[None]:
-        """The parameters hold the average inside the block, their iterates after it."""
-        self._exchange()
+        """The parameters hold the average inside the block, their iterates after it (the
+        iterates are put back exactly; the average is left as it was)."""
+        with torch.no_grad():
+            iterates = [p.detach().clone() for p in self.params]
+            for avg, p in zip(self.average, self.params, strict=True):
+                p.copy_(avg)
         try:
             yield
         finally:
-            self._exchange()
+            with torch.no_grad():
+                for saved, p in zip(iterates, self.params, strict=True):
+                    p.copy_(saved)
 
     @torch.no_grad()
     def load(self) -> None:

@@ -180,3 +180,22 @@ def test_train_takes_the_average_and_refuses_an_unknown_one(recorder):
     with pytest.raises(ebmbench.UserError, match="unknown weight_average 'swa'. Valid averages: "
                                                  "none, ema"):
         ebmbench.train("dsm", "mlp", "banana", budget="smoke", weight_average="swa")
+
+
+def test_a_low_precision_parameter_is_averaged_in_float32():
+    # bf16 keeps 8 bits of mantissa: increments of (1 − β) ≈ 1 % of a change would round
+    # away in a bf16 average. The average is float32; only the swap rounds it to bf16.
+    theta = torch.nn.Parameter(torch.zeros(1000, dtype=torch.bfloat16))
+    gen = torch.Generator().manual_seed(1)
+    average = IterateAverage([theta])
+    t = 1000
+    for _ in range(t):
+        theta.data = (1.0 + 0.1 * torch.randn(1000, generator=gen)).to(torch.bfloat16)
+        average.update()
+    assert average.average[0].dtype == torch.float32
+    spread = float(average.average[0].std())
+    assert spread == pytest.approx(0.1 * math.sqrt(float((weights(t, average.gamma) ** 2).sum())),
+                                   rel=0.1)
+    with average.swapped():
+        assert theta.dtype == torch.bfloat16
+        assert torch.allclose(theta.detach().float(), average.average[0], rtol=1 / 128)
