@@ -149,7 +149,8 @@ def run(
     ``last`` run is labelled with it and ranked apart. ``weight_average="ema"`` makes
     each run's model, and every point of its learning curve, the power-function EMA of its
     training's iterates (:mod:`ebmbench.averaging`) instead of its last iterate; such a
-    run is labelled ``(weight_average=ema)`` and ranked apart.
+    run is labelled ``(weight_average=ema)`` and ranked apart; ``"best"`` takes, at each curve
+    point, whichever of the iterate and its average validates better.
 
     Every trained model is kept in ``checkpoints/`` beside the store, for
     :func:`ebmbench.load_model`, unless ``checkpoints=False``.

@@ -36,16 +36,18 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
 
 __all__ = ["WEIGHT_AVERAGES", "check_weight_average", "power_ema_gamma", "power_ema_beta",
-           "IterateAverage"]
+           "IterateAverage", "take_curve_point"]
 
-#: What a run evaluates: its iterates as they are (``none``) or their power-function EMA.
-WEIGHT_AVERAGES: tuple[str, ...] = ("none", "ema")
+#: What a run evaluates: its iterates as they are (``none``), their power-function EMA
+#: (``ema``), or at each learning-curve point whichever of the two validates better
+#: (``best``).
+WEIGHT_AVERAGES: tuple[str, ...] = ("none", "ema", "best")
 
 #: The EMA's width as a fraction of the run so far (Karras et al. 2024, section 3.1).
 DEFAULT_SIGMA_REL = 0.10
@@ -158,3 +160,31 @@ class IterateAverage:
         """Put the average in the parameters for good (the run's model from now on)."""
         for avg, p in zip(self.average, self.params, strict=True):
             p.copy_(avg)
+
+
+def take_curve_point(probe: Any, energy: torch.nn.Module, compute: Any, logs: dict[str, float],
+                     progress: float, average: IterateAverage | None, rule: str,
+                     rank: Callable[[dict[str, float]], Any] | None) -> dict[str, float]:
+    """Take the learning-curve point of the model the run has now, by the averaging
+    ``rule``, and keep it in ``probe.points``; the point says ``averaged`` (1.0 or 0.0)
+    when the rule averages.
+
+    - ``none``: the iterate;
+    - ``ema``: the average;
+    - ``best``: both are measured on the validation split, and the point is the one that
+      ranks better by ``rank`` (:func:`ebmbench.early_stopping.point_rank`: not degenerate
+      first, then the lower objective); a tie, an unrankable average, or no ``rank`` at
+      all (the curve does not carry the tuning objective) keeps the iterate.
+    """
+    if average is None or rule == "none":
+        return probe(energy, compute, logs, progress=progress)
+    with average.swapped():
+        averaged = probe.measure(energy, compute, logs, progress) | {"averaged": 1.0}
+    if rule == "ema":
+        probe.points.append(averaged)
+        return averaged
+    iterate = probe.measure(energy, compute, logs, progress) | {"averaged": 0.0}
+    a, i = (rank(averaged), rank(iterate)) if rank is not None else (None, None)
+    point = averaged if a is not None and (i is None or a < i) else iterate
+    probe.points.append(point)
+    return point

@@ -166,8 +166,9 @@ def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
                    "labelled and ranked apart.")
 @click.option("--weight-average", type=click.Choice(WEIGHT_AVERAGES), default="none",
               show_default=True,
-              help="What each run evaluates and reports: its iterates, or their "
-                   "power-function EMA (ema); an averaged run is labelled and ranked apart.")
+              help="What each run evaluates and reports: its iterates, their power-function "
+                   "EMA (ema), or at each curve point the one that validates better (best); "
+                   "an averaged run is labelled and ranked apart.")
 @click.option("--sampler-board/--no-sampler-board", default=True, show_default=True,
               help="After the runs, judge the selected samplers on the selected toy densities' "
                    "true density and reference energy at equal gradient budgets.")

@@ -112,6 +112,14 @@ class LearningCurveProbe:
                  logs: dict[str, float], progress: float | None = None) -> dict[str, float]:
         """Take one point now and keep it in :attr:`points` (``progress``: see
         :func:`run_progress`)."""
+        point = self.measure(energy, compute, logs, progress)
+        self.points.append(point)
+        return point
+
+    def measure(self, energy: nn.Module, compute: TrainingCompute,
+                logs: dict[str, float], progress: float | None = None) -> dict[str, float]:
+        """The point ``energy`` would make now, not kept (a candidate, e.g. the average of
+        the iterates beside the iterate itself: :mod:`ebmbench.averaging`)."""
         point: dict[str, Any] = {
             "step": compute.steps, "flops": compute.flops, "energy_rows": compute.energy_rows,
             "grad_rows": compute.grad_rows, "seconds": compute.wall_seconds,
@@ -143,6 +151,4 @@ class LearningCurveProbe:
             energy.train(was_training)
             if rng_state is not None:
                 generator.set_state(rng_state)
-        point = {k: float(v) for k, v in point.items()}
-        self.points.append(point)
-        return point
+        return {k: float(v) for k, v in point.items()}

@@ -317,8 +317,9 @@ def train(
         checkpoint: ``best`` (the model at the run's best learning-curve point on the
             validation split) or ``last`` (the final model), as ``--checkpoint``
             (:mod:`ebmbench.early_stopping`).
-        weight_average: ``none`` (the model is the run's iterate) or ``ema`` (the
-            power-function EMA of its iterates), as ``--weight-average``
+        weight_average: ``none`` (the model is the run's iterate), ``ema`` (the
+            power-function EMA of its iterates) or ``best`` (whichever of the two validates
+            better at each curve point), as ``--weight-average``
             (:mod:`ebmbench.averaging`).
         **params: The method's hyper-parameters, e.g. ``sigma=0.05, steps=2000``.
 

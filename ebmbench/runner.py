@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import math
 import platform
 import resource
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 from . import degenerate as degenerate_module
-from .averaging import IterateAverage
+from .averaging import IterateAverage, take_curve_point
 from .base import (
     UNRELIABLE_PREFIX,
     Combination,
@@ -50,7 +51,7 @@ from .checkpoint import model_payload, read_model_file, write_model_file
 from .compute import ComputeMeter
 from .degenerate import degenerate_notes, gaussian_nll
 from .device import derive_seed, resolve_device, seed_everything
-from .early_stopping import BestCheckpoint
+from .early_stopping import BestCheckpoint, point_rank
 from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
 from .learning_curve import CURVE_FRACTIONS, LearningCurveProbe, run_progress
@@ -265,7 +266,8 @@ def _train(
     # cap where that binds first (an energy too cheap to spend the budget in the cap).
     points = list(CURVE_FRACTIONS)
     probe = LearningCurveProbe(dataset, validation, device, spec.budget, method)
-    keeper = _checkpoint_keeper(spec, dataset, probe, train_data, validation)
+    objective, reference_nll = _validation_rule(dataset, probe, train_data, validation)
+    keeper = _checkpoint_keeper(spec, objective, reference_nll)
     pruner = None
     if task.pruning is not None:
         from .tuning import CurvePruner
@@ -274,10 +276,20 @@ def _train(
                              task.pruning["trial"])
     # After setup, so that every optimiser the method made is scheduled.
     lr_schedule = LearningRateSchedule(spec.lr_schedule or "constant", method.optimizers())
-    # What the curve scores and the run reports: the iterates, or their average.
+    # What the curve scores and the run reports: the iterates, their average, or at each
+    # point the one that validates better (ebmbench.averaging).
+    averaging = getattr(spec, "weight_average", "none")
     average = (IterateAverage.of_optimizers(method.optimizers())
-               if getattr(spec, "weight_average", "none") == "ema" else None)
-    evaluated = average.swapped if average is not None else contextlib.nullcontext
+               if averaging != "none" else None)
+    rank = (None if objective is None
+            else functools.partial(point_rank, objective=objective, reference_nll=reference_nll))
+
+    def take_point(progress: float) -> dict[str, float]:
+        point = take_curve_point(probe, energy, compute, logs, progress, average,
+                                 averaging, rank)
+        with (average.swapped() if point.get("averaged") else contextlib.nullcontext()):
+            keeper.offer(len(probe.points) - 1, point, energy, method)
+        return point
     logs: dict[str, float] = {}
     energy.train()
     # The clock starts here, not before setup: one-off imports (the first optimiser pulls
@@ -311,9 +323,8 @@ def _train(
             if points and done >= points[0]:
                 while points and done >= points[0]:
                     points.pop(0)
-                with meter.paused(), evaluated():
-                    point = probe(energy, compute, logs, progress=done)
-                    keeper.offer(len(probe.points) - 1, point, energy, method)
+                with meter.paused():
+                    point = take_point(done)
                 if pruner is not None and pruner.should_stop(point):
                     raise _Pruned(
                         f"pruned by successive halving at {done:.1%} of the run "
@@ -328,14 +339,12 @@ def _train(
                 )
         if spec.trial is not None and compute.steps < 2:  # one update spent the budget
             _check_update_fits(meter.flops_per_step, budget_flops, compute, probe)
-        if average is not None:  # the run's model is the average from here on
-            average.load()
         if not probe.points or probe.points[-1]["step"] != compute.steps:
             with meter.paused():
                 # The final model is always a point.
-                point = probe(energy, compute, logs, progress=run_progress(
-                    compute.flops, compute.steps, budget_flops, max_steps))
-                keeper.offer(len(probe.points) - 1, point, energy, method)
+                take_point(run_progress(compute.flops, compute.steps, budget_flops, max_steps))
+        if average is not None and probe.points[-1].get("averaged"):
+            average.load()  # the final model is the average
     finally:
         meter.detach()
     spent = _spent(compute, budget_flops,
@@ -362,16 +371,24 @@ def _train(
     return _Trained(energy, method, train_seconds, logs, spent, probe.points)
 
 
-def _checkpoint_keeper(spec: RunSpec, dataset: Any, probe: LearningCurveProbe,
-                       train_data: torch.Tensor, validation: torch.Tensor) -> BestCheckpoint:
+def _validation_rule(dataset: Any, probe: LearningCurveProbe, train_data: torch.Tensor,
+                     validation: torch.Tensor) -> tuple[str | None, float | None]:
+    """(objective, reference NLL) by which curve points are compared on the validation
+    split (:func:`ebmbench.early_stopping.point_rank`); (None, None) where the curve does
+    not carry the dataset's tuning objective (images)."""
+    objective = getattr(dataset, "tuning_objective", "") or ""
+    if objective != "fisher_divergence" or probe.true_score is None:
+        return None, None
+    two_d = isinstance(dataset, ToyDensity) and getattr(dataset, "bounds", None) is not None
+    return objective, (gaussian_nll(train_data, validation) if two_d else None)
+
+
+def _checkpoint_keeper(spec: RunSpec, objective: str | None,
+                       reference: float | None) -> BestCheckpoint:
     """What keeps the model a run reports (:mod:`ebmbench.early_stopping`): nothing under
     ``last``, or where the curve does not carry the dataset's tuning objective."""
-    objective = getattr(dataset, "tuning_objective", "") or ""
-    carried = objective == "fisher_divergence" and probe.true_score is not None
-    if getattr(spec, "checkpoint", "last") != "best" or not carried:
+    if getattr(spec, "checkpoint", "last") != "best" or objective is None:
         return BestCheckpoint(None, None)
-    two_d = isinstance(dataset, ToyDensity) and getattr(dataset, "bounds", None) is not None
-    reference = gaussian_nll(train_data, validation) if two_d else None
     return BestCheckpoint(objective, reference)
 
 

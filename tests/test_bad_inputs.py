@@ -216,7 +216,7 @@ CASES: dict[str, Any] = {
     "api device int": Case(["device 5"], call=api_run(device=5)),
     "api lr schedule unknown": Case(["lr_schedule 'steep'", "cosine"], call=api_run(lr_schedule="steep")),
     "api lr schedule none": Case(["lr_schedule None", "constant"], call=api_run(lr_schedule=None)),
-    "api weight average unknown": Case(["weight_average 'swa'", "none, ema"],
+    "api weight average unknown": Case(["weight_average 'swa'", "none, ema, best"],
                                        call=api_run(weight_average="swa")),
     "api tune draw negative": Case(["tune_draw -1", ">= 0"], call=api_run(tune=2, tune_draw=-1)),
     "api tune draw bool": Case(["tune_draw True"], call=api_run(tune=2, tune_draw=True)),

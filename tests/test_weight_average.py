@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import ebmbench
-from ebmbench.averaging import IterateAverage, power_ema_beta, power_ema_gamma
+from ebmbench.averaging import IterateAverage, power_ema_beta, power_ema_gamma, take_curve_point
+from ebmbench.early_stopping import point_rank
 from ebmbench.grid import Selection, expand
 from ebmbench.leaderboard.aggregate import model_label
 from ebmbench.learning_curve import LearningCurveProbe
@@ -178,7 +179,7 @@ def test_train_takes_the_average_and_refuses_an_unknown_one(recorder):
                            budget="smoke", device="cpu", weight_average="ema", steps=20, lr=0.05)
     assert model.spec.weight_average == "ema"
     with pytest.raises(ebmbench.UserError, match="unknown weight_average 'swa'. Valid averages: "
-                                                 "none, ema"):
+                                                 "none, ema, best"):
         ebmbench.train("dsm", "mlp", "banana", budget="smoke", weight_average="swa")
 
 
@@ -199,3 +200,72 @@ def test_a_low_precision_parameter_is_averaged_in_float32():
     with average.swapped():
         assert theta.dtype == torch.bfloat16
         assert torch.allclose(theta.detach().float(), average.average[0], rtol=1 / 128)
+
+
+class DistanceProbe:
+    """A learning curve whose objective is the squared distance of a parameter to 2."""
+
+    def __init__(self, theta):
+        self.theta, self.points = theta, []
+
+    def measure(self, energy, compute, logs, progress=None):
+        return {"fisher_divergence": (float(self.theta.detach()) - 2.0) ** 2}
+
+    def __call__(self, energy, compute, logs, progress=None):
+        self.points.append(self.measure(energy, compute, logs, progress))
+        return self.points[-1]
+
+
+@pytest.mark.parametrize(("iterate", "rule", "rank", "kept"), [
+    (1.0, "best", True, "average"),    # the average (1.5) is nearer 2: it is the point
+    (2.2, "best", True, "iterate"),    # the iterate is nearer
+    (1.0, "best", False, "iterate"),   # nothing to validate by: the iterate
+    (2.2, "ema", True, "average"),     # always the average
+    (1.0, "none", True, "iterate"),    # never
+])
+def test_a_curve_point_is_the_candidate_the_rule_keeps(iterate, rule, rank, kept):
+    theta = torch.nn.Parameter(torch.tensor(2.0))
+    average = IterateAverage([theta], gamma=0.0)
+    for value in (2.0, 1.0):                  # the running mean of 2 and 1 is 1.5
+        theta.data.fill_(value)
+        average.update()
+    theta.data.fill_(iterate)
+    probe = DistanceProbe(theta)
+    ranker = (lambda p: point_rank(p, "fisher_divergence", None)) if rank else None
+    point = take_curve_point(probe, None, None, {}, 1.0, average, rule, ranker)
+    expected = 1.5 if kept == "average" else float(torch.tensor(iterate))
+    assert point["fisher_divergence"] == pytest.approx((expected - 2.0) ** 2)
+    assert probe.points == [point]
+    assert point.get("averaged", 0.0) == (1.0 if kept == "average" else 0.0)
+    assert float(theta.detach()) == pytest.approx(iterate)   # the iterate is back in place
+
+
+def test_best_reports_the_candidate_that_validates_better(recorder, tmp_path):
+    results = tmp_path / "r.sqlite"
+    row = ebmbench.run(results=results, weight_average="best", checkpoint="last", **RUN).iloc[0]
+    model = ebmbench.load_model(row["run_id"], results=results, device="cpu")
+    assert all("averaged" in p for p in row["curve"])
+    pm = get_plugin_manager()
+    dataset = pm.info("dataset", model.spec.dataset).cls(budget="smoke",
+                                                         **model.spec.params["dataset"])
+    train, _ = _load_data(dataset, model.spec, read_test=False)
+    _, validation = validation_split(train, model.spec)
+    probe = LearningCurveProbe(dataset, validation, torch.device("cpu"), "smoke", model.method)
+    w = weights(STEPS, power_ema_gamma(0.10))
+    candidates = {
+        1.0: [sum(float(w[t]) * IterateRecorder.after[t][i] for t in range(STEPS))
+              for i in range(len(IterateRecorder.after[0]))],
+        0.0: IterateRecorder.after[-1],
+    }
+    scores = {}
+    for flag, params in candidates.items():
+        with torch.no_grad():
+            for p, value in zip(model.energy.parameters(), params, strict=True):
+                p.copy_(value)
+        scores[flag] = probe._fisher(model.energy)
+    last = row["curve"][-1]
+    assert last["averaged"] == min(scores, key=scores.get)
+    assert last["fisher_divergence"] == pytest.approx(min(scores.values()), rel=1e-4)
+    reloaded = ebmbench.load_model(row["run_id"], results=results, device="cpu")
+    for got, want in zip(reloaded.energy.parameters(), candidates[last["averaged"]], strict=True):
+        assert torch.allclose(got.detach(), want.float(), atol=1e-5)
