@@ -422,21 +422,30 @@ PRIMARY_VALUES = ("fisher_divergence", "test_nll", "kid", "fid", "mmd", "c2st_ac
 def reported_model_text(rows: list[dict[str, Any]]) -> str:
     """Which model each seed's run reports (:mod:`ebmbench.early_stopping`), in seed order:
     ``last`` for the end of training, or ``best: 100 %, 50 %, …``, the share of each run at
-    which its reported (best validated) checkpoint was taken.
+    which its reported (best validated) checkpoint was taken; a share is marked ``avg``
+    where the run reports the average of its iterates there (:mod:`ebmbench.averaging`).
 
     >>> best = lambda seed, p: {"seed": seed, "hyperparams": {"checkpoint": "best"},
     ...                         "compute": {"reported_progress": p}}
     >>> reported_model_text([best(1, 0.5), best(0, 1.002)])
     'best: 100 %, 50 %'
+    >>> averaged = best(2, 0.25) | {"compute": {"reported_progress": 0.25, "reported_point": 1},
+    ...                             "curve": [{"averaged": 0.0}, {"averaged": 1.0}]}
+    >>> reported_model_text([best(1, 0.5), averaged])
+    'best: 50 %, 25 % avg'
     >>> reported_model_text([{"seed": 0, "hyperparams": {}, "compute": {}}])
     'last'
     """
     shares = []
     for row in sorted(rows, key=lambda r: r["seed"]):
         hyper = row.get("hyperparams") if isinstance(row.get("hyperparams"), dict) else {}
-        progress = (row.get("compute") or {}).get("reported_progress")
+        compute = row.get("compute") or {}
+        progress = compute.get("reported_progress")
         if hyper.get("checkpoint") == "best" and progress is not None:
-            shares.append(f"{min(float(progress), 1.0) * 100:.0f} %")
+            curve, point = row.get("curve") or [], compute.get("reported_point")
+            averaged = (isinstance(point, int) and 0 <= point < len(curve)
+                        and curve[point].get("averaged") == 1.0)
+            shares.append(f"{min(float(progress), 1.0) * 100:.0f} %" + (" avg" if averaged else ""))
     return f"best: {', '.join(shares)}" if shares else "last"
 
 
