@@ -176,7 +176,7 @@ def take_curve_point(probe: Any, energy: torch.nn.Module, compute: Any, logs: di
       first, then the lower objective); a tie, an unrankable average, or no ``rank`` at
       all (the curve does not carry the tuning objective) keeps the iterate.
     """
-    if average is None or rule == "none":
+    if average is None or rule == "none" or (rule == "best" and rank is None):
         return probe(energy, compute, logs, progress=progress)
     with average.swapped():
         averaged = probe.measure(energy, compute, logs, progress) | {"averaged": 1.0}
