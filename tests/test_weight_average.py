@@ -95,6 +95,16 @@ def recorder(fresh_plugins):
         yield fresh_plugins
 
 
+def validation_probe(model) -> LearningCurveProbe:
+    """The learning curve of ``model``'s run: its dataset and validation split, as the
+    harness builds them."""
+    dataset = get_plugin_manager().info("dataset", model.spec.dataset).cls(
+        budget="smoke", **model.spec.params["dataset"])
+    train, _ = _load_data(dataset, model.spec, read_test=False)
+    _, validation = validation_split(train, model.spec)
+    return LearningCurveProbe(dataset, validation, torch.device("cpu"), "smoke", model.method)
+
+
 STEPS = 60
 RUN = dict(methods=["iterate_recorder"], samplers=["ula"], architectures=["quadratic"],
            datasets=["correlated_gaussian"], metrics=["fisher"], budget="smoke", device="cpu",
@@ -134,12 +144,7 @@ def test_the_curve_scores_the_average(recorder, tmp_path):
     results = tmp_path / "r.sqlite"
     row = ebmbench.run(results=results, weight_average="ema", checkpoint="last", **RUN).iloc[0]
     model = ebmbench.load_model(row["run_id"], results=results, device="cpu")
-    pm = get_plugin_manager()
-    dataset = pm.info("dataset", model.spec.dataset).cls(budget="smoke",
-                                                         **model.spec.params["dataset"])
-    train, _ = _load_data(dataset, model.spec, read_test=False)
-    _, validation = validation_split(train, model.spec)
-    probe = LearningCurveProbe(dataset, validation, torch.device("cpu"), "smoke", model.method)
+    probe = validation_probe(model)
     averaged = probe._fisher(model.energy)
     with torch.no_grad():
         for p, last in zip(model.energy.parameters(), IterateRecorder.after[-1], strict=True):
@@ -245,12 +250,7 @@ def test_best_reports_the_candidate_that_validates_better(recorder, tmp_path):
     row = ebmbench.run(results=results, weight_average="best", checkpoint="last", **RUN).iloc[0]
     model = ebmbench.load_model(row["run_id"], results=results, device="cpu")
     assert all("averaged" in p for p in row["curve"])
-    pm = get_plugin_manager()
-    dataset = pm.info("dataset", model.spec.dataset).cls(budget="smoke",
-                                                         **model.spec.params["dataset"])
-    train, _ = _load_data(dataset, model.spec, read_test=False)
-    _, validation = validation_split(train, model.spec)
-    probe = LearningCurveProbe(dataset, validation, torch.device("cpu"), "smoke", model.method)
+    probe = validation_probe(model)
     w = weights(STEPS, power_ema_gamma(0.10))
     candidates = {
         1.0: [sum(float(w[t]) * IterateRecorder.after[t][i] for t in range(STEPS))
