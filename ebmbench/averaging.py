@@ -30,6 +30,13 @@ and the training chains of ``cd``/``pcd`` keep the raw iterates; the average is 
 learning curve scores, what the run reports, saves and ranks. Buffers (a replay buffer, a
 normalisation's statistics) are not averaged. The update is elementwise, so it adds no
 counted FLOPs; its time counts as training.
+
+**Choosing per run** (``--weight-average best``, :func:`take_curve_point`): at each
+learning-curve point both the iterate and the average are measured on the validation split,
+and the point, and the model it stands for, is the one that ranks better by the checkpoint
+rule's own order (:func:`ebmbench.early_stopping.point_rank`). The average is one more
+candidate, not an imposition: a run whose iterate validates better (a curve still falling
+steeply, which the average lags) keeps it. docs/protocol.md (section 3) has the measurement.
 """
 
 from __future__ import annotations
