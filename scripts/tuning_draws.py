@@ -20,6 +20,15 @@ rankings by that mean, and whether they name the same best model::
 
 The published ``leaderboards/results.csv`` is draw 0 (a store or export of any draw will do;
 the draws are named by their order on the command line).
+
+``--against STORE`` (repeatable) judges a changed protocol by the draws' spread, so that the
+tuning's chance is not credited to the change: per model, the store's mean is ``better``
+(``worse``) when it lies below (above) every draw's mean by more than ``--margin`` (10 %),
+and, per dataset and energy, the counts, the geometric mean of its means over the draws'
+medians, Kendall's τ against each draw and its best model::
+
+    python scripts/tuning_draws.py leaderboards/results.csv draw1.sqlite draw2.sqlite \
+        --dataset banana --against best.sqlite
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import argparse
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import ebmbench
@@ -104,6 +114,55 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(lines)
 
 
+def judged(table: pd.DataFrame, other: pd.Series, margin: float = 0.1) -> pd.DataFrame:
+    """Each model of ``table`` (the draws) that ``other`` (a changed protocol's mean Fisher
+    divergence per model) has: ``changed`` mean, and ``verdict``, ``better`` below every
+    draw's mean over (1 + ``margin``), ``worse`` above every draw's mean times (1 +
+    ``margin``), else ``within``; ``ratio`` is the changed mean over the draws' median.
+
+    >>> index = pd.MultiIndex.from_tuples([("d", "e", m, "–") for m in "abc"], names=MODEL)
+    >>> draws = pd.DataFrame({"fisher 0": [1.0, 1.0, 1.0], "fisher 1": [2.0, 2.0, 2.0],
+    ...                       "median": [1.5, 1.5, 1.5]}, index=index)
+    >>> judged(draws, pd.Series([0.5, 1.95, 2.5], index=index))["verdict"].tolist()
+    ['better', 'within', 'worse']
+    """
+    draws = table[[c for c in table if c.startswith("fisher ")]]
+    part = table.join(other.rename("changed"), how="inner")
+    low, high = draws.min(axis=1) / (1 + margin), draws.max(axis=1) * (1 + margin)
+    part["verdict"] = ["better" if v < lo else "worse" if v > hi else "within"
+                       for v, lo, hi in zip(part["changed"], low[part.index], high[part.index],
+                                            strict=True)]
+    part["ratio"] = part["changed"] / part["median"]
+    return part
+
+
+def judged_summary(part: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, energy): models better / worse / within, the geometric mean of
+    ``ratio``, Kendall's τ of the changed order against each draw's (smallest and largest)
+    and the changed protocol's best model.
+
+    >>> index = pd.MultiIndex.from_tuples([("d", "e", m, "–") for m in "ab"], names=MODEL)
+    >>> part = pd.DataFrame({"fisher 0": [1.0, 2.0], "changed": [0.5, 1.0],
+    ...                      "ratio": [0.5, 0.5], "verdict": ["better", "within"]}, index=index)
+    >>> line = judged_summary(part).iloc[0]
+    >>> int(line["better"]), round(float(line["geometric mean ratio"]), 3), line["best"]
+    (1, 0.5, 'a')
+    """
+    draws = [c for c in part if c.startswith("fisher ")]
+    lines = []
+    for (dataset, energy), group in part.groupby(level=["dataset", "architecture"]):
+        taus = [group["changed"].corr(group[c], method="kendall") for c in draws]
+        best = group["changed"].idxmin()
+        lines.append({
+            "dataset": dataset, "architecture": energy, "models": len(group),
+            **{v: int((group["verdict"] == v).sum()) for v in ("better", "worse", "within")},
+            "geometric mean ratio": float(np.exp(np.log(group["ratio"]).mean())),
+            "tau vs draws": f"{min(taus):.2f}–{max(taus):.2f}",
+            "best": "/".join(x for x in best[2:] if x != "–"),
+        })
+    return pd.DataFrame(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, nargs="+",
@@ -111,6 +170,10 @@ def main() -> None:
     parser.add_argument("--dataset", help="only these datasets (comma list)")
     parser.add_argument("--architecture", help="only these energies (comma list)")
     parser.add_argument("--target", type=float, help="count the draws whose mean reaches it")
+    parser.add_argument("--against", type=Path, action="append", default=[],
+                        help="a store of a changed protocol, judged by the draws' spread")
+    parser.add_argument("--margin", type=float, default=0.1,
+                        help="how far outside every draw a changed model must be [0.1]")
     args = parser.parse_args()
     if len(args.results) < 2:
         parser.error("give at least two stores: one per tuning draw")
@@ -129,6 +192,21 @@ def main() -> None:
             f"{n} of {len(args.results)} draws: {int((counts == n).sum())}"
             for n in range(len(args.results), -1, -1))
             + f"; the median over draws reaches it for {median_reaching(table, args.target)}")
+    for path in args.against:
+        changed = per_draw([ebmbench.load_results(path)], datasets, architectures)["fisher 0"]
+        part = judged(table, changed, args.margin)
+        print(f"\n{path.name} against the draws (outside every draw by more than "
+              f"{args.margin:.0%}):")
+        print(judged_summary(part).to_markdown(index=False, floatfmt=".2f"))
+        moved = part[part["verdict"] != "within"]
+        for model, line in moved.iterrows():
+            draws = line[[c for c in part if c.startswith("fisher ")]]
+            print(f"- {line['verdict']}: {'/'.join(x for x in model[2:] if x != '–')} "
+                  f"({model[0]}, {model[1]}) {line['changed']:.3g}, draws "
+                  f"{draws.min():.3g}–{draws.max():.3g}")
+        if args.target is not None:
+            print(f"reaching {args.target:g}: {int((part['changed'] <= args.target).sum())} "
+                  f"of {len(part)}")
 
 
 if __name__ == "__main__":

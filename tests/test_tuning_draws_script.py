@@ -41,3 +41,24 @@ def test_two_draws_compare_model_by_model(tmp_path):
     assert script.per_draw(stored, ["two_moons"]).empty
     assert script.per_draw(stored, None, ["quadratic"]).empty
     assert len(script.per_draw(stored, ["eight_gaussians"], ["mlp"])) == 2
+
+
+def test_a_changed_protocol_is_judged_by_the_draws_spread(tmp_path):
+    script = load_script("tuning_draws")
+    for d in (0, 1):
+        ebmbench.run(results=tmp_path / f"d{d}.sqlite", tune_draw=d, **RUN)
+    stored = [ebmbench.load_results(tmp_path / f"d{d}.sqlite") for d in (0, 1)]
+    table = script.per_draw(stored)
+    # A draw judged against the draws is within their range: nothing is credited to it.
+    itself = script.judged(table, table["fisher 0"])
+    assert (itself["verdict"] == "within").all()
+    # Halving every model's mean puts each below both draws (by more than 10 %), and the
+    # geometric mean of the ratio to the draws' median is 0.5 / (median / draw 0).
+    halved = script.judged(table, table[["fisher 0", "fisher 1"]].min(axis=1) / 2)
+    assert (halved["verdict"] == "better").all()
+    (line,) = script.judged_summary(halved).to_dict("records")
+    assert (line["better"], line["worse"], line["within"], line["models"]) == (2, 0, 0, 2)
+    expected = (table[["fisher 0", "fisher 1"]].min(axis=1) / 2 / table["median"]).prod() ** 0.5
+    assert line["geometric mean ratio"] == pytest.approx(expected)
+    doubled = script.judged(table, table[["fisher 0", "fisher 1"]].max(axis=1) * 2)
+    assert (doubled["verdict"] == "worse").all()
