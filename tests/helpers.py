@@ -78,3 +78,13 @@ class {cls}(Method):
 def ebmbench_register_methods(register):
     register({cls})
 '''
+
+
+def study_key(spec) -> str:
+    """The key of the one tuning study ``spec`` belongs to (:func:`ebmbench.tuning.plan_studies`
+    with the current plugin manager)."""
+    from ebmbench.plugins import get_plugin_manager
+    from ebmbench.tuning import plan_studies
+
+    (key,) = plan_studies([spec], get_plugin_manager(), set()).keys()
+    return key

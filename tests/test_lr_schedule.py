@@ -15,8 +15,7 @@ from ebmbench.grid import Selection, expand
 from ebmbench.leaderboard.aggregate import model_label
 from ebmbench.plugins import get_plugin_manager
 from ebmbench.store import ResultStore
-from ebmbench.tuning import plan_studies
-from tests.helpers import registered_plugins
+from tests.helpers import registered_plugins, study_key
 
 ExactSM = ebmbench.get_method("exact_sm").__class__
 
@@ -101,10 +100,6 @@ def test_constant_keeps_every_key_and_a_decay_changes_them(fresh_plugins):
     assert (constant.run_id, constant.train_key) == (plain.run_id, plain.train_key)
     keys = {plain.train_key, cosine.train_key, linear.train_key}
     assert len(keys) == 3
-
-    def study_key(spec):
-        (key,) = plan_studies([spec], pm, set()).keys()
-        return key
 
     assert study_key(constant) == study_key(plain) != study_key(cosine)
 

@@ -18,8 +18,7 @@ from ebmbench.learning_curve import LearningCurveProbe
 from ebmbench.plugins import get_plugin_manager
 from ebmbench.runner import _load_data, validation_split
 from ebmbench.store import ResultStore
-from ebmbench.tuning import plan_studies
-from tests.helpers import registered_plugins
+from tests.helpers import registered_plugins, study_key
 
 ExactSM = ebmbench.get_method("exact_sm").__class__
 
@@ -163,10 +162,6 @@ def test_none_keeps_every_key_and_ema_changes_them(fresh_plugins):
     (ema,), _ = expand(Selection(**base, weight_average="ema"), pm)
     assert (none.run_id, none.train_key) == (plain.run_id, plain.train_key)
     assert ema.train_key != plain.train_key and ema.run_id != plain.run_id
-
-    def study_key(spec):
-        (key,) = plan_studies([spec], pm, set()).keys()
-        return key
 
     assert study_key(none) == study_key(plain) != study_key(ema)
 
