@@ -121,7 +121,7 @@ def run(
     sampler_board: bool = False,
     checkpoints: bool = True,
     tune_draw: int = 0,
-    weight_average: str = "none",
+    weight_average: str = "best",
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 
@@ -146,11 +146,13 @@ def run(
     decayed run is labelled with it (``dsm (lr_schedule=cosine)``) and ranked apart.
     ``checkpoint`` is the model each run reports (:mod:`ebmbench.early_stopping`):
     ``best``, its best learning-curve point on the validation split, or ``last``; a
-    ``last`` run is labelled with it and ranked apart. ``weight_average="ema"`` makes
-    each run's model, and every point of its learning curve, the power-function EMA of its
-    training's iterates (:mod:`ebmbench.averaging`) instead of its last iterate; such a
-    run is labelled ``(weight_average=ema)`` and ranked apart; ``"best"`` takes, at each curve
-    point, whichever of the iterate and its average validates better.
+    ``last`` run is labelled with it and ranked apart. ``weight_average`` is what each run's
+    model, and every point of its learning curve, is (:mod:`ebmbench.averaging`):
+    ``"best"`` (the default) takes, at each curve point, whichever of the iterate and the
+    power-function EMA of the training's iterates validates better; ``"ema"`` always the
+    average, ``"none"`` always the iterate. A run records the setting in its label
+    (``(weight_average=best)``) unless it is ``none``, and runs that differ in it are ranked
+    apart; a board whose models all share it states it once instead.
 
     Every trained model is kept in ``checkpoints/`` beside the store, for
     :func:`ebmbench.load_model`, unless ``checkpoints=False``.

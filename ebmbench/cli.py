@@ -164,11 +164,12 @@ def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
               help="The model each run reports: its best learning-curve point on the "
                    "validation split (early stopping), or its last; a last-model run is "
                    "labelled and ranked apart.")
-@click.option("--weight-average", type=click.Choice(WEIGHT_AVERAGES), default="none",
+@click.option("--weight-average", type=click.Choice(WEIGHT_AVERAGES), default="best",
               show_default=True,
-              help="What each run evaluates and reports: its iterates, their power-function "
-                   "EMA (ema), or at each curve point the one that validates better (best); "
-                   "an averaged run is labelled and ranked apart.")
+              help="What each run evaluates and reports: at each curve point whichever of its "
+                   "iterate and their power-function EMA validates better (best), always the "
+                   "EMA (ema), or its iterates (none); runs that differ in it are labelled "
+                   "and ranked apart.")
 @click.option("--sampler-board/--no-sampler-board", default=True, show_default=True,
               help="After the runs, judge the selected samplers on the selected toy densities' "
                    "true density and reference energy at equal gradient budgets.")

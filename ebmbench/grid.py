@@ -53,9 +53,10 @@ class Selection:
     #: The model each run reports (:data:`ebmbench.early_stopping.CHECKPOINT_RULES`): its
     #: best learning-curve point on the validation split, or its last.
     checkpoint: str = "best"
-    #: What each run evaluates (:data:`ebmbench.averaging.WEIGHT_AVERAGES`): its iterates,
-    #: or their power-function EMA.
-    weight_average: str = "none"
+    #: What each run evaluates (:data:`ebmbench.averaging.WEIGHT_AVERAGES`): at each curve
+    #: point whichever of its iterate and their power-function EMA validates better (the
+    #: default since 2026-12-01), always the EMA, or always the iterate.
+    weight_average: str = "best"
     #: ``"kind.*.param"`` → value, set on the selected plugins that declare ``param`` and
     #: on no other, never an error (what ``--data-dir`` and ``--fid-weights`` set).
     where_declared: dict[str, Any] = field(default_factory=dict)
@@ -90,7 +91,7 @@ class RunSpec:
     #: ``last`` keeps the run ids of the rows made before the rule existed.
     checkpoint: str = "last"
     #: What the run evaluates (:mod:`ebmbench.averaging`): ``none`` (its iterates, the
-    #: ids of every row made before averaging existed) or ``ema``.
+    #: ids of every row made before averaging existed), ``ema`` or ``best``.
     weight_average: str = "none"
     #: Tuning: for a trial, its study and number; for a tuned run, the study's record
     #: (trials, objective, chosen values). Kept in the row's ``hyperparams["tuning"]``;

@@ -294,7 +294,7 @@ def train(
     method: str, architecture: str, dataset: str, *, sampler: str = "mala",
     budget: str = "quick", seed: int = 0, device: str = "auto",
     overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
-    lr_schedule: str = "constant", checkpoint: str = "best", weight_average: str = "none",
+    lr_schedule: str = "constant", checkpoint: str = "best", weight_average: str = "best",
     **params: Any,
 ) -> TrainedModel:
     """Train one model as ``ebmbench run`` would, and return it.
@@ -317,9 +317,9 @@ def train(
         checkpoint: ``best`` (the model at the run's best learning-curve point on the
             validation split) or ``last`` (the final model), as ``--checkpoint``
             (:mod:`ebmbench.early_stopping`).
-        weight_average: ``none`` (the model is the run's iterate), ``ema`` (the
-            power-function EMA of its iterates) or ``best`` (whichever of the two validates
-            better at each curve point), as ``--weight-average``
+        weight_average: ``best`` (whichever of the run's iterate and the power-function
+            EMA of its iterates validates better at each curve point), ``ema`` (always the
+            average) or ``none`` (always the iterate), as ``--weight-average``
             (:mod:`ebmbench.averaging`).
         **params: The method's hyper-parameters, e.g. ``sigma=0.05, steps=2000``.
 

@@ -633,8 +633,9 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
             # So is a run reporting its last model where the default reports its best.
             if spec.checkpoint == "last":
                 schedule["checkpoint"] = "last"
-            # And one evaluated at its iterates' average (ebmbench.averaging).
-            if spec.weight_average != "none":
+            # And one evaluated otherwise than the default (ebmbench.averaging): always at
+            # its iterates' average, or at its iterates alone.
+            if spec.weight_average != "best":
                 schedule["weight_average"] = spec.weight_average
             if variant := _variant(pm, spec) | schedule:
                 rows[spec.run_id]["hyperparams"]["variant"] = variant

@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 import ebmbench
+from ebmbench.averaging import WEIGHT_AVERAGES
 from ebmbench.tuning import reported_point
 
 
@@ -70,6 +71,7 @@ def run_point(point: dict[str, Any], args: argparse.Namespace, store: Path) -> l
         datasets=[args.dataset], metrics=["fisher"], seeds=args.seeds, budget=args.budget,
         overrides={f"method.{args.method}.{k}": v for k, v in point.items()},
         results=store, checkpoints=False, sampler_board=False,
+        weight_average=args.weight_average,
     )
     rows = []
     for row in frame.to_dict("records"):
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--grid", action="append", required=True, metavar="NAME=V1,V2,…")
     parser.add_argument("--seeds", default="0", help="seeds of every point, e.g. 0-2")
     parser.add_argument("--budget", default="quick")
+    parser.add_argument("--weight-average", default="best", choices=WEIGHT_AVERAGES,
+                        help="what each run reports, as ebmbench run's --weight-average")
     parser.add_argument("--results", default=None,
                         help="store for the runs (default: a temporary one)")
     args = parser.parse_args(argv)

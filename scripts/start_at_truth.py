@@ -63,6 +63,8 @@ def published_models(frame: pd.DataFrame, dataset: str) -> pd.DataFrame:
             "overrides": {f"{kind}.{name}.{k}": v for kind, name in kinds.items()
                           for k, v in (hyperparams.get(kind) or {}).items()},
             "configuration": configuration_text(hyperparams),
+            # The published model's averaging rule (rows made before the option: none).
+            "weight_average": hyperparams.get("weight_average", "none"),
             "published": float(per_seed.mean()),
         })
     return pd.DataFrame(lines)
@@ -80,7 +82,7 @@ def from_truth(model: dict[str, Any], dataset: str, seeds: list[int] | str, budg
             seeds=seeds, budget=budget, overrides=sets, results=results, checkpoints=False,
             # Where the method takes the truth by the end of its budget is the control's
             # question: its best checkpoint would be the start, and hide its bias.
-            checkpoint="last",
+            checkpoint="last", weight_average=model.get("weight_average", "none"),
         )
     except ebmbench.UserError as exc:  # e.g. a published third-party method not installed here
         return {"start": math.nan, "end": math.nan, "status": f"not run: {exc}"}

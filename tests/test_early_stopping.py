@@ -68,6 +68,9 @@ def blowup(fresh_plugins):
 # sit at exact fractions of the 64 updates: steps 1, 1, 1, 2, 4, 8, 16, 32 and 64.
 RUN = dict(methods=["late_blowup"], samplers=["ula"], architectures=["quadratic"],
            datasets=["correlated_gaussian"], metrics=["fisher"], budget="smoke", device="cpu",
+           # the iterates, so that this file checks the checkpoint rule alone (averaging:
+           # test_weight_average.py)
+           weight_average="none",
            train_flops=1e15,
            overrides={"method.late_blowup.steps": STEPS, "method.late_blowup.lr": 0.05})
 
@@ -124,10 +127,12 @@ def test_a_run_reports_its_best_validated_model_not_its_wrecked_last(blowup, tmp
         curve[chosen]["fisher_divergence"], rel=0.3)
     assert last["metric.fisher_divergence"] > 100 * best["metric.fisher_divergence"]
     assert LateBlowup.restored[0] == 32
-    # The rule is recorded; the last-model run is labelled, so it is ranked apart.
+    # The rule is recorded; the last-model run is labelled, so it is ranked apart (both say
+    # they report iterates, which the default does not).
     assert best["hyperparams"]["checkpoint"] == "best"
-    assert model_label(best["method"], best["hyperparams"]) == "late_blowup"
-    assert model_label(last["method"], last["hyperparams"]) == "late_blowup (checkpoint=last)"
+    assert model_label(best["method"], best["hyperparams"]) == "late_blowup (weight_average=none)"
+    assert model_label(last["method"], last["hyperparams"]) == (
+        "late_blowup (checkpoint=last, weight_average=none)")
     # The leaderboard says which checkpoint each seed reports (not the last: 50 % of the run).
     write_leaderboards(tmp_path / "best.sqlite", tmp_path / "board")
     text = (tmp_path / "board" / "correlated_gaussian.md").read_text()

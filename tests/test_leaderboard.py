@@ -274,6 +274,44 @@ def test_a_variant_is_labelled_and_ranked_as_its_own_row():
     assert {"a", "a (α=0.1)"} <= methods
 
 
+def ran_with(rows, **settings):
+    """``rows`` as if each had run under the protocol ``settings`` (their own trainings),
+    recorded as the runner records them."""
+    tag = f"/{sorted(settings.items())}"
+    out = []
+    for r in rows:
+        recorded = {**(r.get("hyperparams") or {}), **settings}
+        out.append(
+            {**r, "hyperparams": recorded, "train_key": r["train_key"] + tag, "run_id": r["run_id"] + tag}
+        )
+    return out
+
+
+def test_a_protocol_setting_every_model_shares_is_stated_once_and_one_they_differ_in_labels_them():
+    plain = board_of(toy_rows(samplers=("ula",)))
+    rows = ran_with(toy_rows(samplers=("ula",)), checkpoint="best", weight_average="best")
+    rows += ran_with([  # a method variant keeps its own label
+        row("a", "ula", seed=s, hyperparams={"variant": {"alpha": 0.1}}, fisher_divergence=0.5, test_nll=2.0)
+        for s in (0, 1, 2)
+    ], checkpoint="best", weight_average="best")
+    shared = board_of(rows)
+    assert set(shared.models.table["method"]) == set(plain.models.table["method"]) | {"a (α=0.1)"}
+    (note,) = [n for n in shared.models.notes if n.startswith("Every model")]
+    assert "`checkpoint=best`" in note and "`weight_average=best`" in note
+    assert note in render_dataset(shared).split("## Models")[1]
+    # Rows that record no setting ran under the rule from before it existed.
+    assert any("`weight_average=none`" in n for n in plain.models.notes)
+    # Models that differ in a setting are labelled with it, whatever the default was when
+    # each ran: rows from before averaging (no record) never merge with averaged ones.
+    mixed = ran_with(toy_rows(samplers=("ula",)), weight_average="best") + [
+        dict(r, run_id=f"old/{r['run_id']}", train_key=f"old/{r['train_key']}")
+        for r in toy_rows(samplers=("ula",)) if r["method"] == "a"
+    ]
+    labels = set(board_of(mixed).models.table["method"])
+    assert {"a (weight_average=none)", "a (weight_average=best)"} <= labels
+    assert not any("weight_average" in n for n in board_of(mixed).models.notes)
+
+
 def test_failed_runs_and_missing_data_skips_are_listed_with_their_reasons():
     rows = toy_rows(samplers=("ula",))
     rows.append(row("d", "ula", status="failed", reason="boom | bang"))

@@ -48,6 +48,9 @@ def recorder(fresh_plugins):
 STEPS = 40
 RUN = dict(methods=["lr_recorder"], samplers=["ula"], architectures=["quadratic"],
            datasets=["correlated_gaussian"], metrics=["fisher"], budget="smoke", device="cpu",
+           # the iterates, so that this file checks the learning-rate schedule alone (averaging:
+           # test_weight_average.py)
+           weight_average="none",
            overrides={"method.lr_recorder.steps": STEPS, "method.lr_recorder.lr": 0.01})
 
 
@@ -75,7 +78,8 @@ def test_every_optimiser_follows_the_schedule_in_the_runs_progress(recorder, tmp
         assert flow_lr == pytest.approx(0.5 * factor, rel=1e-9), t  # its own lr₀ is kept
     row = frame.iloc[0]
     assert row["hyperparams"]["lr_schedule"] == kind
-    assert model_label(row["method"], row["hyperparams"]) == f"lr_recorder (lr_schedule={kind})"
+    assert model_label(row["method"], row["hyperparams"]) == (
+        f"lr_recorder (lr_schedule={kind}, weight_average=none)")
 
 
 def test_a_compute_bound_run_decays_to_near_zero_by_its_budget(recorder, tmp_path):

@@ -467,9 +467,9 @@ def test_a_tuning_draw_repeats_the_search_apart_and_never_reads_the_test_split(
         ebmbench.run(tune=4, results=tmp_path / "draw1.sqlite", **TUNE)
     assert run0["seed"] == run1["seed"] == 0  # the runs are the same seeds in every draw
     # Both draws tune: the defaults (lr 1e-6) barely move the Gaussian energy, and each
-    # draw's random start holds a learning rate that fits it.
+    # draw's random start holds a learning rate hundreds of times larger that fits it.
     for run in (run0, run1):
-        assert run["hyperparams"]["method"]["lr"] > 1e-3
+        assert run["hyperparams"]["method"]["lr"] > 1e-4
 
 
 def test_a_run_found_again_gets_the_current_tuning_record_and_keeps_its_results(
@@ -478,9 +478,9 @@ def test_a_run_found_again_gets_the_current_tuning_record_and_keeps_its_results(
     is a digest of them); only its record of how they were chosen is brought up to date,
     e.g. a run tuned before the choice gained its confirmation."""
     results = tmp_path / "r.sqlite"
-    # Any study with a confirmation will do: the draws of ``last``'s keys give one (two of
-    # the three trials sound on the validation split), those of ``best``'s do not.
-    tune = dict(TUNE, checkpoint="last")
+    # Any study with a confirmation will do: the draws of ``last``'s keys with the iterates
+    # give one (two of the three trials sound on the validation split), others may not.
+    tune = dict(TUNE, checkpoint="last", weight_average="none")
     first = ebmbench.run(tune=3, results=results, **tune).iloc[0]
     record = first["hyperparams"]["tuning"]
     assert "confirmation" in record

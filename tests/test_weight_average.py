@@ -1,6 +1,7 @@
-"""Weight averaging (``--weight-average ema``): a run evaluates and reports the
-power-function EMA of its iterates (Karras et al. 2024), training is untouched, and
-``none`` leaves every run, key and study exactly as it was."""
+"""Weight averaging (``--weight-average``): a run evaluates and reports the power-function
+EMA of its iterates (Karras et al. 2024; ``ema``), or at each curve point whichever of it
+and the iterate validates better (``best``, the default); training is untouched, and
+``none`` leaves every run, key and study as it was before the option existed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import pytest
 import torch
 
 import ebmbench
-from ebmbench.averaging import IterateAverage, power_ema_beta, power_ema_gamma, take_curve_point
+from ebmbench.averaging import (
+    WEIGHT_AVERAGES,
+    IterateAverage,
+    power_ema_beta,
+    power_ema_gamma,
+    take_curve_point,
+)
 from ebmbench.early_stopping import point_rank
 from ebmbench.grid import Selection, expand
 from ebmbench.leaderboard.aggregate import model_label
@@ -153,17 +160,21 @@ def test_the_curve_scores_the_average(recorder, tmp_path):
     assert abs(iterate - averaged) > 1e-3 * averaged
 
 
-def test_none_keeps_every_key_and_ema_changes_them(fresh_plugins):
+def test_best_is_the_default_and_none_keeps_the_keys_rows_had_before_averaging(fresh_plugins):
     pm = get_plugin_manager()
     base = dict(methods=["dsm"], samplers=["ula"], architectures=["mlp"], datasets=["banana"],
                 metrics=[], budget="smoke")
-    (plain,), _ = expand(Selection(**base), pm)
-    (none,), _ = expand(Selection(**base, weight_average="none"), pm)
-    (ema,), _ = expand(Selection(**base, weight_average="ema"), pm)
-    assert (none.run_id, none.train_key) == (plain.run_id, plain.train_key)
-    assert ema.train_key != plain.train_key and ema.run_id != plain.run_id
-
-    assert study_key(none) == study_key(plain) != study_key(ema)
+    (default,), _ = expand(Selection(**base), pm)
+    specs = {w: expand(Selection(**base, weight_average=w), pm)[0][0] for w in WEIGHT_AVERAGES}
+    assert default.weight_average == "best"
+    assert (default.run_id, default.train_key) == (specs["best"].run_id, specs["best"].train_key)
+    # none: no averaging entry in the digest, so the rows made before the option keep their ids.
+    assert all("weight_average" not in extra for extra in specs["none"]._extra())
+    assert all(extra.get("weight_average") == w for w in ("ema", "best") for extra in specs[w]._extra())
+    # Each setting is its own run, training and tuning study.
+    for key in ("run_id", "train_key"):
+        assert len({getattr(s, key) for s in specs.values()}) == len(WEIGHT_AVERAGES)
+    assert len({study_key(s) for s in specs.values()}) == len(WEIGHT_AVERAGES)
 
 
 def test_trials_are_averaged_too(recorder, tmp_path):

@@ -228,6 +228,13 @@ def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+#: Each setting of the harness's protocol that a run records in its ``hyperparams``
+#: (``ebmbench.runner``), with the value of a row that records none: the rule before the
+#: setting existed. A board tells its models apart by these as recorded, whatever the
+#: default was when each run was made.
+PROTOCOL_SETTINGS = {"lr_schedule": "constant", "checkpoint": "last", "weight_average": "none"}
+
+
 def model_label(method: str, hyperparams: dict[str, Any] | None) -> str:
     """The method's name on a leaderboard, with its variant if the run recorded one.
 
@@ -244,6 +251,48 @@ def model_label(method: str, hyperparams: dict[str, Any] | None) -> str:
         for k, v in sorted(variant.items())
     )
     return f"{method} ({shown})"
+
+
+def protocol_of(hyperparams: dict[str, Any] | None) -> dict[str, Any]:
+    """The protocol settings a run ran under, read from its row.
+
+    >>> protocol_of({"checkpoint": "best", "weight_average": "best"})
+    {'lr_schedule': 'constant', 'checkpoint': 'best', 'weight_average': 'best'}
+    """
+    recorded = hyperparams or {}
+    return {name: recorded.get(name) or before for name, before in PROTOCOL_SETTINGS.items()}
+
+
+def shared_protocol(hyperparams: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
+    """The protocol settings every run ran under with one value: what a board states once
+    instead of in every label. A setting with two values keeps its models labelled apart.
+
+    >>> shared_protocol([{"weight_average": "best", "variant": {"alpha": 0.1}}, {"weight_average": "best"}])
+    {'lr_schedule': 'constant', 'checkpoint': 'last', 'weight_average': 'best'}
+    >>> shared_protocol([{"weight_average": "best"}, {}])
+    {'lr_schedule': 'constant', 'checkpoint': 'last'}
+    """
+    protocols = [protocol_of(h) for h in hyperparams]
+    return {
+        name: protocols[0][name]
+        for name in PROTOCOL_SETTINGS
+        if protocols and len({repr(p[name]) for p in protocols}) == 1
+    }
+
+
+def board_label(method: str, hyperparams: dict[str, Any] | None, shared: dict[str, Any]) -> str:
+    """A model's label on a board: its method variant, and every protocol setting it ran
+    under (:func:`protocol_of`) that the board's models do not all share.
+
+    >>> board_label("cd", {"variant": {"alpha": 0.1, "checkpoint": "last"}}, {"checkpoint": "last"})
+    'cd (α=0.1, lr_schedule=constant, weight_average=none)'
+    >>> board_label("cd", {"weight_average": "best"}, {"lr_schedule": "constant", "checkpoint": "last"})
+    'cd (weight_average=best)'
+    """
+    recorded = hyperparams or {}
+    variant = {k: v for k, v in (recorded.get("variant") or {}).items() if k not in PROTOCOL_SETTINGS}
+    variant |= {k: v for k, v in protocol_of(recorded).items() if k not in shared}
+    return model_label(method, {"variant": variant})
 
 
 def _uses_sampler(rows: pd.DataFrame) -> pd.Series:
@@ -482,7 +531,12 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
     the target, the gallery data and the designated sampler of one dataset's ``run`` rows."""
     rows = rows.copy()
     rows["training_sampler"] = np.where(_uses_sampler(rows), rows["sampler"], "–")
-    rows["method"] = [model_label(m, h) for m, h in zip(rows["method"], rows["hyperparams"], strict=True)]
+    # A protocol setting every model of the board ran with is said once, in a note, not in
+    # every label; a setting that differs between models keeps them labelled (and ranked) apart.
+    shared = shared_protocol(rows.loc[rows["status"] != "skipped", "hyperparams"])
+    rows["method"] = [
+        board_label(m, h, shared) for m, h in zip(rows["method"], rows["hyperparams"], strict=True)
+    ]
     directions, costs, references, samples = _declared(rows)
     quality = [v for v in sorted(directions) if v not in costs | references]
     model_values = _reported(rows, [v for v in quality if v not in samples])
@@ -611,6 +665,13 @@ def _model_boards(rows: pd.DataFrame, dataset: str) -> tuple[Any, ...]:
         compute_costs.append("flops_to_target")
     unranked_units = pd.DataFrame(unranked_lines)
     notes = []
+    if shared:
+        settings = ", ".join(f"`{k}={v}`" for k, v in shared.items())
+        notes.append(
+            f"Every model on this board ran with {settings} (docs/protocol.md: the learning-rate "
+            f"schedule, the checkpoint reported, the weight average), so no label repeats them; "
+            f"a setting the models differ in is part of their labels."
+        )
     if on_samples and chosen_sampler:
         notes.append(
             f"No model value (one computed without samples) exists on this dataset, so models are "
