@@ -543,12 +543,18 @@ def test_boards_render_the_same_from_the_store_and_its_exports_and_check_detects
 
 
 def test_index_says_what_ran_and_links_every_dataset(tmp_path):
-    rows = toy_rows() + on("toy2", toy_rows())
+    averaged = ran_with(toy_rows(), checkpoint="best", weight_average="best")
+    rows = toy_rows() + on("toy2", averaged) + on("toy3", averaged[:3] + toy_rows()[3:])
     written = write_leaderboards_from_rows(rows, tmp_path)
     index = written[-1].read_text()
     assert "budget: quick · seeds: 0, 1, 2 · device: cpu" in index
     assert "[toy](toy.md)" in index and "[toy2](toy2.md)" in index
     assert "### Models" in index
+    # The protocol each dataset's models ran under, or which settings are mixed.
+    lines = {line.split("|")[1].strip(): line for line in index.splitlines() if line.startswith("| [toy")}
+    assert "lr_schedule=constant, checkpoint=last, weight_average=none" in lines["[toy](toy.md)"]
+    assert "lr_schedule=constant, checkpoint=best, weight_average=best" in lines["[toy2](toy2.md)"]
+    assert "checkpoint mixed, weight_average mixed" in lines["[toy3](toy3.md)"]
 
 
 def test_the_harness_records_a_variant_and_the_board_labels_it(tmp_path):

@@ -280,6 +280,24 @@ def shared_protocol(hyperparams: Iterable[dict[str, Any] | None]) -> dict[str, A
     }
 
 
+def protocol_text(hyperparams: Iterable[dict[str, Any] | None]) -> str:
+    """The protocol a dataset's runs ran under, for the index: each setting with its one
+    value, or ``mixed`` where the runs differ in it (their labels then say which is which).
+
+    >>> protocol_text([{"checkpoint": "best", "weight_average": "best"}, {"checkpoint": "best"}])
+    'lr_schedule=constant, checkpoint=best, weight_average mixed'
+    >>> protocol_text([])
+    '–'
+    """
+    hyperparams = list(hyperparams)
+    if not hyperparams:
+        return "–"
+    shared = shared_protocol(hyperparams)
+    return ", ".join(
+        f"{name}={shared[name]}" if name in shared else f"{name} mixed" for name in PROTOCOL_SETTINGS
+    )
+
+
 def board_label(method: str, hyperparams: dict[str, Any] | None, shared: dict[str, Any]) -> str:
     """A model's label on a board: its method variant, and every protocol setting it ran
     under (:func:`protocol_of`) that the board's models do not all share.

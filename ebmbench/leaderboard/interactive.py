@@ -26,7 +26,7 @@ import jinja2
 import pandas as pd
 
 from ..errors import UserError
-from .aggregate import MODEL_KEY, SAMPLE_KEY, Board, DatasetBoards
+from .aggregate import MODEL_KEY, SAMPLE_KEY, Board, DatasetBoards, protocol_text
 from .figures import curve_lines, curve_value, model_name, pareto_points
 from .render import facts_line, render_rules, sample_header, value_header
 
@@ -467,11 +467,14 @@ def _datasets_table(boards: list[DatasetBoards], frame: pd.DataFrame) -> str:
     lines = []
     for b in boards:
         best = b.models.table[b.models.table["rank"] == 1] if len(b.models.table) else b.models.table
+        rows = frame[frame["dataset"] == b.dataset]
+        ran = rows[(rows["role"] == "run") & (rows["status"] != "skipped")] if "role" in rows else rows[:0]
         lines.append(
             {
                 "dataset": f'<a href="{html.escape(b.dataset)}.html">{html.escape(b.dataset)}</a>',
-                "runs": int((frame["dataset"] == b.dataset).sum()),
+                "runs": len(rows),
                 "not applicable": int(b.not_applicable["combinations"].sum()) if len(b.not_applicable) else 0,
+                "protocol": html.escape(protocol_text(ran["hyperparams"])),
                 "rank 1 (models)": html.escape(", ".join(model_name(r) for _, r in best.iterrows()) or "–"),
             }
         )

@@ -11,7 +11,7 @@ import jinja2
 import pandas as pd
 from tabulate import tabulate
 
-from .aggregate import COMBO, MODEL_KEY, SAMPLE_KEY, Board, DatasetBoards
+from .aggregate import COMBO, MODEL_KEY, SAMPLE_KEY, Board, DatasetBoards, protocol_text
 from .ranking import BOOTSTRAP_SAMPLES
 
 __all__ = [
@@ -317,12 +317,14 @@ def render_index(
         counts = rows["status"].value_counts()
         best = b.models.table[b.models.table["rank"] == 1] if len(b.models.table) else b.models.table
         na = int(b.not_applicable["combinations"].sum()) if len(b.not_applicable) else 0
+        ran = rows[(rows["role"] == "run") & (rows["status"] != "skipped")] if "role" in rows else rows[:0]
         body.append(
             [
                 f"[{b.dataset}]({b.dataset}.md)",
                 len(rows),
                 ", ".join(f"{n} {s}" for s, n in counts.items()),
                 na,
+                protocol_text(ran["hyperparams"]),
                 ", ".join("/".join(str(r[c]) for c in MODEL_KEY if r[c] != "–") for _, r in best.iterrows())
                 or "–",
             ]
@@ -358,7 +360,9 @@ def render_index(
     return _page(
         "index.md.j2",
         facts=facts_line(frame),
-        datasets_table=_table(body, ["dataset", "runs", "status", "not applicable", "rank 1 (models)"]),
+        datasets_table=_table(
+            body, ["dataset", "runs", "status", "not applicable", "protocol", "rank 1 (models)"]
+        ),
         rules=render_rules(),
         summaries=summary_blocks,
     )
