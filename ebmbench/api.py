@@ -150,9 +150,9 @@ def run(
     model, and every point of its learning curve, is (:mod:`ebmbench.averaging`):
     ``"best"`` (the default) takes, at each curve point, whichever of the iterate and the
     power-function EMA of the training's iterates validates better; ``"ema"`` always the
-    average, ``"none"`` always the iterate. A run records the setting in its label
-    (``(weight_average=best)``) unless it is ``none``, and runs that differ in it are ranked
-    apart; a board whose models all share it states it once instead.
+    average, ``"none"`` always the iterate. Runs that differ in it are labelled with it
+    (``dsm (weight_average=none)``) and ranked apart; a board whose models all share it
+    states it once instead.
 
     Every trained model is kept in ``checkpoints/`` beside the store, for
     :func:`ebmbench.load_model`, unless ``checkpoints=False``.

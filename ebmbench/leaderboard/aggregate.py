@@ -280,16 +280,19 @@ def shared_protocol(hyperparams: Iterable[dict[str, Any] | None]) -> dict[str, A
     }
 
 
-def protocol_text(hyperparams: Iterable[dict[str, Any] | None]) -> str:
-    """The protocol a dataset's runs ran under, for the index: each setting with its one
+def protocol_text(frame: pd.DataFrame, dataset: str) -> str:
+    """The protocol ``dataset``'s runs ran under, for the index: each setting with its one
     value, or ``mixed`` where the runs differ in it (their labels then say which is which).
 
-    >>> protocol_text([{"checkpoint": "best", "weight_average": "best"}, {"checkpoint": "best"}])
-    'lr_schedule=constant, checkpoint=best, weight_average mixed'
-    >>> protocol_text([])
-    '–'
+    >>> rows = pd.DataFrame({"dataset": "d", "role": "run", "status": ["ok", "ok", "skipped"],
+    ...     "hyperparams": [{"checkpoint": "best", "weight_average": "best"}, {"checkpoint": "best"}, {}]})
+    >>> protocol_text(rows, "d"), protocol_text(rows, "other")
+    ('lr_schedule=constant, checkpoint=best, weight_average mixed', '–')
     """
-    hyperparams = list(hyperparams)
+    if "role" not in frame:
+        return "–"
+    ran = frame[(frame["dataset"] == dataset) & (frame["role"] == "run") & (frame["status"] != "skipped")]
+    hyperparams = list(ran["hyperparams"])
     if not hyperparams:
         return "–"
     shared = shared_protocol(hyperparams)

@@ -467,14 +467,12 @@ def _datasets_table(boards: list[DatasetBoards], frame: pd.DataFrame) -> str:
     lines = []
     for b in boards:
         best = b.models.table[b.models.table["rank"] == 1] if len(b.models.table) else b.models.table
-        rows = frame[frame["dataset"] == b.dataset]
-        ran = rows[(rows["role"] == "run") & (rows["status"] != "skipped")] if "role" in rows else rows[:0]
         lines.append(
             {
                 "dataset": f'<a href="{html.escape(b.dataset)}.html">{html.escape(b.dataset)}</a>',
-                "runs": len(rows),
+                "runs": int((frame["dataset"] == b.dataset).sum()),
                 "not applicable": int(b.not_applicable["combinations"].sum()) if len(b.not_applicable) else 0,
-                "protocol": html.escape(protocol_text(ran["hyperparams"])),
+                "protocol": html.escape(protocol_text(frame, b.dataset)),
                 "rank 1 (models)": html.escape(", ".join(model_name(r) for _, r in best.iterrows()) or "–"),
             }
         )

@@ -317,14 +317,13 @@ def render_index(
         counts = rows["status"].value_counts()
         best = b.models.table[b.models.table["rank"] == 1] if len(b.models.table) else b.models.table
         na = int(b.not_applicable["combinations"].sum()) if len(b.not_applicable) else 0
-        ran = rows[(rows["role"] == "run") & (rows["status"] != "skipped")] if "role" in rows else rows[:0]
         body.append(
             [
                 f"[{b.dataset}]({b.dataset}.md)",
                 len(rows),
                 ", ".join(f"{n} {s}" for s, n in counts.items()),
                 na,
-                protocol_text(ran["hyperparams"]),
+                protocol_text(frame, b.dataset),
                 ", ".join("/".join(str(r[c]) for c in MODEL_KEY if r[c] != "–") for _, r in best.iterrows())
                 or "–",
             ]
