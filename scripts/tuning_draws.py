@@ -75,7 +75,7 @@ def reaching(table: pd.DataFrame, target: float) -> pd.Series:
     >>> reaching(table, 0.05).tolist()
     [2, 1]
     """
-    means = table[[c for c in table if c.startswith("fisher ")]]
+    means = table[draw_columns(table)]
     return (means <= target).sum(axis=1)
 
 
@@ -101,7 +101,7 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
     >>> line["draws"], line["models"], round(line["kendall tau"], 3), line["same best"]
     ('0 vs 1', 3, 0.333, False)
     """
-    draws = [c.split(" ", 1)[1] for c in table if c.startswith("fisher ")]
+    draws = [c.split(" ", 1)[1] for c in draw_columns(table)]
     lines = []
     for (dataset, energy), part in table.groupby(level=["dataset", "architecture"]):
         for a, b in itertools.combinations(draws, 2):
@@ -112,6 +112,16 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
                 "same best": bool(x.idxmin() == y.idxmin()),
             })
     return pd.DataFrame(lines)
+
+
+def draw_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of ``table`` that hold one draw's mean each (``fisher 0``, ...)."""
+    return [c for c in table if c.startswith("fisher ")]
+
+
+def model_text(model: tuple) -> str:
+    """A model index (dataset, energy, method, sampler) as ``method/sampler``."""
+    return "/".join(x for x in model[2:] if x != "–")
 
 
 def judged(table: pd.DataFrame, other: pd.Series, margin: float = 0.1) -> pd.DataFrame:
@@ -126,7 +136,7 @@ def judged(table: pd.DataFrame, other: pd.Series, margin: float = 0.1) -> pd.Dat
     >>> judged(draws, pd.Series([0.5, 1.95, 2.5], index=index))["verdict"].tolist()
     ['better', 'within', 'worse']
     """
-    draws = table[[c for c in table if c.startswith("fisher ")]]
+    draws = table[draw_columns(table)]
     part = table.join(other.rename("changed"), how="inner")
     low, high = draws.min(axis=1) / (1 + margin), draws.max(axis=1) * (1 + margin)
     part["verdict"] = ["better" if v < lo else "worse" if v > hi else "within"
@@ -148,7 +158,7 @@ def judged_summary(part: pd.DataFrame) -> pd.DataFrame:
     >>> int(line["better"]), round(float(line["geometric mean ratio"]), 3), line["best"]
     (1, 0.5, 'a')
     """
-    draws = [c for c in part if c.startswith("fisher ")]
+    draws = draw_columns(part)
     lines = []
     for (dataset, energy), group in part.groupby(level=["dataset", "architecture"]):
         taus = [group["changed"].corr(group[c], method="kendall") for c in draws]
@@ -158,7 +168,7 @@ def judged_summary(part: pd.DataFrame) -> pd.DataFrame:
             **{v: int((group["verdict"] == v).sum()) for v in ("better", "worse", "within")},
             "geometric mean ratio": float(np.exp(np.log(group["ratio"]).mean())),
             "tau vs draws": f"{min(taus):.2f}–{max(taus):.2f}",
-            "best": "/".join(x for x in best[2:] if x != "–"),
+            "best": model_text(best),
         })
     return pd.DataFrame(lines)
 
@@ -200,8 +210,8 @@ def main() -> None:
         print(judged_summary(part).to_markdown(index=False, floatfmt=".2f"))
         moved = part[part["verdict"] != "within"]
         for model, line in moved.iterrows():
-            draws = line[[c for c in part if c.startswith("fisher ")]]
-            print(f"- {line['verdict']}: {'/'.join(x for x in model[2:] if x != '–')} "
+            draws = line[draw_columns(part)]
+            print(f"- {line['verdict']}: {model_text(model)} "
                   f"({model[0]}, {model[1]}) {line['changed']:.3g}, draws "
                   f"{draws.min():.3g}–{draws.max():.3g}")
         if args.target is not None:
