@@ -160,3 +160,22 @@ def test_no_ranked_value_is_missing_and_no_degenerate_model_is_ranked():
         table = b.models.table
         assert not table["score"].isna().any(), b.dataset
         assert not (table["runs"].str.contains("degenerate")).any(), b.dataset
+
+
+def test_every_published_run_keeps_its_id_under_todays_code(results):
+    """A run's id and training key are digests of what it ran with (``RunSpec``); a sweep
+    resumes, ``--onto`` merges and ``ebmbench.load_model`` finds a checkpoint by them. So
+    today's code, given each published run's recorded settings, must compute the ids the
+    row was stored under: a change to the digest, or to how a protocol setting enters it,
+    fails here before it silently orphans every stored run."""
+    from ebmbench.model import _spec_from_row
+
+    pm = get_plugin_manager()
+    runs = results[(results["role"] == "run") & (results["status"] != "skipped")]
+    assert len(runs) > 1000
+    moved = []
+    for _, row in runs.iterrows():
+        spec = _spec_from_row(pm, row)  # raises when the training key moved
+        if spec.run_id != row["run_id"]:
+            moved.append((row["run_id"], row["method"], row["sampler"], row["dataset"]))
+    assert moved == []
