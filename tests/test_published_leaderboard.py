@@ -162,20 +162,29 @@ def test_no_ranked_value_is_missing_and_no_degenerate_model_is_ranked():
         assert not (table["runs"].str.contains("degenerate")).any(), b.dataset
 
 
-def test_every_published_run_keeps_its_id_under_todays_code(results):
-    """A run's id and training key are digests of what it ran with (``RunSpec``); a sweep
-    resumes, ``--onto`` merges and ``ebmbench.load_model`` finds a checkpoint by them. So
-    today's code, given each published run's recorded settings, must compute the ids the
-    row was stored under: a change to the digest, or to how a protocol setting enters it,
-    fails here before it silently orphans every stored run."""
+def test_every_published_run_keeps_its_ids_under_todays_code(results):
+    """A run's id, training key and tuning study are digests of what it ran with
+    (``RunSpec``, :func:`ebmbench.tuning.plan_studies`); a sweep resumes, ``--onto`` merges,
+    ``ebmbench.load_model`` finds a checkpoint and a tuned sweep finds its trials by them.
+    So today's code, given each published run's recorded settings, must compute the keys
+    the row was stored under: a change to a digest, or to how a protocol setting enters it,
+    fails here before it silently orphans every stored run and trial."""
     from ebmbench.model import _spec_from_row
+    from ebmbench.tuning import plan_studies
 
     pm = get_plugin_manager()
     runs = results[(results["role"] == "run") & (results["status"] != "skipped")]
     assert len(runs) > 1000
-    moved = []
+    moved, studies = [], 0
     for _, row in runs.iterrows():
         spec = _spec_from_row(pm, row)  # raises when the training key moved
+        where = (row["run_id"], row["method"], row["sampler"], row["dataset"])
         if spec.run_id != row["run_id"]:
-            moved.append((row["run_id"], row["method"], row["sampler"], row["dataset"]))
+            moved.append(("run_id", *where))
+        tuning = row["hyperparams"].get("tuning") or {}
+        if "study" in tuning:  # the published sweeps fixed nothing with --set; draw 0
+            studies += 1
+            if list(plan_studies([spec], pm, fixed=set())) != [tuning["study"]]:
+                moved.append(("study", *where))
+    assert studies > 1000
     assert moved == []
