@@ -22,6 +22,7 @@ from .averaging import check_weight_average
 from .early_stopping import check_rule
 from .errors import UserError, shown
 from .inputs import check_overrides, check_seeds, check_timeout, name_list
+from .protocol_settings import DEFAULTS as PROTOCOL_DEFAULTS
 from .schedules import check_lr_schedule
 
 
@@ -116,12 +117,12 @@ def run(
     progress: bool = False,
     tune: int = 0,
     train_flops: float | None = None,
-    lr_schedule: str = "constant",
-    checkpoint: str = "best",
+    lr_schedule: str = PROTOCOL_DEFAULTS["lr_schedule"],
+    checkpoint: str = PROTOCOL_DEFAULTS["checkpoint"],
     sampler_board: bool = False,
     checkpoints: bool = True,
     tune_draw: int = 0,
-    weight_average: str = "best",
+    weight_average: str = PROTOCOL_DEFAULTS["weight_average"],
 ) -> pd.DataFrame:
     """Train and evaluate every compatible combination of the selection.
 

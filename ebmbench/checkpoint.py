@@ -20,6 +20,8 @@ import torch
 
 from .errors import UserError
 from .grid import RunSpec
+from .protocol_settings import NAMES as SETTING_NAMES
+from .protocol_settings import from_record as settings_from_record
 
 __all__ = ["MODEL_FORMAT", "MODEL_FORMAT_VERSION", "model_payload", "write_model_file",
            "read_model_file", "spec_from_payload"]
@@ -50,8 +52,7 @@ def model_payload(
             "dataset": spec.dataset, "seed": int(spec.seed), "budget": spec.budget,
             "params": _plain(spec.params), "uses_sampler": bool(spec.uses_sampler),
             "trial": spec.trial, "replicate": spec.replicate, "train_flops": spec.train_flops,
-            "lr_schedule": spec.lr_schedule, "checkpoint": spec.checkpoint,
-            "weight_average": spec.weight_average,
+            **{name: getattr(spec, name) for name in SETTING_NAMES},
         },
         "train_key": spec.train_key,
         # str(): torch.__version__ is a TorchVersion, which weights_only loading refuses.
@@ -117,7 +118,5 @@ def spec_from_payload(state: dict[str, Any], path: str | os.PathLike[str] = "") 
         params={k: dict(v) for k, v in spec["params"].items()},
         uses_sampler=bool(spec["uses_sampler"]),
         trial=spec.get("trial"), replicate=spec.get("replicate"),
-        train_flops=spec.get("train_flops"), lr_schedule=spec.get("lr_schedule"),
-        checkpoint=spec.get("checkpoint", "last"),
-        weight_average=spec.get("weight_average", "none"),
+        train_flops=spec.get("train_flops"), **settings_from_record(spec),
     )

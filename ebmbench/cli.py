@@ -27,6 +27,7 @@ from .early_stopping import CHECKPOINT_RULES
 from .errors import EnvironmentFailure, UserError, unknown_choice
 from .inputs import parse_seeds, parse_timeout, parse_workers
 from .params import BUDGETS
+from .protocol_settings import DEFAULTS as PROTOCOL_DEFAULTS
 from .schedules import LR_SCHEDULES
 
 __all__ = ["main", "cli"]
@@ -155,16 +156,17 @@ def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
                                 "much each choice owes to chance; use a store per draw.")
 @click.option("--train-flops", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="FLOPS", help="Training compute per run, replacing the budget's.")
-@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default="constant",
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=PROTOCOL_DEFAULTS["lr_schedule"],
               show_default=True,
               help="Decay every training learning rate over the run's compute budget (to zero "
                    "at its end); a decayed run is labelled and ranked apart.")
-@click.option("--checkpoint", type=click.Choice(CHECKPOINT_RULES), default="best",
+@click.option("--checkpoint", type=click.Choice(CHECKPOINT_RULES), default=PROTOCOL_DEFAULTS["checkpoint"],
               show_default=True,
               help="The model each run reports: its best learning-curve point on the "
                    "validation split (early stopping), or its last; a last-model run is "
                    "labelled and ranked apart.")
-@click.option("--weight-average", type=click.Choice(WEIGHT_AVERAGES), default="best",
+@click.option("--weight-average", type=click.Choice(WEIGHT_AVERAGES),
+              default=PROTOCOL_DEFAULTS["weight_average"],
               show_default=True,
               help="What each run evaluates and reports: at each curve point whichever of its "
                    "iterate and their power-function EMA validates better (best), always the "

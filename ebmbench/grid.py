@@ -22,6 +22,9 @@ from .errors import UserError, shown
 from .inputs import OVERRIDE_KINDS, check_override_key, check_seeds, name_list, parse_overrides
 from .params import check_budget
 from .plugins import PluginManager, get_plugin_manager
+from .protocol_settings import DEFAULTS as PROTOCOL_DEFAULTS
+from .protocol_settings import LEGACY as PROTOCOL_LEGACY
+from .protocol_settings import recorded as recorded_settings
 
 __all__ = [
     "Selection", "RunSpec", "Task", "expand", "group_tasks", "parse_overrides",
@@ -49,14 +52,14 @@ class Selection:
     #: Training FLOPs per run, overriding the budget's (see :mod:`ebmbench.budgets`).
     train_flops: float | None = None
     #: The learning rate's decay over every run's progress (:data:`ebmbench.LR_SCHEDULES`).
-    lr_schedule: str = "constant"
+    lr_schedule: str = PROTOCOL_DEFAULTS["lr_schedule"]
     #: The model each run reports (:data:`ebmbench.early_stopping.CHECKPOINT_RULES`): its
     #: best learning-curve point on the validation split, or its last.
-    checkpoint: str = "best"
+    checkpoint: str = PROTOCOL_DEFAULTS["checkpoint"]
     #: What each run evaluates (:data:`ebmbench.averaging.WEIGHT_AVERAGES`): at each curve
     #: point whichever of its iterate and their power-function EMA validates better (the
     #: default since 2026-12-01), always the EMA, or always the iterate.
-    weight_average: str = "best"
+    weight_average: str = PROTOCOL_DEFAULTS["weight_average"]
     #: ``"kind.*.param"`` → value, set on the selected plugins that declare ``param`` and
     #: on no other, never an error (what ``--data-dir`` and ``--fid-weights`` set).
     where_declared: dict[str, Any] = field(default_factory=dict)
@@ -85,18 +88,24 @@ class RunSpec:
     replicate: int | None = None
     #: Training FLOPs overriding the budget's, or None.
     train_flops: float | None = None
-    #: The learning rate's decay over the run (:func:`ebmbench.lr_factor`); None: constant.
-    lr_schedule: str | None = None
+    # The protocol settings (ebmbench.protocol_settings) default to their legacy rule, which
+    # adds nothing to the run's keys; a sweep sets today's defaults (Selection).
+    #: The learning rate's decay over the run (:func:`ebmbench.lr_factor`; None, as older
+    #: model files say, is ``constant``).
+    lr_schedule: str | None = PROTOCOL_LEGACY["lr_schedule"]
     #: The model the run reports (:mod:`ebmbench.early_stopping`): ``best`` or ``last``.
-    #: ``last`` keeps the run ids of the rows made before the rule existed.
-    checkpoint: str = "last"
-    #: What the run evaluates (:mod:`ebmbench.averaging`): ``none`` (its iterates, the
-    #: ids of every row made before averaging existed), ``ema`` or ``best``.
-    weight_average: str = "none"
+    checkpoint: str = PROTOCOL_LEGACY["checkpoint"]
+    #: What the run evaluates (:mod:`ebmbench.averaging`): ``none`` (its iterates), ``ema``
+    #: or ``best``.
+    weight_average: str = PROTOCOL_LEGACY["weight_average"]
     #: Tuning: for a trial, its study and number; for a tuned run, the study's record
     #: (trials, objective, chosen values). Kept in the row's ``hyperparams["tuning"]``;
     #: not part of the run's identity (the chosen values are, through ``params``).
     tuning: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.lr_schedule is None:
+            self.lr_schedule = PROTOCOL_LEGACY["lr_schedule"]
 
     @property
     def hyperparams(self) -> dict[str, dict[str, Any]]:
@@ -112,12 +121,8 @@ class RunSpec:
             extra["replicate"] = self.replicate
         if self.train_flops is not None:
             extra["train_flops"] = self.train_flops
-        if self.lr_schedule not in (None, "constant"):
-            extra["lr_schedule"] = self.lr_schedule
-        if self.checkpoint != "last":
-            extra["checkpoint"] = self.checkpoint
-        if self.weight_average != "none":
-            extra["weight_average"] = self.weight_average
+        # The protocol settings under their legacy rule add nothing (ebmbench.protocol_settings).
+        extra |= recorded_settings(self)
         return (extra,) if extra else ()
 
     @property
@@ -340,8 +345,7 @@ def expand(
                                 uses_sampler=type(method).uses_sampler,
                                 skip_reason=reason,
                                 train_flops=selection.train_flops,
-                                lr_schedule=(None if selection.lr_schedule == "constant"
-                                             else selection.lr_schedule),
+                                lr_schedule=selection.lr_schedule,
                                 checkpoint=selection.checkpoint,
                                 weight_average=selection.weight_average,
                             )

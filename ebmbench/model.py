@@ -34,6 +34,8 @@ from .early_stopping import check_rule
 from .errors import UserError
 from .grid import RunSpec, Selection, Task, expand, instantiate
 from .plugins import get_plugin_manager
+from .protocol_settings import DEFAULTS as PROTOCOL_DEFAULTS
+from .protocol_settings import from_record as settings_from_record
 from .runner import TrainedRun, _base_row, checkpoint_path, evaluate_spec, train_model
 from .schedules import check_lr_schedule
 
@@ -294,7 +296,8 @@ def train(
     method: str, architecture: str, dataset: str, *, sampler: str = "mala",
     budget: str = "quick", seed: int = 0, device: str = "auto",
     overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
-    lr_schedule: str = "constant", checkpoint: str = "best", weight_average: str = "best",
+    lr_schedule: str = PROTOCOL_DEFAULTS["lr_schedule"], checkpoint: str = PROTOCOL_DEFAULTS["checkpoint"],
+    weight_average: str = PROTOCOL_DEFAULTS["weight_average"],
     **params: Any,
 ) -> TrainedModel:
     """Train one model as ``ebmbench run`` would, and return it.
@@ -438,9 +441,7 @@ def _spec_from_row(pm: Any, row: Mapping[str, Any]) -> RunSpec:
         uses_sampler=bool(method_cls.uses_sampler),
         trial=_int_or_none(row.get("trial")),
         replicate=_int_or_none((hyper.get("tuning") or {}).get("replicate")),
-        train_flops=hyper.get("train_flops"), lr_schedule=hyper.get("lr_schedule"),
-        checkpoint=hyper.get("checkpoint", "last"),
-        weight_average=hyper.get("weight_average", "none"),
+        train_flops=hyper.get("train_flops"), **settings_from_record(hyper),
     )
     if spec.train_key != row["train_key"]:
         raise UserError(

@@ -56,6 +56,8 @@ from .errors import RunDiverged, RunTimedOut, UserError
 from .grid import RunSpec, Task
 from .learning_curve import CURVE_FRACTIONS, LearningCurveProbe, run_progress
 from .plugins import PluginManager, get_plugin_manager
+from .protocol_settings import labelled as labelled_settings
+from .protocol_settings import recorded as recorded_settings
 from .schedules import LearningRateSchedule
 
 __all__ = ["execute_task", "unfinished_rows", "train_model", "evaluate_spec", "TrainedRun",
@@ -207,18 +209,13 @@ def _base_row(spec: RunSpec, task: Task, device: str) -> dict[str, Any]:
 
 def _protocol_settings(spec: Any) -> dict[str, Any]:
     """What enters a run's train key beyond its plugins' parameters (the training compute
-    and learning-rate schedule when the sweep set them), so that its row says how to
-    rebuild it (:func:`ebmbench.load_model`). A sampler-board spec has neither."""
+    when the sweep set it, the protocol settings other than their legacy rule:
+    :mod:`ebmbench.protocol_settings`), so that its row says how to rebuild it
+    (:func:`ebmbench.load_model`). A sampler-board spec has none."""
     out: dict[str, Any] = {}
     if getattr(spec, "train_flops", None) is not None:
         out["train_flops"] = spec.train_flops
-    if getattr(spec, "lr_schedule", None):
-        out["lr_schedule"] = spec.lr_schedule
-    if getattr(spec, "checkpoint", "last") != "last":
-        out["checkpoint"] = spec.checkpoint
-    if getattr(spec, "weight_average", "none") != "none":
-        out["weight_average"] = spec.weight_average
-    return out
+    return out | recorded_settings(spec)
 
 
 def _finish(row: dict[str, Any], status: str, reason: str = "", tb: str = "") -> dict[str, Any]:
@@ -275,7 +272,7 @@ def _train(
         pruner = CurvePruner(task.pruning["objective"], task.pruning["history"],
                              task.pruning["trial"])
     # After setup, so that every optimiser the method made is scheduled.
-    lr_schedule = LearningRateSchedule(spec.lr_schedule or "constant", method.optimizers())
+    lr_schedule = LearningRateSchedule(spec.lr_schedule, method.optimizers())
     # What the curve scores and the run reports: the iterates, their average, or at each
     # point the one that validates better (ebmbench.averaging).
     averaging = getattr(spec, "weight_average", "none")
@@ -628,16 +625,10 @@ def execute_task(task: Task) -> Iterator[dict[str, Any]]:
         first = task.specs[0]
         for spec in task.specs:
             rows[spec.run_id]["versions"] = _versions(pm, spec, task.metrics)
-            # A decayed lr is a different training of the method: labelled, ranked apart.
-            schedule = {"lr_schedule": spec.lr_schedule} if spec.lr_schedule else {}
-            # So is a run reporting its last model where the default reports its best.
-            if spec.checkpoint == "last":
-                schedule["checkpoint"] = "last"
-            # And one evaluated otherwise than the default (ebmbench.averaging): always at
-            # its iterates' average, or at its iterates alone.
-            if spec.weight_average != "best":
-                schedule["weight_average"] = spec.weight_average
-            if variant := _variant(pm, spec) | schedule:
+            # A run under another protocol setting than today's default (a decayed lr, its
+            # last model, its iterates alone) is a different training or report of the
+            # method: labelled, ranked apart.
+            if variant := _variant(pm, spec) | labelled_settings(spec):
                 rows[spec.run_id]["hyperparams"]["variant"] = variant
             if control := _variant(pm, spec, "control_params"):
                 rows[spec.run_id]["hyperparams"]["control"] = control

@@ -80,6 +80,7 @@ from .device import derive_seed
 from .errors import UserError
 from .grid import RunSpec
 from .plugins import PluginManager
+from .protocol_settings import study_tokens
 from .search_space import Search
 
 __all__ = [
@@ -178,13 +179,9 @@ def plan_studies(
                     for k in ("method", "architecture", "dataset")}
         if spec.uses_sampler:
             identity["sampler"] = [spec.sampler, spec.params["sampler"]]
-        # A non-constant lr schedule makes other studies; constant keeps the older keys.
-        # Likewise the checkpoint rule: ``last`` keeps the keys made before ``best`` existed.
-        key = _digest([identity, spec.budget, spec.train_flops]
-                      + ([spec.lr_schedule] if spec.lr_schedule else [])
-                      + ([f"checkpoint={spec.checkpoint}"] if spec.checkpoint != "last" else [])
-                      + ([f"weight_average={spec.weight_average}"]
-                         if spec.weight_average != "none" else [])
+        # A protocol setting other than its legacy rule makes other studies; the legacy
+        # rule keeps the keys made before the setting existed (ebmbench.protocol_settings).
+        key = _digest([identity, spec.budget, spec.train_flops] + study_tokens(spec)
                       + ([f"draw={draw}"] if draw else []))
         if key in studies:
             studies[key].specs.append(spec)

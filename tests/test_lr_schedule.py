@@ -100,7 +100,7 @@ def test_constant_keeps_every_key_and_a_decay_changes_them(fresh_plugins):
     (constant,), _ = expand(Selection(**base, lr_schedule="constant"), pm)
     (cosine,), _ = expand(Selection(**base, lr_schedule="cosine"), pm)
     (linear,), _ = expand(Selection(**base, lr_schedule="linear"), pm)
-    assert constant.lr_schedule is None
+    assert constant.lr_schedule == "constant"
     assert (constant.run_id, constant.train_key) == (plain.run_id, plain.train_key)
     keys = {plain.train_key, cosine.train_key, linear.train_key}
     assert len(keys) == 3

@@ -37,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from ..base import unreliable_values
+from ..protocol_settings import NAMES as SETTING_NAMES
+from ..protocol_settings import from_record as settings_from_record
 from .ranking import rank_rows
 from .targets import curve_target
 
@@ -228,11 +230,10 @@ def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-#: Each setting of the harness's protocol that a run records in its ``hyperparams``
-#: (``ebmbench.runner``), with the value of a row that records none: the rule before the
-#: setting existed. A board tells its models apart by these as recorded, whatever the
-#: default was when each run was made.
-PROTOCOL_SETTINGS = {"lr_schedule": "constant", "checkpoint": "last", "weight_average": "none"}
+#: The harness's protocol settings (:mod:`ebmbench.protocol_settings`), in table order. A
+#: board tells its models apart by them as each run recorded them (a row that records one
+#: ran under its legacy rule), whatever the default was when the run was made.
+PROTOCOL_SETTINGS = SETTING_NAMES
 
 
 def model_label(method: str, hyperparams: dict[str, Any] | None) -> str:
@@ -259,8 +260,7 @@ def protocol_of(hyperparams: dict[str, Any] | None) -> dict[str, Any]:
     >>> protocol_of({"checkpoint": "best", "weight_average": "best"})
     {'lr_schedule': 'constant', 'checkpoint': 'best', 'weight_average': 'best'}
     """
-    recorded = hyperparams or {}
-    return {name: recorded.get(name) or before for name, before in PROTOCOL_SETTINGS.items()}
+    return settings_from_record(hyperparams)
 
 
 def shared_protocol(hyperparams: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
