@@ -174,6 +174,12 @@ def test_every_published_run_keeps_its_ids_under_todays_code(results):
 
     pm = get_plugin_manager()
     runs = results[(results["role"] == "run") & (results["status"] != "skipped")]
+    # A run of a plugin this environment lacks (the example plugin's ksd, which the test
+    # command does not install) cannot be rebuilt; every built-in's run is checked.
+    installed = runs.apply(lambda r: all(r[k] in pm.registry(k) for k in
+                                         ("method", "sampler", "architecture", "dataset")), axis=1)
+    assert set(runs.loc[~installed, "method"]) <= {EXAMPLE_METHOD}
+    runs = runs[installed]
     assert len(runs) > 1000
     moved, studies = [], 0
     for _, row in runs.iterrows():
