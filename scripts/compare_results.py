@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 import ebmbench
@@ -108,6 +109,25 @@ def summary(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def by_dataset(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: its models, how many are better and worse, the geometric mean of the
+    ratio after/before of their Fisher divergences, and the best model on each side."""
+    lines = []
+    for dataset, part in table.groupby(level="dataset", sort=True):
+        ratio = part["fisher after"] / part["fisher before"]
+        best = {side: "/".join(str(v) for v in part[f"fisher {side}"].idxmin()[1:] if v != "–")
+                for side in ("before", "after")}
+        lines.append({
+            "dataset": dataset, "models": len(part),
+            "better": int((part["change"] == "better").sum()),
+            "worse": int((part["change"] == "worse").sum()),
+            "geometric mean after/before": float(np.exp(np.log(ratio).mean())),
+            "best before": f"{best['before']} {part['fisher before'].min():.4g}",
+            "best after": f"{best['after']} {part['fisher after'].min():.4g}",
+        })
+    return pd.DataFrame(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("before", type=Path, help="a results store or export")
@@ -129,6 +149,8 @@ def main() -> None:
     print()
     for line in summary(table):
         print(line)
+    print()
+    print(by_dataset(table).to_markdown(index=False, floatfmt=".3g"))
     if args.samples:
         print()
         print(f"samples by {args.samples} of the sampler-free models, ratio after/before:")

@@ -36,6 +36,12 @@ def test_two_stores_compare_model_by_model(tmp_path):
     assert table.index.get_level_values("training sampler").tolist().count("–") == 1
     (line,) = script.summary(table)
     assert line.startswith("2-D toys: 2 models, ")
+    (board,) = script.by_dataset(table).to_dict("records")
+    ratios = table["fisher after"] / table["fisher before"]
+    assert board["models"] == 2 and board["better"] == (table["change"] == "better").sum()
+    assert board["geometric mean after/before"] == pytest.approx(float((ratios.prod()) ** 0.5))
+    best = table["fisher after"].idxmin()
+    assert board["best after"].startswith("/".join(v for v in best[1:] if v != "–"))
     # Only cd: the filter keeps one model.
     only_cd = script.models(ebmbench.load_results(tmp_path / "a.sqlite"), ["cd"], [])
     assert only_cd.index.get_level_values("method").tolist() == ["cd"]
