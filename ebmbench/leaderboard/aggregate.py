@@ -230,12 +230,6 @@ def _normalised(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-#: The harness's protocol settings (:mod:`ebmbench.protocol_settings`), in table order. A
-#: board tells its models apart by them as each run recorded them (a row that records one
-#: ran under its legacy rule), whatever the default was when the run was made.
-PROTOCOL_SETTINGS = SETTING_NAMES
-
-
 def model_label(method: str, hyperparams: dict[str, Any] | None) -> str:
     """The method's name on a leaderboard, with its variant if the run recorded one.
 
@@ -275,7 +269,7 @@ def shared_protocol(hyperparams: Iterable[dict[str, Any] | None]) -> dict[str, A
     protocols = [protocol_of(h) for h in hyperparams]
     return {
         name: protocols[0][name]
-        for name in PROTOCOL_SETTINGS
+        for name in SETTING_NAMES
         if protocols and len({repr(p[name]) for p in protocols}) == 1
     }
 
@@ -297,7 +291,7 @@ def protocol_text(frame: pd.DataFrame, dataset: str) -> str:
         return "–"
     shared = shared_protocol(hyperparams)
     return ", ".join(
-        f"{name}={shared[name]}" if name in shared else f"{name} mixed" for name in PROTOCOL_SETTINGS
+        f"{name}={shared[name]}" if name in shared else f"{name} mixed" for name in SETTING_NAMES
     )
 
 
@@ -311,7 +305,7 @@ def board_label(method: str, hyperparams: dict[str, Any] | None, shared: dict[st
     'cd (weight_average=best)'
     """
     recorded = hyperparams or {}
-    variant = {k: v for k, v in (recorded.get("variant") or {}).items() if k not in PROTOCOL_SETTINGS}
+    variant = {k: v for k, v in (recorded.get("variant") or {}).items() if k not in SETTING_NAMES}
     variant |= {k: v for k, v in protocol_of(recorded).items() if k not in shared}
     return model_label(method, {"variant": variant})
 
