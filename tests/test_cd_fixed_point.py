@@ -1,0 +1,97 @@
+"""scripts/cd_fixed_point.py: short-run CD with ULA's fixed point on a Gaussian, in closed
+form, checked against the ULA sampler, ULA's stationary law and trained runs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import ebmbench
+from tests.helpers import load_script
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def cfp():
+    return load_script("cd_fixed_point")
+
+
+def test_chain_moments_are_the_ula_samplers(cfp):
+    """K steps of the harness's ``ula`` on the quadratic energy, from the dataset's noise,
+    have the mean and covariance the closed form propagates (given the starts' own
+    moments, only the injected noise is random: 20 000 chains, a few per cent)."""
+    ds = ebmbench.get_dataset("correlated_gaussian")
+    x0 = ds.init_noise(20_000, torch.Generator().manual_seed(0)).double()
+    mean = torch.tensor([0.3, -0.2], dtype=F64)
+    precision = torch.tensor([[3.0, -2.0], [-2.0, 6.0]], dtype=F64)
+    energy = ebmbench.get_architecture("quadratic").build(ds.shape).double()
+    energy.set(mean, precision)
+    eps, steps = 0.02, 30
+    ula = ebmbench.get_sampler("ula", step_size=eps)
+    x = ula.sample(energy, x0, steps, generator=torch.Generator().manual_seed(1)).x.double()
+    m, c = cfp.chain_moments(precision[None], mean[None], torch.tensor([eps], dtype=F64),
+                             torch.tensor([steps]), x0.mean(0), torch.cov(x0.T))
+    assert torch.allclose(x.mean(0), m[0], atol=0.02)
+    assert torch.allclose(torch.cov(x.T), c[0], rtol=0.05, atol=0.01)
+    # and not the target's: 30 steps leave the chains far wider than N(m, P⁻¹)
+    assert c[0][0, 0] > 2 * torch.linalg.inv(precision)[0, 0]
+
+
+def test_long_chains_settle_where_ulas_stationary_variance_equals_the_datas(cfp):
+    """With K → ∞ the chains forget the start: on N(0, s) CD's fixed point is the precision
+    whose ULA stationary variance 1 / (p (1 − εp/2)) is s, p = (1 − √(1 − 2ε/s)) / ε."""
+    s, eps = 0.5, 0.05
+    _, precision, found = cfp.fixed_points(
+        torch.zeros(1, dtype=F64), torch.tensor([[s]], dtype=F64), torch.zeros(1, dtype=F64),
+        torch.tensor([[4.0]], dtype=F64), torch.tensor([eps], dtype=F64), torch.tensor([10**5]))
+    assert bool(found[0])
+    assert precision[0, 0, 0].item() == pytest.approx((1 - math.sqrt(1 - 2 * eps / s)) / eps,
+                                                      rel=1e-5)
+
+
+def test_no_fixed_point_once_the_step_passes_half_the_narrowest_variance(cfp):
+    """Every ULA chain variance is at least 2ε, so along correlated_gaussian's minor axis
+    (s = 0.3) a fixed point needs ε < s²/2 = 0.045."""
+    ds = ebmbench.get_dataset("correlated_gaussian")
+    m0, c0 = cfp.noise_moments(ds)
+    _, _, found = cfp.fixed_points(ds.mean, ds.covariance, m0, c0,
+                                   torch.tensor([0.043, 0.047], dtype=F64), torch.tensor([100, 100]))
+    assert found.tolist() == [True, False]
+
+
+def test_cd_with_ula_trains_to_the_closed_form_fixed_point_not_the_truth():
+    """The harness's ``cd`` with ``ula`` on the quadratic energy (K = 20, chain step ×5)
+    ends within 2 % of the predicted precision, 27 % from the truth's."""
+    cfp = load_script("cd_fixed_point")
+    ds = ebmbench.get_dataset("correlated_gaussian")
+    m0, c0 = cfp.noise_moments(ds)
+    scale, steps = 5.0, 20
+    eps = scale * ebmbench.get_sampler("ula").hparams["step_size"]
+    _, predicted, found = cfp.fixed_points(ds.mean, ds.covariance, m0, c0,
+                                           torch.tensor([eps], dtype=F64), torch.tensor([steps]))
+    assert bool(found[0])
+    model = ebmbench.train(
+        "cd", "quadratic", "correlated_gaussian", sampler="ula", device="cpu",
+        checkpoint="last", weight_average="ema",
+        overrides={"method.cd.mcmc_steps": steps, "method.cd.chain_step_scale": scale,
+                   "method.cd.lr": 0.02, "method.cd.steps": 1000})
+    learned = model.energy.precision().detach().double()
+    assert float((learned - predicted[0]).norm() / predicted[0].norm()) < 0.02
+    assert float((learned - ds.precision).norm() / ds.precision.norm()) > 0.2
+
+
+def test_the_script_finds_cds_floor_within_its_k_range(cfp, capsys):
+    """At K = 100 the best chain step (×4) leaves 0.245; ×10 passes the 0.045 bound."""
+    values = cfp.main(["--scale", "4,10", "--steps", "100"])
+    assert values[4.0, 100] == pytest.approx(0.245, abs=0.005)
+    assert math.isinf(values[10.0, 100])
+    out = capsys.readouterr().out
+    assert "| ×10" in out and "no fixed point" in out
+
+
+def test_a_dataset_without_a_closed_form_is_refused(cfp):
+    with pytest.raises(ebmbench.UserError, match="not Gaussian"):
+        cfp.table("banana", [1.0], [10])
