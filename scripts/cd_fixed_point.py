@@ -17,26 +17,31 @@ divergence from the data's N(μ, Σ) is
 
     ½ tr((P − Σ⁻¹) Σ (P − Σ⁻¹)) + ½ ‖P (μ − m)‖².
 
-Two facts bound it. Every chain variance is at least 2ε (the sum's first term), so along
-an axis of standard deviation s a fixed point needs ε < s²/2: above it the energy sharpens
-without end (the "no fixed point" cells; the chains then explode once εP passes 2). And
-with ε small the K steps do not forget the wide noise they start from, which CD offsets by
-a sharper energy. Between the two lies the best CD can do with that kernel and K.
+Two facts bound it (α = 0). Every chain variance is at least 2ε (the sum's first term), so
+along an axis of standard deviation s a fixed point needs ε < s²/2: above it the energy
+sharpens without end (the "no fixed point" cells; the chains then explode once εP passes 2).
+And with ε small the K steps do not forget the wide noise they start from, which CD offsets
+by a sharper energy. Between the two lies the best CD can do with that kernel and K.
 
-The fixed point is found by the expected gradient's natural flow from the energy's
-initialisation (P = I, m solved exactly for each P), dP ∝ P (C_K − Σ) P in steps that keep P
-positive definite, which stops at the root with 0 < εP < I, the one reached while the chains
-still contract.
+With Du & Mordatch's regulariser (α > 0) the gradient also needs the third and fourth
+moments of the data and the chains (:func:`expected_gradient`: Isserlis' theorem, plus the
+fourth cumulant the chains keep from their uniform start); they are exact too, and the
+fixed point is where that whole gradient vanishes.
 
-This prints, for a Gaussian dataset, the fixed point's Fisher divergence over the training
-chains' step (``cd``'s ``chain_step_scale`` × ``ula``'s ε) and K (``cd``'s
+The fixed point is found by the expected gradient's flow from P = I and the data's mean: a
+step dP ∝ P (−2∇_P) P (which is P (C_K − Σ) P when α = 0) that keeps P positive definite,
+and a Newton step on m; the flow stops at the root with 0 < εP < I, the one reached while
+the chains still contract.
+
+This prints, for a Gaussian dataset and each α, the fixed point's Fisher divergence over
+the training chains' step (``cd``'s ``chain_step_scale`` × ``ula``'s ε) and K (``cd``'s
 ``mcmc_steps``: ULA takes one evaluation per step); docs/protocol.md, section 7, compares
 it with trained runs.
 
 Usage::
 
     python scripts/cd_fixed_point.py [--dataset correlated_gaussian]
-        [--scale 0.3,1,2,3,4,5,7,9,10] [--steps 5,10,20,50,100,200,400]
+        [--scale 0.3,1,2,3,4,5,7,9,10] [--steps 5,10,20,50,100,200,400] [--alpha 0,0.01]
 """
 
 from __future__ import annotations
@@ -82,44 +87,100 @@ def chain_moments(precision: torch.Tensor, mean: torch.Tensor, eps: torch.Tensor
     return mean + (v @ shift[..., None]).squeeze(-1), cov
 
 
-def fixed_points(mu: torch.Tensor, sigma: torch.Tensor, m0: torch.Tensor, c0: torch.Tensor,
-                 eps: torch.Tensor, steps: torch.Tensor, iterations: int = 20_000,
-                 rate: float = 0.5, tolerance: float = 1e-7
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Short-run CD's fixed points (m, P) for each (ε, K) pair, and whether each exists.
+def expected_gradient(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Tensor,
+                      steps: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+                      noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor], alpha: float
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The expected gradient of ``cd_loss`` with respect to m and P (samples held fixed),
+    batched over (m, P, ε, K), for data N(μ, Σ) and chains from noise of moments
+    ``noise`` = (mean, covariance, per-coordinate fourth cumulant).
 
-    Returns ``(mean, precision, found)``, batched over the pairs; where ``found`` is False
-    the flow reached εP ≥ I (no fixed point with contracting chains: CD keeps sharpening
-    the energy) or did not settle within ``iterations``.
+    With y = x − m, q = yᵀPy and f = −q/2, the loss E_s f − E_d f + α (E_d f² + E_s f²) has
+
+        ∇_P = ½ (E_d[y yᵀ] − E_s[y yᵀ]) + (α/2) (E_d[q y yᵀ] + E_s[q y yᵀ]),
+        ∇_m = P (E_s[y] − E_d[y]) − α P (E_d[q y] + E_s[q y]).
+
+    For y of mean δ and covariance C with no third cumulant, E[q y] = 2CPδ + (tr PC + δᵀPδ) δ
+    and E[q y yᵀ] = (δᵀPδ + tr PC)(δδᵀ + C) + 2 (δδᵀPC + CPδδᵀ) + 2 CPC (Isserlis) plus, for the
+    chains, Σ_c (b_cᵀ P b_c) κ_c b_c b_cᵀ: their start's fourth cumulants κ_c (−w⁴/120 for a
+    uniform of width w; the coordinates of ``init_noise`` are independent) carried by the
+    columns b_c of Aᴷ. With α = 0 only the first two moments matter.
+    """
+    m0, c0, k4 = noise
+    eye = torch.eye(len(mu), dtype=torch.float64)
+    a, v = torch.linalg.eigh(eye - eps[:, None, None] * precision)
+    ak = v @ torch.diag_embed(a.pow(steps[:, None].to(a.dtype))) @ v.transpose(-1, -2)
+    m_k, c_k = chain_moments(precision, mean, eps, steps, m0, c0)
+    outer = lambda d: d[..., :, None] * d[..., None, :]  # noqa: E731
+    d_data, d_chain = mu - mean, m_k - mean
+    c_data = sigma.expand_as(c_k)
+    grad_p = 0.5 * ((c_data + outer(d_data)) - (c_k + outer(d_chain)))
+    grad_m = (precision @ (d_chain - d_data)[..., None]).squeeze(-1)
+    if alpha:
+        def third(d, c):
+            pd = (precision @ d[..., None]).squeeze(-1)
+            tr = torch.einsum("bij,bji->b", precision, c) + (d * pd).sum(-1)
+            return 2 * (c @ pd[..., None]).squeeze(-1) + tr[:, None] * d
+
+        def fourth(d, c):
+            pd = (precision @ d[..., None]).squeeze(-1)
+            tr = torch.einsum("bij,bji->b", precision, c) + (d * pd).sum(-1)
+            dd = outer(d)
+            return (tr[:, None, None] * (dd + c) + 2 * (dd @ precision @ c + c @ precision @ dd)
+                    + 2 * c @ precision @ c)
+
+        weight = torch.einsum("bkc,bkl,blc->bc", ak, precision, ak) * k4
+        kurtosis = torch.einsum("bic,bc,bjc->bij", ak, weight, ak)
+        grad_p = grad_p + 0.5 * alpha * (fourth(d_data, c_data) + fourth(d_chain, c_k) + kurtosis)
+        grad_m = grad_m - alpha * (precision @ (third(d_data, c_data) + third(d_chain, c_k)
+                                                )[..., None]).squeeze(-1)
+    return grad_m, grad_p
+
+
+def fixed_points(mu: torch.Tensor, sigma: torch.Tensor,
+                 noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                 eps: torch.Tensor, steps: torch.Tensor, alpha: float = 0.0,
+                 iterations: int = 20_000, rate: float = 0.5, tolerance: float = 1e-7
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Short-run CD's fixed points (m, P) for each (ε, K) pair, and whether each exists:
+    where :func:`expected_gradient` vanishes, reached from the energy's initialisation.
+
+    Returns ``(mean, precision, status)``, batched over the pairs; ``status`` is 1 where the
+    flow settled, 0 where it reached εP ≥ I (no fixed point with contracting chains: CD
+    keeps sharpening the energy) and −1 where it did not settle within ``iterations``.
     """
     batch, dim = len(eps), len(mu)
     eye = torch.eye(dim, dtype=torch.float64)
     precision = eye.expand(batch, dim, dim).clone()
+    # From the data's mean (the energy starts at m = 0; the fixed point does not depend on
+    # where m starts, and a far m would sharpen P by the means' gap first).
     mean = mu.expand(batch, dim).clone()
     found = torch.zeros(batch, dtype=torch.bool)
+    no_root = torch.zeros(batch, dtype=torch.bool)
     active = torch.ones(batch, dtype=torch.bool)
-    # Each pair's own rate: halved when its gap grows (the flow overshot), else grown
+    # Each pair's own rate: halved when its residual grows (the flow overshot), else grown
     # back by 10 % up to ``rate``.
     rates = torch.full((batch,), rate, dtype=torch.float64)
-    last_gap = torch.full((batch,), math.inf, dtype=torch.float64)
+    last = torch.full((batch,), math.inf, dtype=torch.float64)
     scale = sigma.abs().max()
     for _ in range(iterations):
         if not active.any():
             break
         idx = active.nonzero().squeeze(-1)
-        p, e, k = precision[idx], eps[idx], steps[idx]
-        # The mean is exact given P: m + Aᴷ(m₀ − m) = μ ⇔ (I − Aᴷ) m = μ − Aᴷ m₀.
+        p, m, e, k = precision[idx], mean[idx], eps[idx], steps[idx]
+        grad_m, grad_p = expected_gradient(m, p, e, k, mu, sigma, noise, alpha)
+        # −2∇_P is C_K − Σ when α = 0 and the means match; the mean's step is Newton's for
+        # the α = 0 part: m + Aᴷ(m₀ − m) = μ ⇔ (I − Aᴷ) m = μ − Aᴷ m₀, exact at rate 1.
+        gap = -2 * grad_p
         a, v = torch.linalg.eigh(eye - e[:, None, None] * p)
         ak = v @ torch.diag_embed(a.pow(k[:, None].to(a.dtype))) @ v.transpose(-1, -2)
-        m = torch.linalg.solve(eye - ak, (mu - (ak @ m0[:, None]).squeeze(-1))[..., None]
-                               ).squeeze(-1)
-        _, cov = chain_moments(p, m, e, k, m0, c0)
-        gap = cov - sigma
-        size_of_gap = gap.abs().amax(dim=(-2, -1))
-        converged = size_of_gap < tolerance * scale
-        r = torch.where(size_of_gap > last_gap[idx] * 1.01, rates[idx] / 2,
+        shift = torch.linalg.solve(eye - ak, torch.linalg.solve(p, grad_m[..., None])).squeeze(-1)
+        residual = torch.maximum(gap.abs().amax(dim=(-2, -1)), shift.abs().amax(dim=-1))
+        converged = residual < tolerance * scale
+        r = torch.where(residual > last[idx] * 1.01, rates[idx] / 2,
                         torch.clamp(rates[idx] * 1.1, max=rate))
-        rates[idx], last_gap[idx] = r, size_of_gap
+        rates[idx], last[idx] = r, residual
+        m_new = m - (r / rate)[:, None] * shift
         # The flow's step P (C_K − Σ) P, taken as P ← P^½ exp(η P^½ (C_K − Σ) P^½) P^½: P
         # stays positive definite, and a step moves each of P's eigenvalues by at most
         # 10 % (far from the fixed point the chains are 30 times too wide).
@@ -136,10 +197,11 @@ def fixed_points(mu: torch.Tensor, sigma: torch.Tensor, m0: torch.Tensor, c0: to
         values = torch.linalg.eigvalsh(p_new)
         escaped = (e * values[:, -1] >= 1) | (values[:, 0] <= 0) | ~torch.isfinite(values).all(-1)
         precision[idx] = torch.where(converged[:, None, None], p, p_new)
-        mean[idx] = m
+        mean[idx] = torch.where(converged[:, None], m, m_new)
         found[idx[converged]] = True
+        no_root[idx[escaped & ~converged]] = True
         active[idx[converged | escaped]] = False
-    return mean, precision, found
+    return mean, precision, torch.where(found, 1, torch.where(no_root, 0, -1))
 
 
 def fisher_divergence(mu: torch.Tensor, sigma: torch.Tensor, mean: torch.Tensor,
@@ -157,48 +219,61 @@ def fisher_divergence(mu: torch.Tensor, sigma: torch.Tensor, mean: torch.Tensor,
     return 0.5 * trace + 0.5 * offset.square().sum(-1)
 
 
-def noise_moments(dataset: ebmbench.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean and covariance of ``dataset.init_noise``, from :data:`NOISE_DRAWS` draws."""
+def noise_moments(dataset: ebmbench.Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The mean, covariance and per-coordinate fourth cumulant E(x − x̄)⁴ − 3 var² of
+    ``dataset.init_noise``, from :data:`NOISE_DRAWS` draws."""
     x = dataset.init_noise(NOISE_DRAWS, torch.Generator().manual_seed(0)).double()
-    return x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1])
+    centred = x - x.mean(0)
+    var = centred.square().mean(0)
+    return (x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1]),
+            centred.pow(4).mean(0) - 3 * var.square())
 
 
-def table(dataset_name: str, scales: list[float], steps: list[int]
+def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float = 0.0
           ) -> tuple[list[list[str]], dict[tuple[float, int], float]]:
-    """The fixed point's Fisher divergence per (chain step scale, K), as printed rows and
-    as numbers (``inf`` where there is none)."""
+    """The fixed point's Fisher divergence per (chain step scale, K) at regulariser weight
+    ``alpha``, as printed rows and as numbers (``inf`` where there is none)."""
     dataset = ebmbench.get_dataset(dataset_name)
     if not getattr(dataset, "gaussian", False):
         raise ebmbench.UserError(f"dataset {dataset_name!r} is not Gaussian: the closed form "
                                  "needs the data's mean and covariance")
     base_eps = ebmbench.get_sampler("ula").hparams["step_size"]
-    m0, c0 = noise_moments(dataset)
     pairs = [(s, k) for s in scales for k in steps]
     eps = torch.tensor([s * base_eps for s, _ in pairs], dtype=torch.float64)
     ks = torch.tensor([k for _, k in pairs])
-    mean, precision, found = fixed_points(dataset.mean, dataset.covariance, m0, c0, eps, ks)
+    mean, precision, status = fixed_points(dataset.mean, dataset.covariance,
+                                           noise_moments(dataset), eps, ks, alpha)
     fd = fisher_divergence(dataset.mean, dataset.covariance, mean, precision)
-    values = {pair: (float(v) if ok else math.inf)
-              for pair, v, ok in zip(pairs, fd.tolist(), found.tolist(), strict=True)}
-    rows = [[f"×{s:g}", f"{s * base_eps:.4g}",
-             *("no fixed point" if math.isinf(values[s, k]) else f"{values[s, k]:.3g}"
-               for k in steps)] for s in scales]
+    values = {pair: {1: float(v), 0: math.inf, -1: math.nan}[st]
+              for pair, v, st in zip(pairs, fd.tolist(), status.tolist(), strict=True)}
+
+    def cell(v: float) -> str:
+        return "no fixed point" if math.isinf(v) else "not settled" if math.isnan(v) else f"{v:.3g}"
+
+    rows = [[f"×{s:g}", f"{s * base_eps:.4g}", *(cell(values[s, k]) for k in steps)]
+            for s in scales]
     return rows, values
 
 
-def main(argv: list[str] | None = None) -> dict[tuple[float, int], float]:
+def main(argv: list[str] | None = None) -> dict[tuple[float, float, int], float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="correlated_gaussian")
     parser.add_argument("--scale", default="0.3,1,2,3,4,5,7,9,10",
                         help="cd's chain_step_scale values (× ula's step size), a comma list")
     parser.add_argument("--steps", default="5,10,20,50,100,200,400",
                         help="cd's mcmc_steps values K, a comma list")
+    parser.add_argument("--alpha", default="0",
+                        help="cd's regulariser weights α, a comma list (one table each)")
     args = parser.parse_args(argv)
     scales = [float(s) for s in args.scale.split(",")]
     steps = [int(k) for k in args.steps.split(",")]
-    rows, values = table(args.dataset, scales, steps)
-    print(tabulate(rows, headers=["chain step", "ε", *(f"K = {k}" for k in steps)],
-                   tablefmt="github", disable_numparse=True))
+    values: dict[tuple[float, float, int], float] = {}
+    for alpha in (float(a) for a in args.alpha.split(",")):
+        rows, by_pair = table(args.dataset, scales, steps, alpha)
+        values |= {(alpha, *pair): v for pair, v in by_pair.items()}
+        print(f"\nα = {alpha:g}\n")
+        print(tabulate(rows, headers=["chain step", "ε", *(f"K = {k}" for k in steps)],
+                       tablefmt="github", disable_numparse=True))
     return values
 
 

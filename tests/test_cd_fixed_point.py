@@ -44,10 +44,11 @@ def test_long_chains_settle_where_ulas_stationary_variance_equals_the_datas(cfp)
     """With K → ∞ the chains forget the start: on N(0, s) CD's fixed point is the precision
     whose ULA stationary variance 1 / (p (1 − εp/2)) is s, p = (1 − √(1 − 2ε/s)) / ε."""
     s, eps = 0.5, 0.05
-    _, precision, found = cfp.fixed_points(
-        torch.zeros(1, dtype=F64), torch.tensor([[s]], dtype=F64), torch.zeros(1, dtype=F64),
-        torch.tensor([[4.0]], dtype=F64), torch.tensor([eps], dtype=F64), torch.tensor([10**5]))
-    assert bool(found[0])
+    noise = (torch.zeros(1, dtype=F64), torch.tensor([[4.0]], dtype=F64), torch.zeros(1, dtype=F64))
+    _, precision, status = cfp.fixed_points(
+        torch.zeros(1, dtype=F64), torch.tensor([[s]], dtype=F64), noise,
+        torch.tensor([eps], dtype=F64), torch.tensor([10**5]))
+    assert status.tolist() == [1]
     assert precision[0, 0, 0].item() == pytest.approx((1 - math.sqrt(1 - 2 * eps / s)) / eps,
                                                       rel=1e-5)
 
@@ -56,10 +57,9 @@ def test_no_fixed_point_once_the_step_passes_half_the_narrowest_variance(cfp):
     """Every ULA chain variance is at least 2ε, so along correlated_gaussian's minor axis
     (s = 0.3) a fixed point needs ε < s²/2 = 0.045."""
     ds = ebmbench.get_dataset("correlated_gaussian")
-    m0, c0 = cfp.noise_moments(ds)
-    _, _, found = cfp.fixed_points(ds.mean, ds.covariance, m0, c0,
-                                   torch.tensor([0.043, 0.047], dtype=F64), torch.tensor([100, 100]))
-    assert found.tolist() == [True, False]
+    _, _, status = cfp.fixed_points(ds.mean, ds.covariance, cfp.noise_moments(ds),
+                                    torch.tensor([0.043, 0.047], dtype=F64), torch.tensor([100, 100]))
+    assert status.tolist() == [1, 0]
 
 
 def test_cd_with_ula_trains_to_the_closed_form_fixed_point_not_the_truth():
@@ -67,12 +67,11 @@ def test_cd_with_ula_trains_to_the_closed_form_fixed_point_not_the_truth():
     ends within 2 % of the predicted precision, 27 % from the truth's."""
     cfp = load_script("cd_fixed_point")
     ds = ebmbench.get_dataset("correlated_gaussian")
-    m0, c0 = cfp.noise_moments(ds)
     scale, steps = 5.0, 20
     eps = scale * ebmbench.get_sampler("ula").hparams["step_size"]
-    _, predicted, found = cfp.fixed_points(ds.mean, ds.covariance, m0, c0,
-                                           torch.tensor([eps], dtype=F64), torch.tensor([steps]))
-    assert bool(found[0])
+    _, predicted, status = cfp.fixed_points(ds.mean, ds.covariance, cfp.noise_moments(ds),
+                                            torch.tensor([eps], dtype=F64), torch.tensor([steps]))
+    assert status.tolist() == [1]
     model = ebmbench.train(
         "cd", "quadratic", "correlated_gaussian", sampler="ula", device="cpu",
         checkpoint="last", weight_average="ema",
@@ -84,12 +83,45 @@ def test_cd_with_ula_trains_to_the_closed_form_fixed_point_not_the_truth():
 
 
 def test_the_script_finds_cds_floor_within_its_k_range(cfp, capsys):
-    """At K = 100 the best chain step (×4) leaves 0.245; ×10 passes the 0.045 bound."""
-    values = cfp.main(["--scale", "4,10", "--steps", "100"])
-    assert values[4.0, 100] == pytest.approx(0.245, abs=0.005)
-    assert math.isinf(values[10.0, 100])
+    """At K = 100 with α = 0 the best chain step (×4) leaves 0.245 and ×10 passes the
+    0.045 bound; α = 0.01 settles lower (0.062 at ×5), and has a fixed point at ×10."""
+    values = cfp.main(["--scale", "4,5,10", "--steps", "100", "--alpha", "0,0.01"])
+    assert values[0.0, 4.0, 100] == pytest.approx(0.245, abs=0.005)
+    assert math.isinf(values[0.0, 10.0, 100])
+    assert values[0.01, 5.0, 100] == pytest.approx(0.062, abs=0.003)
+    assert math.isfinite(values[0.01, 10.0, 100])
     out = capsys.readouterr().out
-    assert "| ×10" in out and "no fixed point" in out
+    assert "α = 0.01" in out and "| ×10" in out and "no fixed point" in out
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1])
+def test_expected_gradient_is_cd_losss_on_exact_ula_chains(cfp, alpha):
+    """The closed-form expected gradient of ``cd_loss`` (with the regulariser's fourth
+    moments, the uniform start's kurtosis included) against autograd of the plugin's
+    ``cd_loss`` on 300 000 data points and ULA chains from the dataset's noise."""
+    from plugins.methods.contrastive_divergence import cd_loss
+
+    ds = ebmbench.get_dataset("correlated_gaussian")
+    g = torch.Generator().manual_seed(3)
+    n, eps, steps = 300_000, 0.02, 30
+    x = ds.init_noise(n, g).double()
+    data = ds.sample(n, g).double()
+    mean = torch.tensor([0.3, -0.2], dtype=F64)
+    precision = torch.tensor([[3.0, -2.0], [-2.0, 6.0]], dtype=F64)
+    for _ in range(steps):
+        x = x - eps * (x - mean) @ precision + math.sqrt(2 * eps) * torch.randn(
+            x.shape, generator=g, dtype=F64)
+    m, p = mean.clone().requires_grad_(), precision.clone().requires_grad_()
+
+    def f(z):
+        return -0.5 * (((z - m) @ p) * (z - m)).sum(-1)
+
+    cd_loss(f(data), f(x), alpha).backward()
+    grad_m, grad_p = cfp.expected_gradient(mean[None], precision[None],
+                                           torch.tensor([eps], dtype=F64), torch.tensor([steps]),
+                                           ds.mean, ds.covariance, cfp.noise_moments(ds), alpha)
+    assert torch.allclose(grad_m[0], m.grad, rtol=0.03, atol=0.02)
+    assert torch.allclose(grad_p[0], p.grad, rtol=0.03, atol=0.02)
 
 
 def test_a_dataset_without_a_closed_form_is_refused(cfp):
