@@ -140,7 +140,7 @@ def expected_gradient(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Te
 def fixed_points(mu: torch.Tensor, sigma: torch.Tensor,
                  noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  eps: torch.Tensor, steps: torch.Tensor, alpha: float = 0.0,
-                 iterations: int = 20_000, rate: float = 0.5, tolerance: float = 1e-7
+                 iterations: int = 5_000, rate: float = 0.5, tolerance: float = 1e-7
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Short-run CD's fixed points (m, P) for each (ε, K) pair, and whether each exists:
     where :func:`expected_gradient` vanishes, reached from the energy's initialisation.
@@ -176,7 +176,13 @@ def fixed_points(mu: torch.Tensor, sigma: torch.Tensor,
         ak = v @ torch.diag_embed(a.pow(k[:, None].to(a.dtype))) @ v.transpose(-1, -2)
         shift = torch.linalg.solve(eye - ak, torch.linalg.solve(p, grad_m[..., None])).squeeze(-1)
         residual = torch.maximum(gap.abs().amax(dim=(-2, -1)), shift.abs().amax(dim=-1))
-        converged = residual < tolerance * scale
+        # A non-finite residual (the flow ran off) ends that pair unsettled.
+        lost = ~torch.isfinite(residual)
+        if lost.any():
+            active[idx[lost]] = False
+            gap, shift, residual = (torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
+                                    for t in (gap, shift, residual))
+        converged = (residual < tolerance * scale) & ~lost
         r = torch.where(residual > last[idx] * 1.01, rates[idx] / 2,
                         torch.clamp(rates[idx] * 1.1, max=rate))
         rates[idx], last[idx] = r, residual
@@ -199,9 +205,51 @@ def fixed_points(mu: torch.Tensor, sigma: torch.Tensor,
         precision[idx] = torch.where(converged[:, None, None], p, p_new)
         mean[idx] = torch.where(converged[:, None], m, m_new)
         found[idx[converged]] = True
-        no_root[idx[escaped & ~converged]] = True
-        active[idx[converged | escaped]] = False
+        no_root[idx[escaped & ~converged & ~lost]] = True
+        active[idx[converged | escaped | lost]] = False
+    # The flow slows down along P's flat directions (16-D): Newton's method finishes what it
+    # started, from where it got to.
+    for i in active.nonzero().squeeze(-1).tolist():
+        settled = _newton(mean[i], precision[i], eps[i:i + 1], steps[i:i + 1], mu, sigma, noise,
+                          alpha, tolerance * float(scale))
+        if settled is not None:
+            mean[i], precision[i] = settled
+            top = float(eps[i] * torch.linalg.eigvalsh(settled[1])[-1])
+            found[i], no_root[i] = top < 1, top >= 1
     return mean, precision, torch.where(found, 1, torch.where(no_root, 0, -1))
+
+
+def _newton(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Tensor, steps: torch.Tensor,
+            mu: torch.Tensor, sigma: torch.Tensor,
+            noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor], alpha: float,
+            tolerance: float, iterations: int = 30) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Newton's method on :func:`expected_gradient` = 0 over (m, the upper triangle of P)
+    from one pair's (m, P); the root, or None when it does not converge to a positive
+    definite P."""
+    dim = len(mu)
+    upper = torch.triu_indices(dim, dim)
+
+    def unpack(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = torch.zeros(dim, dim, dtype=theta.dtype)
+        p[upper[0], upper[1]] = theta[dim:]
+        return theta[:dim], p + p.T - torch.diag(p.diagonal())
+
+    def residual(theta: torch.Tensor) -> torch.Tensor:
+        m, p = unpack(theta)
+        grad_m, grad_p = expected_gradient(m[None], p[None], eps, steps, mu, sigma, noise, alpha)
+        return torch.cat([grad_m[0], grad_p[0][upper[0], upper[1]]])
+
+    theta = torch.cat([mean, precision[upper[0], upper[1]]])
+    for _ in range(iterations):
+        value = residual(theta)
+        if not torch.isfinite(value).all():
+            return None
+        if float(value.abs().max()) < tolerance:
+            m, p = unpack(theta)
+            return (m, p) if float(torch.linalg.eigvalsh(p)[0]) > 0 else None
+        jacobian = torch.autograd.functional.jacobian(residual, theta)
+        theta = theta - torch.linalg.solve(jacobian, value)
+    return None
 
 
 def fisher_divergence(mu: torch.Tensor, sigma: torch.Tensor, mean: torch.Tensor,
