@@ -54,15 +54,28 @@ from tabulate import tabulate
 
 import ebmbench
 
-#: Draws of ``init_noise`` for its first two moments (their error is about 1/√n relative).
+#: Draws of ``init_noise`` for its moments (their error is about 1/√n relative).
 NOISE_DRAWS = 200_000
+
+
+def _outer(d: torch.Tensor) -> torch.Tensor:
+    return d[..., :, None] * d[..., None, :]
+
+
+def _transition(precision: torch.Tensor, eps: torch.Tensor, steps: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A = I − εP's eigenvalues a and eigenvectors V, and Aᴷ, batched."""
+    eye = torch.eye(precision.shape[-1], dtype=precision.dtype)
+    a, v = torch.linalg.eigh(eye - eps[:, None, None] * precision)
+    power = v @ torch.diag_embed(a.pow(steps[:, None].to(a.dtype))) @ v.transpose(-1, -2)
+    return a, v, power
 
 
 def chain_moments(precision: torch.Tensor, mean: torch.Tensor, eps: torch.Tensor,
                   steps: torch.Tensor, m0: torch.Tensor, c0: torch.Tensor
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and covariance of ULA chains on N(mean, precision⁻¹) after ``steps`` steps of
-    size ``eps`` from N-moments (m0, c0); batched over the leading dimension of
+    size ``eps`` from starts of mean m0 and covariance c0; batched over the leading dimension of
     ``precision`` (B, d, d), ``mean`` (B, d), ``eps`` (B,) and ``steps`` (B,).
 
     >>> p = torch.tensor([[[4.0]]], dtype=torch.float64)
@@ -72,8 +85,7 @@ def chain_moments(precision: torch.Tensor, mean: torch.Tensor, eps: torch.Tensor
     >>> round(c.item(), 6) == round(1 / (4 * (1 - 0.1 * 4 / 2)), 6)   # ULA's stationary variance
     True
     """
-    a, v = torch.linalg.eigh(torch.eye(precision.shape[-1], dtype=precision.dtype)
-                             - eps[:, None, None] * precision)
+    a, v, _ = _transition(precision, eps, steps)
     ak = a.pow(steps[:, None].to(a.dtype))
     denominator = 1 - a.square()
     flat = denominator.abs() < 1e-12          # a = ±1: the sum is K terms of 1
@@ -107,14 +119,11 @@ def expected_gradient(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Te
     columns b_c of Aᴷ. With α = 0 only the first two moments matter.
     """
     m0, c0, k4 = noise
-    eye = torch.eye(len(mu), dtype=torch.float64)
-    a, v = torch.linalg.eigh(eye - eps[:, None, None] * precision)
-    ak = v @ torch.diag_embed(a.pow(steps[:, None].to(a.dtype))) @ v.transpose(-1, -2)
+    _, _, ak = _transition(precision, eps, steps)
     m_k, c_k = chain_moments(precision, mean, eps, steps, m0, c0)
-    outer = lambda d: d[..., :, None] * d[..., None, :]  # noqa: E731
     d_data, d_chain = mu - mean, m_k - mean
     c_data = sigma.expand_as(c_k)
-    grad_p = 0.5 * ((c_data + outer(d_data)) - (c_k + outer(d_chain)))
+    grad_p = 0.5 * ((c_data + _outer(d_data)) - (c_k + _outer(d_chain)))
     grad_m = (precision @ (d_chain - d_data)[..., None]).squeeze(-1)
     if alpha:
         def third(d, c):
@@ -125,7 +134,7 @@ def expected_gradient(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Te
         def fourth(d, c):
             pd = (precision @ d[..., None]).squeeze(-1)
             tr = torch.einsum("bij,bji->b", precision, c) + (d * pd).sum(-1)
-            dd = outer(d)
+            dd = _outer(d)
             return (tr[:, None, None] * (dd + c) + 2 * (dd @ precision @ c + c @ precision @ dd)
                     + 2 * c @ precision @ c)
 
@@ -172,8 +181,7 @@ def fixed_points(mu: torch.Tensor, sigma: torch.Tensor,
         # −2∇_P is C_K − Σ when α = 0 and the means match; the mean's step is Newton's for
         # the α = 0 part: m + Aᴷ(m₀ − m) = μ ⇔ (I − Aᴷ) m = μ − Aᴷ m₀, exact at rate 1.
         gap = -2 * grad_p
-        a, v = torch.linalg.eigh(eye - e[:, None, None] * p)
-        ak = v @ torch.diag_embed(a.pow(k[:, None].to(a.dtype))) @ v.transpose(-1, -2)
+        _, _, ak = _transition(p, e, k)
         shift = torch.linalg.solve(eye - ak, torch.linalg.solve(p, grad_m[..., None])).squeeze(-1)
         residual = torch.maximum(gap.abs().amax(dim=(-2, -1)), shift.abs().amax(dim=-1))
         # A non-finite residual (the flow ran off) ends that pair unsettled.
