@@ -270,6 +270,32 @@ def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def study_runs(frame: pd.DataFrame, label: str) -> pd.DataFrame:
+    """The runs of the configurations the study named ``label`` chose, one line per
+    training: the study's trials when it chose (a store tuned on from 8 to 32 trials holds
+    both choices' runs), the chosen trial and the searched values, and the objective of the
+    model each run reports on the validation split (which chose that curve point) beside
+    the same metric on the test split, so that a reader sees whether a choice's validation
+    score was optimistic (the two differ) or the runs differ from the trials."""
+    parts = label.split("/")
+    keys = ["dataset", "method", "sampler", "architecture"] if len(parts) == 4 else \
+        ["dataset", "method", "architecture"]
+    runs = frame[frame["role"] == "run"]
+    for key, value in zip(keys, parts, strict=True):
+        runs = runs[runs[key] == value]
+    out = []
+    for _, row in runs.drop_duplicates("train_key").sort_values(["finished_at", "seed"]).iterrows():
+        tuning = row["hyperparams"].get("tuning") or {}
+        objective = tuning.get("objective", "fisher_divergence")
+        point = reported_point(row) or {}
+        out.append({"trials": tuning.get("trials"), "chosen trial": tuning.get("chosen_trial"),
+                    **(tuning.get("chosen") or {}), "seed": int(row["seed"]), "status": row["status"],
+                    "progress": point.get("progress"),
+                    f"validation {objective}": point.get(objective),
+                    f"test {objective}": row.get(f"metric.{objective}")})
+    return pd.DataFrame(out)
+
+
 def _row_spec(row: dict) -> object:
     """The spec a stored trial row ran as, enough for its data (dataset, seed, budget)."""
     from ebmbench.grid import RunSpec
@@ -295,8 +321,9 @@ def validation_reference(frame: pd.DataFrame, label: str) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a results store or export")
-    parser.add_argument("--study", help="instead, list the trials of one study: "
-                        "dataset/method[/sampler]/architecture, e.g. banana/cd/mala/mlp")
+    parser.add_argument("--study", help="instead, list the trials of one study and its "
+                        "chosen configuration's runs: dataset/method[/sampler]/architecture, "
+                        "e.g. banana/cd/mala/mlp")
     parser.add_argument("--dataset", help="only these datasets (comma list), e.g. digits")
     args = parser.parse_args()
     frame = ebmbench.load_results(args.results)
@@ -308,6 +335,11 @@ def main() -> None:
         if reference is not None:
             print(f"\nvalidation NLL of a Gaussian fitted to the rest of the training split: "
                   f"{reference:.3f} (a trial is degenerate above {reference:.3f} + max(1 nat, 10 %))")
+        runs = study_runs(frame, args.study)
+        if len(runs):
+            print("\nthe chosen configuration's runs (each model's objective on the validation "
+                  "split, which chose it, and on the test split):\n")
+            print(runs.to_markdown(index=False, floatfmt=".3g"))
         return
     table = time_table(frame)
     print(table.to_markdown(index=False, floatfmt=".0f"))

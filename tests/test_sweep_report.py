@@ -37,6 +37,16 @@ def test_the_report_counts_a_tuned_sweep(tmp_path):
     reference = report.validation_reference(frame_all, "eight_gaussians/dsm/mlp")
     spec = report._row_spec(frame_all[frame_all["role"] == "trial"].iloc[0].to_dict())
     assert reference == validation_reference_nll(spec) and 2.0 < reference < 6.0
+    # The chosen configuration's runs: one line per training (dsm's two samplers share it),
+    # the reported model's validation objective beside its test metric.
+    runs = report.study_runs(frame_all, "eight_gaussians/dsm/mlp")
+    assert list(runs["seed"]) == [0, 1] and set(runs["trials"]) == {2}
+    chosen = frame_all[(frame_all["role"] == "run") & (frame_all["seed"] == 0)].iloc[0]
+    assert runs.loc[0, "test fisher_divergence"] == chosen["metric.fisher_divergence"]
+    from ebmbench.tuning import reported_point
+
+    assert runs.loc[0, "validation fisher_divergence"] == reported_point(chosen)["fisher_divergence"]
+    assert runs.loc[0, "lr"] == chosen["hyperparams"]["method"]["lr"]
     lines = report.targets(frame)
     assert "- no tuned 2-D model degenerate: met (0 of 1 models)" in lines  # dsm, one energy
     assert lines[-1].startswith("- compute of the runs stopped by their budget: ")
