@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import ebmbench
 from tests.helpers import load_script
@@ -38,6 +40,28 @@ def test_chain_moments_are_the_ula_samplers(cfp):
     assert torch.allclose(torch.cov(x.T), c[0], rtol=0.05, atol=0.01)
     # and not the target's: 30 steps leave the chains far wider than N(m, P⁻¹)
     assert c[0][0, 0] > 2 * torch.linalg.inv(precision)[0, 0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), dim=st.integers(1, 4), steps=st.integers(1, 60),
+       eps_fraction=st.floats(0.01, 1.9))
+def test_chain_moments_are_the_ula_recursion_unrolled(cfp, seed, dim, steps, eps_fraction):
+    """The eigendecomposed closed form equals K applications of m ← A m + εP μ,
+    C ← A C Aᵀ + 2εI for any positive definite P and any ε < 2 / λ_max(P)."""
+    g = torch.Generator().manual_seed(seed)
+    root = torch.randn(dim, dim, generator=g, dtype=F64)
+    precision = root @ root.T + 0.1 * torch.eye(dim, dtype=F64)
+    eps = eps_fraction / float(torch.linalg.eigvalsh(precision)[-1])
+    mean, m0 = torch.randn(dim, generator=g, dtype=F64), torch.randn(dim, generator=g, dtype=F64)
+    c0 = (lambda r: r @ r.T)(torch.randn(dim, dim, generator=g, dtype=F64))
+    a = torch.eye(dim, dtype=F64) - eps * precision
+    m, c = m0.clone(), c0.clone()
+    for _ in range(steps):
+        m, c = a @ m + eps * precision @ mean, a @ c @ a.T + 2 * eps * torch.eye(dim, dtype=F64)
+    m_k, c_k = cfp.chain_moments(precision[None], mean[None], torch.tensor([eps], dtype=F64),
+                                 torch.tensor([steps]), m0, c0)
+    assert torch.allclose(m_k[0], m, rtol=1e-8, atol=1e-8)
+    assert torch.allclose(c_k[0], c, rtol=1e-8, atol=1e-8)
 
 
 def test_long_chains_settle_where_ulas_stationary_variance_equals_the_datas(cfp):
