@@ -291,8 +291,11 @@ def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float
     ``alpha``, as printed rows and as numbers (``inf`` where there is none)."""
     dataset = ebmbench.get_dataset(dataset_name)
     if not getattr(dataset, "gaussian", False):
-        raise ebmbench.UserError(f"dataset {dataset_name!r} is not Gaussian: the closed form "
-                                 "needs the data's mean and covariance")
+        gaussian = [n for n in ebmbench.list_plugins("dataset")
+                    if getattr(ebmbench.get_dataset(n), "gaussian", False)]
+        raise ebmbench.UserError(f"dataset {dataset_name!r} is not Gaussian (the closed form "
+                                 f"needs the data's mean and covariance). Gaussian datasets: "
+                                 f"{', '.join(gaussian)}")
     base_eps = ebmbench.get_sampler("ula").hparams["step_size"]
     pairs = [(s, k) for s in scales for k in steps]
     eps = torch.tensor([s * base_eps for s, _ in pairs], dtype=torch.float64)
@@ -311,24 +314,39 @@ def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float
     return rows, values
 
 
+def _numbers(kind: type, positive: bool = True):
+    """An argparse type: a comma list of ``kind`` (positive ones when ``positive``)."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of numbers") from None
+        if any(not math.isfinite(v) or v < 0 or (positive and v == 0) for v in values):
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: every value must be {'positive' if positive else 'at least 0'}")
+        return values
+    return parse
+
+
 def main(argv: list[str] | None = None) -> dict[tuple[float, float, int], float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="correlated_gaussian")
-    parser.add_argument("--scale", default="0.3,1,2,3,4,5,7,9,10",
+    parser.add_argument("--scale", type=_numbers(float), default="0.3,1,2,3,4,5,7,9,10",
                         help="cd's chain_step_scale values (× ula's step size), a comma list")
-    parser.add_argument("--steps", default="5,10,20,50,100,200,400",
+    parser.add_argument("--steps", type=_numbers(int), default="5,10,20,50,100,200,400",
                         help="cd's mcmc_steps values K, a comma list")
-    parser.add_argument("--alpha", default="0",
+    parser.add_argument("--alpha", type=_numbers(float, positive=False), default="0",
                         help="cd's regulariser weights α, a comma list (one table each)")
     args = parser.parse_args(argv)
-    scales = [float(s) for s in args.scale.split(",")]
-    steps = [int(k) for k in args.steps.split(",")]
     values: dict[tuple[float, float, int], float] = {}
-    for alpha in (float(a) for a in args.alpha.split(",")):
-        rows, by_pair = table(args.dataset, scales, steps, alpha)
+    for alpha in args.alpha:
+        try:
+            rows, by_pair = table(args.dataset, args.scale, args.steps, alpha)
+        except ebmbench.UserError as error:
+            parser.error(str(error))
         values |= {(alpha, *pair): v for pair, v in by_pair.items()}
         print(f"\nα = {alpha:g}\n")
-        print(tabulate(rows, headers=["chain step", "ε", *(f"K = {k}" for k in steps)],
+        print(tabulate(rows, headers=["chain step", "ε", *(f"K = {k}" for k in args.steps)],
                        tablefmt="github", disable_numparse=True))
     return values
 

@@ -4,6 +4,7 @@ form, checked against the ULA sampler, ULA's stationary law and trained runs."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -148,6 +149,15 @@ def test_expected_gradient_is_cd_losss_on_exact_ula_chains(cfp, alpha):
     assert torch.allclose(grad_p[0], p.grad, rtol=0.03, atol=0.02)
 
 
-def test_a_dataset_without_a_closed_form_is_refused(cfp):
-    with pytest.raises(ebmbench.UserError, match="not Gaussian"):
-        cfp.table("banana", [1.0], [10])
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--dataset", "banana"], "'banana' is not Gaussian .* Gaussian datasets: correlated_gaussian"),
+    (["--scale", "abc"], "argument --scale: 'abc' is not a comma list of numbers"),
+    (["--steps", "0"], "argument --steps: '0': every value must be positive"),
+    (["--alpha", "-1"], "argument --alpha: '-1': every value must be at least 0"),
+])
+def test_bad_input_exits_2_with_one_line(cfp, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        cfp.main(argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.search(message, last) and "Traceback" not in last
