@@ -243,6 +243,18 @@ def degenerate_choices(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _study_rows(frame: pd.DataFrame, label: str, role: str) -> pd.DataFrame:
+    """The rows of ``role`` (``trial`` or ``run``) of the study named ``label``,
+    ``dataset/method[/sampler]/architecture``."""
+    parts = label.split("/")
+    keys = ["dataset", "method", "sampler", "architecture"] if len(parts) == 4 else \
+        ["dataset", "method", "architecture"]
+    rows = frame[frame["role"] == role]
+    for key, value in zip(keys, parts, strict=True):
+        rows = rows[rows[key] == value]
+    return rows
+
+
 def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     """The trials of one study, named ``dataset/method[/sampler]/architecture`` as the
     sweep's progress names it: number, status, the parameters the trials vary (the
@@ -250,12 +262,7 @@ def study_trials(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     ``--checkpoint best``, its last under ``last``; where it stopped, for a pruned one) and,
     on 2-D toys, that point's validation NLL, which the choice judges against the
     validation Gaussian's (:func:`validation_reference`)."""
-    parts = label.split("/")
-    keys = ["dataset", "method", "sampler", "architecture"] if len(parts) == 4 else \
-        ["dataset", "method", "architecture"]
-    trials = frame[frame["role"] == "trial"]
-    for key, value in zip(keys, parts, strict=True):
-        trials = trials[trials[key] == value]
+    trials = _study_rows(frame, label, "trial")
     params = pd.DataFrame([h["method"] for h in trials["hyperparams"]], index=trials.index)
     searched = [c for c in params if params[c].astype(str).nunique() > 1]  # what trials vary
     out = []
@@ -277,12 +284,7 @@ def study_runs(frame: pd.DataFrame, label: str) -> pd.DataFrame:
     model each run reports on the validation split (which chose that curve point) beside
     the same metric on the test split, so that a reader sees whether a choice's validation
     score was optimistic (the two differ) or the runs differ from the trials."""
-    parts = label.split("/")
-    keys = ["dataset", "method", "sampler", "architecture"] if len(parts) == 4 else \
-        ["dataset", "method", "architecture"]
-    runs = frame[frame["role"] == "run"]
-    for key, value in zip(keys, parts, strict=True):
-        runs = runs[runs[key] == value]
+    runs = _study_rows(frame, label, "run")
     out = []
     for _, row in runs.drop_duplicates("train_key").sort_values(["finished_at", "seed"]).iterrows():
         tuning = row["hyperparams"].get("tuning") or {}
