@@ -149,7 +149,7 @@ def expected_gradient(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Te
 def fixed_points(mu: torch.Tensor, sigma: torch.Tensor,
                  noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
                  eps: torch.Tensor, steps: torch.Tensor, alpha: float = 0.0,
-                 iterations: int = 5_000, rate: float = 0.5, tolerance: float = 1e-7
+                 iterations: int = 20_000, rate: float = 0.5, tolerance: float = 1e-7
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Short-run CD's fixed points (m, P) for each (ε, K) pair, and whether each exists:
     where :func:`expected_gradient` vanishes, reached from the energy's initialisation.
