@@ -220,10 +220,11 @@ def fixed_points(mu: torch.Tensor, sigma: torch.Tensor,
     for i in active.nonzero().squeeze(-1).tolist():
         settled = _newton(mean[i], precision[i], eps[i:i + 1], steps[i:i + 1], mu, sigma, noise,
                           alpha, tolerance * float(scale))
-        if settled is not None:
+        # Only a root whose chains contract counts; Newton may land on another (εP ≥ I),
+        # which says nothing about whether a contracting one exists: still unsettled.
+        if settled is not None and float(eps[i] * torch.linalg.eigvalsh(settled[1])[-1]) < 1:
             mean[i], precision[i] = settled
-            top = float(eps[i] * torch.linalg.eigvalsh(settled[1])[-1])
-            found[i], no_root[i] = top < 1, top >= 1
+            found[i] = True
     return mean, precision, torch.where(found, 1, torch.where(no_root, 0, -1))
 
 
@@ -256,7 +257,10 @@ def _newton(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Tensor, step
             m, p = unpack(theta)
             return (m, p) if float(torch.linalg.eigvalsh(p)[0]) > 0 else None
         jacobian = torch.autograd.functional.jacobian(residual, theta)
-        theta = theta - torch.linalg.solve(jacobian, value)
+        try:
+            theta = theta - torch.linalg.solve(jacobian, value)
+        except torch.linalg.LinAlgError:  # a singular Jacobian: no Newton step from here
+            return None
     return None
 
 
