@@ -42,6 +42,10 @@ Usage::
 
     python scripts/cd_fixed_point.py [--dataset correlated_gaussian]
         [--scale 0.3,1,2,3,4,5,7,9,10] [--steps 5,10,20,50,100,200,400] [--alpha 0,0.01]
+    python scripts/cd_fixed_point.py --results leaderboards/results.csv [--dataset ...]
+
+``--results`` sets each stored ``cd`` model trained with ``ula`` on the dataset's quadratic
+energy beside its configuration's fixed point.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from __future__ import annotations
 import argparse
 import math
 
+import pandas as pd
 import torch
 from tabulate import tabulate
 
@@ -289,10 +294,15 @@ def noise_moments(dataset: ebmbench.Dataset) -> tuple[torch.Tensor, torch.Tensor
             centred.pow(4).mean(0) - 3 * var.square())
 
 
-def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float = 0.0
-          ) -> tuple[list[list[str]], dict[tuple[float, int], float]]:
-    """The fixed point's Fisher divergence per (chain step scale, K) at regulariser weight
-    ``alpha``, as printed rows and as numbers (``inf`` where there is none)."""
+def _cell(value: float) -> str:
+    """A fixed point's Fisher divergence as printed (``inf``: none; ``nan``: unsettled)."""
+    if math.isinf(value):
+        return "no fixed point"
+    return "not settled" if math.isnan(value) else f"{value:.3g}"
+
+
+def _gaussian(dataset_name: str) -> ebmbench.Dataset:
+    """The dataset plugin, or a UserError naming the Gaussian ones."""
     dataset = ebmbench.get_dataset(dataset_name)
     if not getattr(dataset, "gaussian", False):
         gaussian = [n for n in ebmbench.list_plugins("dataset")
@@ -300,6 +310,14 @@ def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float
         raise ebmbench.UserError(f"dataset {dataset_name!r} is not Gaussian (the closed form "
                                  f"needs the data's mean and covariance). Gaussian datasets: "
                                  f"{', '.join(gaussian)}")
+    return dataset
+
+
+def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float = 0.0
+          ) -> tuple[list[list[str]], dict[tuple[float, int], float]]:
+    """The fixed point's Fisher divergence per (chain step scale, K) at regulariser weight
+    ``alpha``, as printed rows and as numbers (``inf`` where there is none)."""
+    dataset = _gaussian(dataset_name)
     base_eps = ebmbench.get_sampler("ula").hparams["step_size"]
     pairs = [(s, k) for s in scales for k in steps]
     eps = torch.tensor([s * base_eps for s, _ in pairs], dtype=torch.float64)
@@ -309,13 +327,47 @@ def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float
     fd = fisher_divergence(dataset.mean, dataset.covariance, mean, precision)
     values = {pair: {1: float(v), 0: math.inf, -1: math.nan}[st]
               for pair, v, st in zip(pairs, fd.tolist(), status.tolist(), strict=True)}
-
-    def cell(v: float) -> str:
-        return "no fixed point" if math.isinf(v) else "not settled" if math.isnan(v) else f"{v:.3g}"
-
-    rows = [[f"×{s:g}", f"{s * base_eps:.4g}", *(cell(values[s, k]) for k in steps)]
+    rows = [[f"×{s:g}", f"{s * base_eps:.4g}", *(_cell(values[s, k]) for k in steps)]
             for s in scales]
     return rows, values
+
+
+def stored_models(results: str, dataset_name: str) -> pd.DataFrame:
+    """Each ``cd`` model trained with ``ula`` on the quadratic energy of ``dataset_name`` in
+    a results store or export, one line per configuration: its K, chain step, α, the mean
+    (min–max) over seeds of the test Fisher divergence its runs report and of their last
+    curve point's validation one (where it settled, not the checkpoint it kept), beside the
+    configuration's fixed point."""
+    dataset = _gaussian(dataset_name)
+    frame = ebmbench.load_results(results)
+    runs = frame[(frame["role"] == "run") & (frame["method"] == "cd") & (frame["sampler"] == "ula")
+                 & (frame["architecture"] == "quadratic") & (frame["dataset"] == dataset_name)
+                 # a degenerate model (a status of its samples or density) still has its
+                 # Fisher divergence; a failed run has none
+                 & frame["metric.fisher_divergence"].notna()].drop_duplicates("train_key")
+    lines = []
+    for _, row in runs.iterrows():
+        method, sampler = row["hyperparams"]["method"], row["hyperparams"]["sampler"]
+        curve = [p for p in (row.get("curve") or []) if "fisher_divergence" in p]
+        lines.append({"K": int(method["mcmc_steps"]), "chain step": float(method["chain_step_scale"]),
+                      "α": float(method["alpha"]), "ε": method["chain_step_scale"] * sampler["step_size"],
+                      "reported": row["metric.fisher_divergence"],
+                      "last point": curve[-1]["fisher_divergence"] if curve else math.nan})
+    if not lines:
+        return pd.DataFrame()
+    models = pd.DataFrame(lines).groupby(["K", "chain step", "α", "ε"], as_index=False).agg(
+        seeds=("reported", "size"), reported=("reported", "mean"),
+        reported_min=("reported", "min"), reported_max=("reported", "max"),
+        last_point=("last point", "mean"))
+    predicted = []
+    for _, model in models.iterrows():
+        mean, precision, status = fixed_points(
+            dataset.mean, dataset.covariance, noise_moments(dataset),
+            torch.tensor([model["ε"]], dtype=torch.float64), torch.tensor([int(model["K"])]),
+            float(model["α"]))
+        value = float(fisher_divergence(dataset.mean, dataset.covariance, mean, precision)[0])
+        predicted.append({1: value, 0: math.inf, -1: math.nan}[int(status[0])])
+    return models.assign(fixed_point=predicted)
 
 
 def _numbers(kind: type, positive: bool = True):
@@ -341,7 +393,18 @@ def main(argv: list[str] | None = None) -> dict[tuple[float, float, int], float]
                         help="cd's mcmc_steps values K, a comma list")
     parser.add_argument("--alpha", type=_numbers(float, positive=False), default="0",
                         help="cd's regulariser weights α, a comma list (one table each)")
+    parser.add_argument("--results", help="instead, each cd/ula quadratic model of a results "
+                        "store or export (e.g. leaderboards/results.csv) beside its fixed point")
     args = parser.parse_args(argv)
+    if args.results:
+        try:
+            models = stored_models(args.results, args.dataset)
+        except ebmbench.UserError as error:
+            parser.error(str(error))
+        shown = models.assign(fixed_point=models["fixed_point"].map(_cell)) if len(models) else models
+        print(shown.to_markdown(index=False, floatfmt=".3g") if len(models)
+              else f"no cd model trained with ula on {args.dataset}'s quadratic energy there")
+        return {(m["α"], m["chain step"], m["K"]): m["fixed_point"] for _, m in models.iterrows()}
     values: dict[tuple[float, float, int], float] = {}
     for alpha in args.alpha:
         try:

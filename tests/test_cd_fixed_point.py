@@ -149,6 +149,23 @@ def test_expected_gradient_is_cd_losss_on_exact_ula_chains(cfp, alpha):
     assert torch.allclose(grad_p[0], p.grad, rtol=0.03, atol=0.02)
 
 
+def test_stored_models_are_set_beside_their_fixed_point(cfp, tmp_path, capsys):
+    """``--results``: a stored cd/ula run on the quadratic energy (K = 20, chain step ×5)
+    beside its configuration's fixed point, 4.78, where its last curve point settled."""
+    ebmbench.run(methods=["cd"], samplers=["ula"], architectures=["quadratic"],
+                 datasets=["correlated_gaussian"], metrics=["fisher"], seeds=[0], device="cpu",
+                 results=tmp_path / "r.sqlite", weight_average="ema",
+                 overrides={"method.cd.mcmc_steps": 20, "method.cd.chain_step_scale": 5.0,
+                            "method.cd.lr": 0.02, "method.cd.steps": 1000})
+    values = cfp.main(["--results", str(tmp_path / "r.sqlite")])
+    assert values == {(0.0, 5.0, 20): pytest.approx(4.78, abs=0.01)}
+    models = cfp.stored_models(str(tmp_path / "r.sqlite"), "correlated_gaussian")
+    assert models.loc[0, "last_point"] == pytest.approx(4.78, rel=0.05)
+    out = capsys.readouterr().out
+    assert "fixed_point" in out and re.search(r"\|\s+4\.78\s+\|\n", out)
+    assert cfp.stored_models(str(tmp_path / "r.sqlite"), "correlated_gaussian_16d").empty
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--dataset", "banana"], "'banana' is not Gaussian .* Gaussian datasets: correlated_gaussian"),
     (["--scale", "abc"], "argument --scale: 'abc' is not a comma list of numbers"),
