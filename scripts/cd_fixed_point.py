@@ -77,11 +77,13 @@ def _transition(precision: torch.Tensor, eps: torch.Tensor, steps: torch.Tensor
 
 
 def chain_moments(precision: torch.Tensor, mean: torch.Tensor, eps: torch.Tensor,
-                  steps: torch.Tensor, m0: torch.Tensor, c0: torch.Tensor
+                  steps: torch.Tensor, m0: torch.Tensor, c0: torch.Tensor,
+                  transition: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and covariance of ULA chains on N(mean, precision⁻¹) after ``steps`` steps of
     size ``eps`` from starts of mean m0 and covariance c0; batched over the leading dimension of
-    ``precision`` (B, d, d), ``mean`` (B, d), ``eps`` (B,) and ``steps`` (B,).
+    ``precision`` (B, d, d), ``mean`` (B, d), ``eps`` (B,) and ``steps`` (B,);
+    ``transition`` is :func:`_transition` of them when the caller has it already.
 
     >>> p = torch.tensor([[[4.0]]], dtype=torch.float64)
     >>> m, c = chain_moments(p, torch.zeros(1, 1, dtype=torch.float64),
@@ -90,7 +92,7 @@ def chain_moments(precision: torch.Tensor, mean: torch.Tensor, eps: torch.Tensor
     >>> round(c.item(), 6) == round(1 / (4 * (1 - 0.1 * 4 / 2)), 6)   # ULA's stationary variance
     True
     """
-    a, v, _ = _transition(precision, eps, steps)
+    a, v, _ = transition if transition is not None else _transition(precision, eps, steps)
     ak = a.pow(steps[:, None].to(a.dtype))
     denominator = 1 - a.square()
     flat = denominator.abs() < 1e-12          # a = ±1: the sum is K terms of 1
@@ -106,7 +108,8 @@ def chain_moments(precision: torch.Tensor, mean: torch.Tensor, eps: torch.Tensor
 
 def expected_gradient(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Tensor,
                       steps: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
-                      noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor], alpha: float
+                      noise: tuple[torch.Tensor, torch.Tensor, torch.Tensor], alpha: float,
+                      transition: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """The expected gradient of ``cd_loss`` with respect to m and P (samples held fixed),
     batched over (m, P, ε, K), for data N(μ, Σ) and chains from noise of moments
@@ -121,11 +124,13 @@ def expected_gradient(mean: torch.Tensor, precision: torch.Tensor, eps: torch.Te
     and E[q y yᵀ] = (δᵀPδ + tr PC)(δδᵀ + C) + 2 (δδᵀPC + CPδδᵀ) + 2 CPC (Isserlis) plus, for the
     chains, Σ_c (b_cᵀ P b_c) κ_c b_c b_cᵀ: their start's fourth cumulants κ_c (−w⁴/120 for a
     uniform of width w; the coordinates of ``init_noise`` are independent) carried by the
-    columns b_c of Aᴷ. With α = 0 only the first two moments matter.
+    columns b_c of Aᴷ. With α = 0 only the first two moments matter. ``transition`` is
+    :func:`_transition` of (P, ε, K) when the caller has it already.
     """
     m0, c0, k4 = noise
-    _, _, ak = _transition(precision, eps, steps)
-    m_k, c_k = chain_moments(precision, mean, eps, steps, m0, c0)
+    transition = transition if transition is not None else _transition(precision, eps, steps)
+    ak = transition[2]
+    m_k, c_k = chain_moments(precision, mean, eps, steps, m0, c0, transition)
     d_data, d_chain = mu - mean, m_k - mean
     c_data = sigma.expand_as(c_k)
     grad_p = 0.5 * ((c_data + _outer(d_data)) - (c_k + _outer(d_chain)))
@@ -182,12 +187,14 @@ def fixed_points(mu: torch.Tensor, sigma: torch.Tensor,
             break
         idx = active.nonzero().squeeze(-1)
         p, m, e, k = precision[idx], mean[idx], eps[idx], steps[idx]
-        grad_m, grad_p = expected_gradient(m, p, e, k, mu, sigma, noise, alpha)
+        # One eigendecomposition of A = I − εP per step serves the moments, the gradient and
+        # the mean's Newton step.
+        transition = _transition(p, e, k)
+        grad_m, grad_p = expected_gradient(m, p, e, k, mu, sigma, noise, alpha, transition)
         # −2∇_P is C_K − Σ when α = 0 and the means match; the mean's step is Newton's for
         # the α = 0 part: m + Aᴷ(m₀ − m) = μ ⇔ (I − Aᴷ) m = μ − Aᴷ m₀, exact at rate 1.
         gap = -2 * grad_p
-        _, _, ak = _transition(p, e, k)
-        shift = torch.linalg.solve(eye - ak, torch.linalg.solve(p, grad_m[..., None])).squeeze(-1)
+        shift = torch.linalg.solve(eye - transition[2], torch.linalg.solve(p, grad_m[..., None])).squeeze(-1)
         residual = torch.maximum(gap.abs().amax(dim=(-2, -1)), shift.abs().amax(dim=-1))
         # A non-finite residual (the flow ran off) ends that pair unsettled.
         lost = ~torch.isfinite(residual)
@@ -313,6 +320,17 @@ def _gaussian(dataset_name: str) -> ebmbench.Dataset:
     return dataset
 
 
+def settled_values(dataset: ebmbench.Dataset, eps: torch.Tensor, steps: torch.Tensor,
+                   alpha: float) -> list[float]:
+    """The fixed point's Fisher divergence for each (ε, K) pair: ``inf`` where there is none,
+    ``nan`` where the flow did not settle."""
+    mean, precision, status = fixed_points(dataset.mean, dataset.covariance,
+                                           noise_moments(dataset), eps, steps, alpha)
+    fd = fisher_divergence(dataset.mean, dataset.covariance, mean, precision)
+    return [{1: float(v), 0: math.inf, -1: math.nan}[st]
+            for v, st in zip(fd.tolist(), status.tolist(), strict=True)]
+
+
 def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float = 0.0
           ) -> tuple[list[list[str]], dict[tuple[float, int], float]]:
     """The fixed point's Fisher divergence per (chain step scale, K) at regulariser weight
@@ -322,11 +340,7 @@ def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float
     pairs = [(s, k) for s in scales for k in steps]
     eps = torch.tensor([s * base_eps for s, _ in pairs], dtype=torch.float64)
     ks = torch.tensor([k for _, k in pairs])
-    mean, precision, status = fixed_points(dataset.mean, dataset.covariance,
-                                           noise_moments(dataset), eps, ks, alpha)
-    fd = fisher_divergence(dataset.mean, dataset.covariance, mean, precision)
-    values = {pair: {1: float(v), 0: math.inf, -1: math.nan}[st]
-              for pair, v, st in zip(pairs, fd.tolist(), status.tolist(), strict=True)}
+    values = dict(zip(pairs, settled_values(dataset, eps, ks, alpha), strict=True))
     rows = [[f"×{s:g}", f"{s * base_eps:.4g}", *(_cell(values[s, k]) for k in steps)]
             for s in scales]
     return rows, values
@@ -359,14 +373,11 @@ def stored_models(results: str, dataset_name: str) -> pd.DataFrame:
         seeds=("reported", "size"), reported=("reported", "mean"),
         reported_min=("reported", "min"), reported_max=("reported", "max"),
         last_point=("last point", "mean"))
-    predicted = []
-    for _, model in models.iterrows():
-        mean, precision, status = fixed_points(
-            dataset.mean, dataset.covariance, noise_moments(dataset),
-            torch.tensor([model["ε"]], dtype=torch.float64), torch.tensor([int(model["K"])]),
-            float(model["α"]))
-        value = float(fisher_divergence(dataset.mean, dataset.covariance, mean, precision)[0])
-        predicted.append({1: value, 0: math.inf, -1: math.nan}[int(status[0])])
+    predicted = pd.Series(math.nan, index=models.index)
+    for alpha, group in models.groupby("α"):  # batched over the models of one α
+        predicted[group.index] = settled_values(
+            dataset, torch.tensor(group["ε"].tolist(), dtype=torch.float64),
+            torch.tensor(group["K"].astype(int).tolist()), float(alpha))
     return models.assign(fixed_point=predicted)
 
 
