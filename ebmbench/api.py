@@ -144,7 +144,9 @@ def run(
     ``results`` store. ``train_flops`` replaces the budget's training compute.
     ``lr_schedule`` (``constant``, ``linear`` or ``cosine``; :func:`ebmbench.lr_factor`)
     decays every optimiser's learning rate to zero over each run's and trial's progress; a
-    decayed run is labelled with it (``dsm (lr_schedule=cosine)``) and ranked apart.
+    decayed run is labelled with it (``dsm (lr_schedule=cosine)``) and ranked apart;
+    ``tuned`` (with ``tune``) makes each study search ``constant`` or ``cosine`` with its
+    method's hyper-parameters, and its runs train under the one it chose.
     ``checkpoint`` is the model each run reports (:mod:`ebmbench.early_stopping`):
     ``best``, its best learning-curve point on the validation split, or ``last``; a
     ``last`` run is labelled with it and ranked apart. ``weight_average`` is what each run's
@@ -182,7 +184,7 @@ def run(
         or not math.isfinite(train_flops) or train_flops <= 0
     ):
         raise UserError(f"bad train_flops {shown(train_flops)}: give a finite number > 0, or None")
-    check_lr_schedule(lr_schedule)
+    check_lr_schedule(lr_schedule, tuned=True)
     check_rule(checkpoint)
     check_weight_average(weight_average)
     selection = Selection(

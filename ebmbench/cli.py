@@ -28,7 +28,7 @@ from .errors import EnvironmentFailure, UserError, unknown_choice
 from .inputs import parse_seeds, parse_timeout, parse_workers
 from .params import BUDGETS
 from .protocol_settings import DEFAULTS as PROTOCOL_DEFAULTS
-from .schedules import LR_SCHEDULES
+from .schedules import LR_SCHEDULES, TUNED_LR_SCHEDULE
 
 __all__ = ["main", "cli"]
 
@@ -156,10 +156,12 @@ def list_command(kind: str | None, verbose: bool, refresh: bool) -> None:
                                 "much each choice owes to chance; use a store per draw.")
 @click.option("--train-flops", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="FLOPS", help="Training compute per run, replacing the budget's.")
-@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), default=PROTOCOL_DEFAULTS["lr_schedule"],
-              show_default=True,
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES + (TUNED_LR_SCHEDULE,)),
+              default=PROTOCOL_DEFAULTS["lr_schedule"], show_default=True,
               help="Decay every training learning rate over the run's compute budget (to zero "
-                   "at its end); a decayed run is labelled and ranked apart.")
+                   "at its end); a decayed run is labelled and ranked apart. With --tune, "
+                   "'tuned' searches constant or cosine in each study, with its method's "
+                   "hyper-parameters.")
 @click.option("--checkpoint", type=click.Choice(CHECKPOINT_RULES), default=PROTOCOL_DEFAULTS["checkpoint"],
               show_default=True,
               help="The model each run reports: its best learning-curve point on the "

@@ -98,6 +98,10 @@ class RunSpec:
     #: What the run evaluates (:mod:`ebmbench.averaging`): ``none`` (its iterates), ``ema``
     #: or ``best``.
     weight_average: str = PROTOCOL_LEGACY["weight_average"]
+    #: A trial of a study that searches the learning-rate schedule (``--lr-schedule
+    #: tuned``): part of its id, so that it never takes the id of another study's trial
+    #: that trained the same configuration under the same schedule.
+    searched_schedule: bool = False
     #: Tuning: for a trial, its study and number; for a tuned run, the study's record
     #: (trials, objective, chosen values). Kept in the row's ``hyperparams["tuning"]``;
     #: not part of the run's identity (the chosen values are, through ``params``).
@@ -121,6 +125,8 @@ class RunSpec:
             extra["replicate"] = self.replicate
         if self.train_flops is not None:
             extra["train_flops"] = self.train_flops
+        if self.searched_schedule:
+            extra["searched_schedule"] = True
         # The protocol settings under their legacy rule add nothing (ebmbench.protocol_settings).
         extra |= recorded_settings(self)
         return (extra,) if extra else ()

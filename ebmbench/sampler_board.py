@@ -56,6 +56,7 @@ from .device import derive_seed, resolve_device
 from .exact_sampling import ExactLogDensity, GridDensity2D
 from .grid import RunSpec, Selection, Task, _digest, _names, expand, instantiate
 from .plugins import PluginManager, get_plugin_manager
+from .protocol_settings import DEFAULTS as PROTOCOL_DEFAULTS
 from .runner import (
     _base_row,
     _evaluate,
@@ -69,6 +70,7 @@ from .runner import (
     finished_rows,
     validation_split,
 )
+from .schedules import TUNED_LR_SCHEDULE
 from .store import ResultStore
 
 __all__ = [
@@ -215,7 +217,10 @@ def _reference_specs(
     ref_selection = Selection(
         methods=[REFERENCE["method"]], samplers=samplers, architectures=[REFERENCE["architecture"]],
         datasets=eligible, metrics=[], seeds=(REFERENCE["seed"],), budget=selection.budget,
-        overrides=kept, train_flops=selection.train_flops, lr_schedule=selection.lr_schedule,
+        overrides=kept, train_flops=selection.train_flops,
+        # The reference is trained untuned: a schedule tuned per study is the default's.
+        lr_schedule=(PROTOCOL_DEFAULTS["lr_schedule"] if selection.lr_schedule == TUNED_LR_SCHEDULE
+                     else selection.lr_schedule),
         checkpoint=selection.checkpoint, weight_average=selection.weight_average,
     )
     specs, _ = expand(ref_selection, pm)

@@ -26,6 +26,8 @@ __all__ = [
     "SCHEDULES",
     "ANNEALING_SCHEDULES",
     "LR_SCHEDULES",
+    "TUNED_LR_SCHEDULE",
+    "TUNED_LR_SCHEDULES",
     "check_lr_schedule",
     "LearningRateSchedule",
     "lr_factor",
@@ -39,13 +41,25 @@ SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine", "geometric")
 #: Learning-rate decays over a training run's progress (see :func:`lr_factor`).
 LR_SCHEDULES: tuple[str, ...] = ("constant", "linear", "cosine")
 
-def check_lr_schedule(value: object) -> str:
+#: ``--lr-schedule tuned``: not a decay but a rule of the tuned protocol. Each tuning study
+#: searches the schedule among :data:`TUNED_LR_SCHEDULES` with the method's own
+#: hyper-parameters, and its runs train under the one it chose (:mod:`ebmbench.tuning`), as
+#: AlgoPerf leaves the schedule to each submission. Only a sweep with ``--tune`` takes it.
+TUNED_LR_SCHEDULE = "tuned"
+#: What a tuned schedule chooses between: no decay, and a decay to zero. ``linear`` is left
+#: out: it decays to zero as ``cosine`` does, and each extra value costs a study's trials.
+TUNED_LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+
+def check_lr_schedule(value: object, *, tuned: bool = False) -> str:
     """``value`` if it is a learning-rate schedule, else a ``UserError`` naming the valid
-    ones (the check of ``ebmbench.run`` and ``ebmbench.train``)."""
+    ones (the check of ``ebmbench.run`` and ``ebmbench.train``). ``tuned``: whether
+    :data:`TUNED_LR_SCHEDULE` is valid too (a sweep's, not a single run's)."""
     from .errors import UserError, shown
 
-    if not isinstance(value, str) or value not in LR_SCHEDULES:
-        raise UserError(f"unknown lr_schedule {shown(value)}. Valid schedules: {', '.join(LR_SCHEDULES)}")
+    valid = LR_SCHEDULES + ((TUNED_LR_SCHEDULE,) if tuned else ())
+    if not isinstance(value, str) or value not in valid:
+        raise UserError(f"unknown lr_schedule {shown(value)}. Valid schedules: {', '.join(valid)}")
     return value
 
 

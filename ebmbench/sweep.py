@@ -34,6 +34,7 @@ from .leases import Claimant, ClaimingTasks, Heartbeat, Leases
 from .plugins import get_plugin_manager
 from .progress import SweepProgress, live_progress
 from .runner import ENVIRONMENT_FAILURE, STATUSES, execute_task, validation_reference_nll
+from .schedules import LR_SCHEDULES, TUNED_LR_SCHEDULE
 from .store import ResultStore, notice
 
 __all__ = ["run_sweep", "SweepReport", "RETRYABLE", "default_leaderboard_dir",
@@ -122,6 +123,10 @@ def run_sweep(
     if tune_draw and not tune:
         raise UserError(f"tune_draw {tune_draw} repeats the tuning with other draws: give the "
                         "number of trials too (--tune N)")
+    if selection.lr_schedule == TUNED_LR_SCHEDULE and not tune:
+        raise UserError(f"lr_schedule {TUNED_LR_SCHEDULE!r} is chosen by each tuning study: give "
+                        "the number of trials too (--tune N), or a schedule: "
+                        + ", ".join(LR_SCHEDULES))
     if not isinstance(retry_failed, bool):
         raise UserError(f"bad retry_failed {shown(retry_failed)}: give True or False")
     if not isinstance(device, str):
@@ -270,7 +275,9 @@ def _tune(
         plan_studies,
         pruning_history,
         replicate_seed,
+        searched_values,
         trial_spec,
+        tuned_spec,
     )
 
     pm = get_plugin_manager()
@@ -349,8 +356,8 @@ def _tune(
             if live:
                 live.update(job, advance=confirmations - len(pending))
             for row in pending:
-                values = {n: row["hyperparams"]["method"][n] for n in study.searched}
-                spec = replace(trial_spec(study, row["trial"], values, pm), replicate=1,
+                spec = replace(trial_spec(study, row["trial"], searched_values(study, row), pm),
+                               replicate=1,
                                seed=replicate_seed(study))
                 spec.tuning = {"study": key, "trial": row["trial"], "replicate": 1, **drawn,
                                "objective": study.objective}
@@ -369,10 +376,7 @@ def _tune(
         if key is None:
             tuned.append(spec)
             continue
-        chosen, record = records[key]
-        params = {k: dict(v) for k, v in spec.params.items()}
-        params["method"].update(chosen)
-        tuned.append(replace(spec, params=params, tuning=record))
+        tuned.append(tuned_spec(spec, *records[key]))
     return tuned, sum(len(v) for k, v in by_study.items() if k in studies)
 
 

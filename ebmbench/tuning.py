@@ -80,14 +80,16 @@ from .device import derive_seed
 from .errors import UserError
 from .grid import RunSpec
 from .plugins import PluginManager
-from .protocol_settings import study_tokens
-from .search_space import Search
+from .protocol_settings import from_record, study_tokens
+from .schedules import TUNED_LR_SCHEDULE, TUNED_LR_SCHEDULES
+from .search_space import Search, choice
 
 __all__ = [
     "Study", "plan_studies", "trial_spec", "next_trial_params", "choose", "objective_of",
     "CurvePruner", "TrialPruned", "PRUNER_MIN_RESOURCE", "PRUNER_REDUCTION", "CURVE_RESOURCE",
     "STARTUP_TRIALS", "degenerate_trials", "validation_nll", "CONFIRMED_TRIALS",
-    "confirmation_candidates", "is_replicate", "replicate_seed",
+    "confirmation_candidates", "is_replicate", "replicate_seed", "SCHEDULE", "searched_values",
+    "tuned_spec",
 ]
 
 #: The pruner's resource is the compute spent, in 1/128ths of the budget (the first
@@ -105,6 +107,10 @@ STARTUP_TRIALS = 4
 #: The best trials sound on the validation split that are trained again on another seed
 #: before the choice (see "Confirmation" above).
 CONFIRMED_TRIALS = 2
+#: The name of the learning-rate schedule among a study's searched values, when the sweep's
+#: ``lr_schedule`` is :data:`~ebmbench.schedules.TUNED_LR_SCHEDULE` (a method may not
+#: search a parameter of that name then).
+SCHEDULE = "lr_schedule"
 #: Samplers preferred, in order, for a sampler-free method's trials on sample objectives.
 _TUNING_SAMPLERS = ("mala", "hmc", "ula", "mh")
 
@@ -126,6 +132,8 @@ class Study:
         from_curve: The objective is read from the learning curve (no sampling needed).
         sampler: The sampler in trials (the training sampler, or one for sample objectives).
         seed: The seed trials use.
+        schedules: The learning-rate schedules searched with ``searched`` (under
+            :data:`SCHEDULE`), empty when the sweep fixes the schedule.
     """
 
     key: str
@@ -136,6 +144,15 @@ class Study:
     sampler: str
     seed: int
     specs: list[RunSpec] = field(default_factory=list)
+    schedules: tuple[str, ...] = ()
+
+    @property
+    def space(self) -> dict[str, Search]:
+        """Everything the study searches: the method's spaces, and the schedule's when it
+        is tuned."""
+        if not self.schedules:
+            return dict(self.searched)
+        return {**self.searched, SCHEDULE: choice(*self.schedules)}
 
     @property
     def label(self) -> str:
@@ -193,7 +210,12 @@ def plan_studies(
         sampler = spec.sampler if spec.uses_sampler or from_curve else next(
             (s for s in _TUNING_SAMPLERS if s in selected_samplers), selected_samplers[0])
         seed = derive_seed("tuning draw", key) % 2**31 if draw else spec.seed
-        studies[key] = Study(key, spec, searched, objective, from_curve, sampler, seed, [spec])
+        schedules = TUNED_LR_SCHEDULES if spec.lr_schedule == TUNED_LR_SCHEDULE else ()
+        if schedules and SCHEDULE in searched:
+            raise UserError(f"method {spec.method} searches a parameter named {SCHEDULE!r}, which "
+                            f"--lr-schedule {TUNED_LR_SCHEDULE} searches too: fix one of them")
+        studies[key] = Study(key, spec, searched, objective, from_curve, sampler, seed, [spec],
+                             schedules)
     return studies
 
 
@@ -202,8 +224,10 @@ _CURVE_OBJECTIVES = frozenset({"fisher_divergence", "nll"})
 
 
 def trial_spec(study: Study, number: int, values: dict[str, Any], pm: PluginManager) -> RunSpec:
-    """The run spec of trial ``number`` of ``study``, with the searched ``values``."""
-    base = study.base
+    """The run spec of trial ``number`` of ``study``, with the searched ``values`` (a
+    schedule among them, under :data:`SCHEDULE`, when the study searches one)."""
+    values = dict(values)
+    base = tuned_spec(study.base, {SCHEDULE: values.pop(SCHEDULE)} if SCHEDULE in values else {})
     params = {k: dict(v) for k, v in base.params.items()}
     method_cls = pm.info("method", base.method).cls
     for name, value in values.items():
@@ -213,7 +237,32 @@ def trial_spec(study: Study, number: int, values: dict[str, Any], pm: PluginMana
         params["sampler"] = dict(sampler_spec.params["sampler"]) if sampler_spec else \
             pm.info("sampler", study.sampler).cls(budget=base.budget).hparams
     return replace(base, sampler=study.sampler, params=params, seed=study.seed, trial=number,
-                   skip_reason=None)
+                   skip_reason=None, searched_schedule=bool(study.schedules))
+
+
+def tuned_spec(spec: RunSpec, chosen: dict[str, Any], record: dict[str, Any] | None = None,
+               ) -> RunSpec:
+    """``spec`` with a study's ``chosen`` values (and its ``record``, when given): the
+    method's into its parameters, a chosen schedule (:data:`SCHEDULE`) as its
+    ``lr_schedule``. A spec whose schedule was to be tuned and that got none (no trial
+    finished) trains under the first of :data:`~ebmbench.schedules.TUNED_LR_SCHEDULES`,
+    the default's."""
+    chosen = dict(chosen)
+    schedule = chosen.pop(SCHEDULE, None)
+    if schedule is None and spec.lr_schedule == TUNED_LR_SCHEDULE:
+        schedule = TUNED_LR_SCHEDULES[0]
+    params = {k: dict(v) for k, v in spec.params.items()}
+    params["method"].update(chosen)
+    return replace(spec, params=params, lr_schedule=schedule or spec.lr_schedule,
+                   **({"tuning": record} if record is not None else {}))
+
+
+def searched_values(study: Study, row: dict[str, Any]) -> dict[str, Any]:
+    """The values of everything ``study`` searches that the trial ``row`` ran with."""
+    values = {n: row["hyperparams"]["method"][n] for n in study.searched}
+    if study.schedules:
+        values[SCHEDULE] = from_record(row["hyperparams"])["lr_schedule"]
+    return values
 
 
 # ------------------------------------------------------------------ objective and search
@@ -283,9 +332,9 @@ def _in_memory_study(study: Study, rows: list[dict[str, Any]], number: int) -> A
         multivariate=True,
     )
     opt = optuna.create_study(direction="minimize", sampler=sampler)
-    distributions = {n: _distribution(s) for n, s in study.searched.items()}
+    distributions = {n: _distribution(s) for n, s in study.space.items()}
     for row in sorted(rows, key=lambda r: r["trial"]):
-        params = {n: row["hyperparams"]["method"][n] for n in study.searched}
+        params = searched_values(study, row)
         value = objective_of(row, study)
         if row["status"] == "pruned":
             curve = _curve_values(row, study.objective)
@@ -309,15 +358,23 @@ def next_trial_params(study: Study, rows: list[dict[str, Any]], number: int) -> 
     """The searched values of trial ``number``, given the study's finished trial ``rows``.
 
     Deterministic: the same rows give the same values (the store is the only record).
+    When the study searches the schedule, the random start alternates it (trial 0, the
+    defaults, ``constant``; 1 ``cosine``; 2 ``constant`` ...), so that TPE's model starts
+    from both whatever the draws.
     """
-    if not study.searched:
+    space = study.space
+    if not space:
         return {}
     defaults = {n: study.base.params["method"][n] for n in study.searched}
-    if number == 0 and all(s.contains(defaults[n]) for n, s in study.searched.items()):
+    if study.schedules:
+        defaults[SCHEDULE] = study.schedules[0]
+    if number == 0 and all(s.contains(defaults[n]) for n, s in space.items()):
         return defaults
     opt = _in_memory_study(study, rows, number)
+    if study.schedules and number < STARTUP_TRIALS:
+        opt.enqueue_trial({SCHEDULE: study.schedules[number % len(study.schedules)]})
     trial = opt.ask()
-    return {name: space.suggest(trial, name) for name, space in study.searched.items()}
+    return {name: s.suggest(trial, name) for name, s in space.items()}
 
 
 def reported_point(row: dict[str, Any]) -> dict[str, float] | None:
@@ -450,7 +507,7 @@ def choose(study: Study, rows: list[dict[str, Any]], reference_nll: float | None
     record: dict[str, Any] = {
         "study": study.key, "trials": sum(not is_replicate(r) for r in rows),
         "objective": study.objective,
-        "split": "validation", "searched": {n: s.describe() for n, s in study.searched.items()},
+        "split": "validation", "searched": {n: s.describe() for n, s in study.space.items()},
         "pruned": sum(r["status"] == "pruned" for r in rows if not is_replicate(r)),
     }
     if not finished:
@@ -471,7 +528,7 @@ def choose(study: Study, rows: list[dict[str, Any]], reference_nll: float | None
         if len(eligible) == len(finished) and (flagged or failed):
             record["note"] = ("every finished trial is degenerate on the validation split"
                               + (" or failed its confirmation" if failed else ""))
-    chosen = {n: best["hyperparams"]["method"][n] for n in study.searched}
+    chosen = searched_values(study, best)
     record |= {"chosen_trial": best["trial"], "score": value, "chosen": chosen}
     if confirmed:
         record["confirmation"] = {str(n): c for n, c in sorted(confirmed.items())}
