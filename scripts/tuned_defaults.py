@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import ebmbench
+from ebmbench.tuning import SCHEDULE
 
 
 def _one_significant(value: float) -> float:
@@ -45,6 +46,8 @@ def chosen_values(frame: Any) -> dict[str, dict[str, list[Any]]]:
             continue
         seen.add(study)
         for name, value in record["chosen"].items():
+            if name == SCHEDULE:  # the harness's (--lr-schedule tuned), not a method default
+                continue
             out[row["method"]][name].append(value)
     return out
 

@@ -12,6 +12,7 @@ from ebmbench.leaderboard.aggregate import model_label
 from ebmbench.plugins import get_plugin_manager
 from ebmbench.store import ResultStore
 from ebmbench.tuning import STARTUP_TRIALS, is_replicate, next_trial_params, plan_studies
+from tests.helpers import load_script
 from tests.test_cli import ebmbench as ebmbench_cli
 
 # Exact score matching at a fixed, large learning rate on small batches: the constant
@@ -54,6 +55,9 @@ def test_the_study_chooses_the_decay_where_iterate_noise_is_what_is_left(tmp_pat
     # configuration under a constant lr is several times worse there.
     constant = ebmbench.run(results=tmp_path / "constant.sqlite", **NOISY).iloc[0]
     assert run["metric.fisher_divergence"] < 0.5 * constant["metric.fisher_divergence"]
+    # scripts/tuned_defaults.py proposes method defaults: the schedule is not one.
+    chosen = load_script("tuned_defaults").chosen_values(ebmbench.load_results(results))
+    assert chosen == {}
 
 
 def test_the_random_start_alternates_the_schedule_and_tpe_searches_it_after(fresh_plugins):
