@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 import ebmbench
-from ebmbench.leaderboard.aggregate import trained_models
+from ebmbench.leaderboard.aggregate import protocol_summary, trained_models
 
 METRIC = "metric.fisher_divergence"
 
@@ -48,6 +48,16 @@ def models(frame: pd.DataFrame, methods: list[str] | None, params: list[str]) ->
         fisher=(METRIC, "mean"), degenerate=("degenerate", "sum"), seeds=("seed", "count"),
         **{p: (p, "first") for p in params},
     )
+
+
+def protocols(before: pd.DataFrame, after: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    """What each store's compared models ran under (:func:`protocol_summary`, over their
+    datasets' trained models), one line each: the protocol change being measured, stated."""
+    datasets = set(table.index.get_level_values("dataset"))
+    return [
+        f"{name}: " + protocol_summary(list(runs[runs["dataset"].isin(datasets)]["hyperparams"]))
+        for name, runs in (("before", trained_models(before)), ("after", trained_models(after)))
+    ]
 
 
 def compare(before: pd.DataFrame, after: pd.DataFrame, threshold: float = 0.25) -> pd.DataFrame:
@@ -146,6 +156,9 @@ def main() -> None:
     table = compare(models(before, methods, params), models(after, methods, params),
                     args.threshold)
     print(table.reset_index().to_markdown(index=False, floatfmt=".4g"))
+    print()
+    for line in protocols(before, after, table):
+        print(line)
     print()
     for line in summary(table):
         print(line)

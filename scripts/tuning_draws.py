@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 import ebmbench
-from ebmbench.leaderboard.aggregate import trained_models
+from ebmbench.leaderboard.aggregate import protocol_summary, trained_models
 
 METRIC = "metric.fisher_divergence"
 MODEL = ["dataset", "architecture", "method", "training sampler"]
@@ -54,11 +54,8 @@ def per_draw(frames: list[pd.DataFrame], datasets: list[str] | None = None,
     of the draws' means, and ``spread``, the largest mean over the smallest."""
     columns = []
     for k, frame in enumerate(frames):
-        runs = trained_models(frame).rename(columns={"sampler": "training sampler"})
-        if datasets:
-            runs = runs[runs["dataset"].isin(datasets)]
-        if architectures:
-            runs = runs[runs["architecture"].isin(architectures)]
+        runs = _selected(frame, datasets, architectures).rename(
+            columns={"sampler": "training sampler"})
         columns.append(runs.groupby(MODEL).agg(**{
             f"fisher {k}": (METRIC, "mean"), f"degenerate {k}": ("degenerate", "sum")}))
     table = pd.concat(columns, axis=1, join="inner")
@@ -66,6 +63,25 @@ def per_draw(frames: list[pd.DataFrame], datasets: list[str] | None = None,
     table["median"] = means.median(axis=1)
     table["spread"] = means.max(axis=1) / means.min(axis=1)
     return table
+
+
+def _selected(frame: pd.DataFrame, datasets: list[str] | None,
+              architectures: list[str] | None) -> pd.DataFrame:
+    runs = trained_models(frame)
+    if datasets:
+        runs = runs[runs["dataset"].isin(datasets)]
+    if architectures:
+        runs = runs[runs["architecture"].isin(architectures)]
+    return runs
+
+
+def protocol_line(frame: pd.DataFrame, datasets: list[str] | None = None,
+                  architectures: list[str] | None = None) -> str:
+    """The protocol settings the selected trained models of one store ran under: each with
+    its one value, or ``mixed`` where they differ (a tuned schedule's choices, or a store
+    that holds two protocols).
+    """
+    return protocol_summary(list(_selected(frame, datasets, architectures)["hyperparams"]))
 
 
 def reaching(table: pd.DataFrame, target: float) -> pd.Series:
@@ -189,7 +205,17 @@ def main() -> None:
         parser.error("give at least two stores: one per tuning draw")
     datasets = args.dataset.split(",") if args.dataset else None
     architectures = args.architecture.split(",") if args.architecture else None
-    table = per_draw([ebmbench.load_results(p) for p in args.results], datasets, architectures)
+    frames = [ebmbench.load_results(p) for p in args.results]
+    # The draws must differ only by their draws: a setting that differs between them (a
+    # store made before a default changed) would be counted as the tuning's chance.
+    lines = [protocol_line(f, datasets, architectures) for f in frames]
+    for k, (path, line) in enumerate(zip(args.results, lines, strict=True)):
+        print(f"draw {k} ({path.name}): {line}")
+    if len(set(lines)) > 1:
+        print("WARNING: the draws ran under different protocol settings, so their spread "
+              "mixes those settings' effect with the draws'")
+    print()
+    table = per_draw(frames, datasets, architectures)
     if args.target is not None:
         table[f"draws <= {args.target:g}"] = reaching(table, args.target)
     print(table.reset_index().to_markdown(index=False, floatfmt=".3g"))
@@ -203,10 +229,11 @@ def main() -> None:
             for n in range(len(args.results), -1, -1))
             + f"; the median over draws reaches it for {median_reaching(table, args.target)}")
     for path in args.against:
-        changed = per_draw([ebmbench.load_results(path)], datasets, architectures)["fisher 0"]
+        frame = ebmbench.load_results(path)
+        changed = per_draw([frame], datasets, architectures)["fisher 0"]
         part = judged(table, changed, args.margin)
-        print(f"\n{path.name} against the draws (outside every draw by more than "
-              f"{args.margin:.0%}):")
+        print(f"\n{path.name} ({protocol_line(frame, datasets, architectures)}) against the "
+              f"draws (outside every draw by more than {args.margin:.0%}):")
         print(judged_summary(part).to_markdown(index=False, floatfmt=".2f"))
         moved = part[part["verdict"] != "within"]
         for model, line in moved.iterrows():

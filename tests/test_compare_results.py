@@ -42,6 +42,11 @@ def test_two_stores_compare_model_by_model(tmp_path):
     assert board["geometric mean after/before"] == pytest.approx(float((ratios.prod()) ** 0.5))
     best = table["fisher after"].idxmin()
     assert board["best after"].startswith("/".join(v for v in best[1:] if v != "–"))
+    # Each store's protocol is stated: here the same, the change being two parameters.
+    stored = [ebmbench.load_results(tmp_path / n) for n in ("a.sqlite", "b.sqlite")]
+    assert script.protocols(*stored, table) == [
+        f"{name}: lr_schedule=constant, checkpoint=best, weight_average=best"
+        for name in ("before", "after")]
     # Only cd: the filter keeps one model.
     only_cd = script.models(ebmbench.load_results(tmp_path / "a.sqlite"), ["cd"], [])
     assert only_cd.index.get_level_values("method").tolist() == ["cd"]

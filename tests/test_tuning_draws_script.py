@@ -62,3 +62,27 @@ def test_a_changed_protocol_is_judged_by_the_draws_spread(tmp_path):
     assert line["geometric mean ratio"] == pytest.approx(expected)
     doubled = script.judged(table, table[["fisher 0", "fisher 1"]].max(axis=1) * 2)
     assert (doubled["verdict"] == "worse").all()
+
+
+def test_draws_made_under_different_protocol_settings_are_flagged(tmp_path, monkeypatch, capsys):
+    """The draws' spread is credited to chance only if they differ by their draws alone: a
+    draw under another setting (here ranking iterates) is named, and the output says so."""
+    script = load_script("tuning_draws")
+    ebmbench.run(results=tmp_path / "d0.sqlite", tune_draw=0, **RUN)
+    ebmbench.run(results=tmp_path / "d1.sqlite", tune_draw=1, weight_average="none", **RUN)
+    ebmbench.run(results=tmp_path / "d2.sqlite", tune_draw=2, **RUN)
+    stored = {d: ebmbench.load_results(tmp_path / f"d{d}.sqlite") for d in (0, 1, 2)}
+    assert script.protocol_line(stored[0]) == (
+        "lr_schedule=constant, checkpoint=best, weight_average=best")
+    assert script.protocol_line(stored[1]) == (
+        "lr_schedule=constant, checkpoint=best, weight_average=none")
+
+    def output(*names: str) -> str:
+        monkeypatch.setattr("sys.argv", ["tuning_draws.py", *(str(tmp_path / n) for n in names)])
+        script.main()
+        return capsys.readouterr().out
+
+    mixed = output("d0.sqlite", "d1.sqlite")
+    assert "draw 1 (d1.sqlite): lr_schedule=constant, checkpoint=best, weight_average=none" in mixed
+    assert "WARNING: the draws ran under different protocol settings" in mixed
+    assert "WARNING" not in output("d0.sqlite", "d2.sqlite")

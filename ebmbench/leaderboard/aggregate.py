@@ -287,8 +287,16 @@ def protocol_text(frame: pd.DataFrame, dataset: str) -> str:
         return "–"
     ran = frame[(frame["dataset"] == dataset) & (frame["role"] == "run") & (frame["status"] != "skipped")]
     hyperparams = list(ran["hyperparams"])
-    if not hyperparams:
-        return "–"
+    return protocol_summary(hyperparams) if hyperparams else "–"
+
+
+def protocol_summary(hyperparams: Iterable[dict[str, Any] | None]) -> str:
+    """The protocol settings of some runs in one line: each setting with its one value, or
+    ``mixed`` where the runs differ in it.
+
+    >>> protocol_summary([{"checkpoint": "best", "lr_schedule": "cosine"}, {"checkpoint": "best"}])
+    'lr_schedule mixed, checkpoint=best, weight_average=none'
+    """
     shared = shared_protocol(hyperparams)
     return ", ".join(
         f"{name}={shared[name]}" if name in shared else f"{name} mixed" for name in SETTING_NAMES
