@@ -104,3 +104,14 @@ def test_only_a_tuning_sweep_takes_a_tuned_schedule(tmp_path):
         "Error: lr_schedule 'tuned' is chosen by each tuning study: give the number of trials "
         "too (--tune N), or a schedule: constant, linear, cosine")
     assert not (tmp_path / "c.sqlite").exists()
+
+
+def test_the_sampler_board_s_reference_energy_trains_under_the_default_schedule(fresh_plugins):
+    """The board's reference energy is trained untuned, so a sweep's tuned schedule, which
+    only a study can choose, falls back to the default for it."""
+    from ebmbench.sampler_board import plan_board
+
+    selection = Selection(methods=["dsm"], samplers=["ula"], architectures=["mlp"],
+                          datasets=["two_moons"], budget="smoke", lr_schedule="tuned")
+    references = [s.reference for s in plan_board(selection) if s.reference is not None]
+    assert references and {r.lr_schedule for r in references} == {"constant"}
