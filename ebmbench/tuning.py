@@ -226,12 +226,14 @@ _CURVE_OBJECTIVES = frozenset({"fisher_divergence", "nll"})
 def trial_spec(study: Study, number: int, values: dict[str, Any], pm: PluginManager) -> RunSpec:
     """The run spec of trial ``number`` of ``study``, with the searched ``values`` (a
     schedule among them, under :data:`SCHEDULE`, when the study searches one)."""
-    values = dict(values)
-    base = tuned_spec(study.base, {SCHEDULE: values.pop(SCHEDULE)} if SCHEDULE in values else {})
-    params = {k: dict(v) for k, v in base.params.items()}
-    method_cls = pm.info("method", base.method).cls
-    for name, value in values.items():
-        params["method"][name] = method_cls.params[name].coerce(value, name=f"method {base.method}.{name}")
+    method = study.base.method
+    method_params = pm.info("method", method).cls.params
+    # The one place a choice becomes a spec (tuned_spec) takes the coerced values; its
+    # params are a fresh copy, changed below for the trials' sampler.
+    base = tuned_spec(study.base, {
+        name: value if name == SCHEDULE else method_params[name].coerce(value, name=f"method {method}.{name}")
+        for name, value in values.items()})
+    params = base.params
     if base.sampler != study.sampler:
         sampler_spec = next((s for s in study.specs if s.sampler == study.sampler), None)
         params["sampler"] = dict(sampler_spec.params["sampler"]) if sampler_spec else \
