@@ -394,32 +394,48 @@ def read_published_not_applicable(runs: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"reason": str})
 
 
-def replaced_slices(new: pd.DataFrame) -> tuple[set[tuple[str, str]], set[str]]:
+def replaced_slices(new: pd.DataFrame, by_method: bool = False
+                    ) -> tuple[set[tuple[str, ...]], set[str]]:
     """What rows of ``new`` replace in a publication: the (dataset, architecture) pairs of
-    its runs, and the datasets of its sampler-board rows (tuning trials replace nothing)."""
+    its runs, or with ``by_method`` their (dataset, architecture, method) triples, and the
+    datasets of its sampler-board rows (tuning trials replace nothing)."""
     role = new["role"].fillna("run") if "role" in new else pd.Series("run", index=new.index)
     runs, board = new[role == "run"], new[role == "sampler"]
-    return (set(zip(runs["dataset"], runs["architecture"], strict=True)),
-            set(board["dataset"]))
+    keys = _slice_keys(runs, by_method)
+    return set(keys), set(board["dataset"])
 
 
-def merge_published(base: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+def _slice_keys(runs: pd.DataFrame, by_method: bool) -> pd.Series:
+    columns = ["dataset", "architecture", "method"] if by_method else ["dataset", "architecture"]
+    return pd.Series(list(zip(*(runs[c] for c in columns), strict=True)), index=runs.index,
+                     dtype=object)
+
+
+def merge_published(base: pd.DataFrame, new: pd.DataFrame, by_method: bool = False) -> pd.DataFrame:
     """A publication's runs ``base`` with the rows of ``new`` (a later sweep's) in place of
     every row of the slices they cover (:func:`replaced_slices`): all of a (dataset,
     architecture)'s runs, whatever their method, sampler or seed, and all of a dataset's
     sampler-board rows. Rows of other slices are kept as published, so each slice comes
     from one sweep and its board compares rows made under one protocol.
 
+    With ``by_method`` a slice is one method's runs on a (dataset, architecture): for a
+    change that touches one method's code alone, whose other rows would come out of a rerun
+    as they are (same protocol; the rows of every other method are kept).
+
     >>> base = pd.DataFrame({"run_id": ["a", "b", "c"], "role": ["run", "run", "sampler"],
-    ...                      "dataset": ["x", "y", "x"], "architecture": ["mlp", "mlp", None]})
+    ...                      "dataset": ["x", "y", "x"], "architecture": ["mlp", "mlp", None],
+    ...                      "method": ["dsm", "nce", "true_density"]})
     >>> new = pd.DataFrame({"run_id": ["d"], "role": ["run"], "dataset": ["x"],
-    ...                     "architecture": ["mlp"]})
+    ...                     "architecture": ["mlp"], "method": ["dsm"]})
     >>> list(merge_published(base, new)["run_id"])
     ['b', 'c', 'd']
+    >>> base.loc[1, "dataset"] = "x"     # nce on x is another method's slice
+    >>> list(merge_published(base, new, by_method=True)["run_id"]), list(merge_published(base, new)["run_id"])
+    (['b', 'c', 'd'], ['c', 'd'])
     """
-    models, boards = replaced_slices(new)
+    models, boards = replaced_slices(new, by_method)
     role = base["role"].fillna("run") if "role" in base else pd.Series("run", index=base.index)
-    pairs = pd.Series(list(zip(base["dataset"], base["architecture"], strict=True)), index=base.index)
-    replaced = ((role == "run") & pairs.isin(models)) | ((role == "sampler") & base["dataset"].isin(boards))
+    keys = _slice_keys(base, by_method)
+    replaced = ((role == "run") & keys.isin(models)) | ((role == "sampler") & base["dataset"].isin(boards))
     kept = base[~replaced]
     return pd.concat([kept, new], ignore_index=True) if len(kept) else new.reset_index(drop=True)

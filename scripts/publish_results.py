@@ -23,7 +23,10 @@ instead of replacing it (:func:`ebmbench.published.merge_published`): every publ
 a (dataset, energy) the sweep ran, and every sampler-board row of a dataset it judged, is
 replaced by the sweep's; the rest stays as published. RUN.md keeps its commands and notes
 and gains the new ones. A gallery is drawn again where the sweep replaced every model of the
-dataset (the older rows' gallery data is not published), and kept otherwise. So a
+dataset (the older rows' gallery data is not published), and kept otherwise. With
+``--onto --methods dsm`` the slice is one method's runs on each (dataset, energy): for a
+change to that method's code alone, the sweep reruns that method (``ebmbench run --all
+--method dsm ...``) and every other method's rows stay as published. So a
 publication can be brought forward a slice at a time, by anyone, from the published files
 alone::
 
@@ -84,6 +87,11 @@ def main() -> None:
                         help="merge the sweep's rows into the publication already in --out: they "
                              "replace every published run of the (dataset, energy) pairs they "
                              "cover and every sampler-board row of their datasets")
+    parser.add_argument("--methods", metavar="A,B",
+                        help="with --onto: the sweep reran these methods alone, after a change to "
+                             "their code only; their runs replace the published runs of the same "
+                             "methods on each (dataset, energy) it covers, and every other "
+                             "method's runs there stay as published")
     parser.add_argument("--trials", action="store_true",
                         help="also publish the tuning trials' rows (by default only the record of each "
                              "study, kept with its runs in hyperparams['tuning'], is published)")
@@ -93,6 +101,8 @@ def main() -> None:
     frame = read_results(args.results)
     not_applicable = read_not_applicable(args.results)
     out: Path = args.out
+    if args.methods and not args.onto:
+        raise SystemExit("--methods merges one method's rows into a publication: it needs --onto")
     if args.onto:
         onto(frame, not_applicable, args)
         return
@@ -141,12 +151,21 @@ def onto(frame: pd.DataFrame, not_applicable: pd.DataFrame, args: argparse.Names
     new = scrub_frame(_without_trials(frame, args.trials).drop(columns=["traceback"], errors="ignore"))
     if not len(new):
         raise SystemExit(f"--onto: {args.results} holds no run to publish")
-    models, boards = replaced_slices(new)
-    merged = merge_published(base, new)
+    by_method = bool(args.methods)
+    if by_method:
+        methods = {m.strip() for m in args.methods.split(",") if m.strip()}
+        ran = set(new.loc[new["role"].fillna("run") == "run", "method"])
+        if not ran <= methods:
+            raise SystemExit(f"--methods {args.methods}: the sweep also holds runs of "
+                             f"{', '.join(sorted(ran - methods))}; merge it without --methods")
+    models, boards = replaced_slices(new, by_method)
+    merged = merge_published(base, new, by_method)
     # A dataset's gallery is drawn again only where every model on it is the sweep's.
     runs = base[base["role"].fillna("run") == "run"]
     published = set(zip(runs["dataset"], runs["architecture"], strict=True))
-    whole = {d for d, _ in models if {p for p in published if p[0] == d} <= models}
+    pairs = {key[:2] for key in models}
+    whole = set() if by_method else {
+        d for d, _ in pairs if {p for p in published if p[0] == d} <= pairs}
     base_na = read_published_not_applicable(csv)
     na = scrub_frame(not_applicable)
     seen = set(zip(base_na["dataset"], base_na["reason"], strict=True))
@@ -156,7 +175,7 @@ def onto(frame: pd.DataFrame, not_applicable: pd.DataFrame, args: argparse.Names
     write_published(merged, csv, merged_na)
     galleries = draw_galleries(frame, not_applicable, args.results.parent, out, whole)
     write_leaderboards(csv, out)
-    kept = sorted({d for d, _ in models} - whole)
+    kept = sorted({key[0] for key in models} - whole)
     (out / PROVENANCE_FILE).write_text(
         merged_provenance(old_provenance, merged, frame, args, models, boards, kept),
         encoding="utf-8")
@@ -166,7 +185,7 @@ def onto(frame: pd.DataFrame, not_applicable: pd.DataFrame, args: argparse.Names
 
 
 def merged_provenance(old: str, merged: pd.DataFrame, frame: pd.DataFrame,
-                      args: argparse.Namespace, models: set[tuple[str, str]], boards: set[str],
+                      args: argparse.Namespace, models: set[tuple[str, ...]], boards: set[str],
                       kept_galleries: list[str]) -> str:
     """RUN.md of a merged publication: the old commands and notes, then the new ones; the
     lines that count rows are counted again on the merged rows."""
@@ -180,10 +199,17 @@ def merged_provenance(old: str, merged: pd.DataFrame, frame: pd.DataFrame,
              if line.startswith("- ") and not line.startswith(recounted)]
     commit = next((line for line in lines if line.startswith("- ebmbench commit:")), "")
     wall = next((line for line in lines if line.startswith("- Wall-clock time of the sweep:")), "")
-    slices = ", ".join(f"{d} ({a})" for d, a in sorted(models))
+    if args.methods:
+        by_pair: dict[tuple[str, str], list[str]] = {}
+        for d, a, m in sorted(models):
+            by_pair.setdefault((d, a), []).append(m)
+        slices = ", ".join(f"{'/'.join(ms)} on {d} ({a})" for (d, a), ms in sorted(by_pair.items()))
+        flag = f" --methods {args.methods}"
+    else:
+        slices, flag = ", ".join(f"{d} ({a})" for d, a in sorted(models)), ""
     added = [f"- The last {len(args.command)} command(s) ran into a new store and were merged "
-             f"onto the publication with `scripts/publish_results.py --onto`: their rows replaced "
-             f"every published run of {slices}"
+             f"onto the publication with `scripts/publish_results.py --onto{flag}`: their rows "
+             f"replaced every published run of {slices}"
              + (f" and every sampler-board row of {', '.join(sorted(boards))}" if boards else "")
              + "; every other row is as published before."]
     if kept_galleries:

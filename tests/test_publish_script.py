@@ -146,3 +146,34 @@ def test_onto_needs_a_publication_to_merge_into(tmp_path):
                  metrics=["fisher"], budget="smoke", results=store)
     proc = publish(store, tmp_path / "empty", "--onto", "--command", "x")
     assert proc.returncode != 0 and "no publication in" in proc.stderr
+
+
+def test_onto_methods_replaces_one_methods_rows_and_keeps_the_others(tmp_path):
+    """After a change to one method's code, its rerun replaces that method's rows alone;
+    a sweep holding other methods' runs is refused under --methods."""
+    first, later = tmp_path / "first" / "results.sqlite", tmp_path / "later" / "results.sqlite"
+    common = dict(samplers=["ula"], architectures=["mlp"], datasets=["two_moons"],
+                  metrics=["fisher"], budget="smoke", sampler_board=False)
+    ebmbench.run(methods=["dsm", "exact_sm"], seeds=[0], results=first, **common)
+    ebmbench.run(methods=["dsm"], seeds=[1], results=later, **common)
+    out = tmp_path / "published"
+    assert publish(first, out, "--command", "ebmbench run --seeds 0").returncode == 0
+    before = read_results(out / "results.csv")
+    proc = publish(later, out, "--onto", "--methods", "dsm", "--command", "ebmbench run --method dsm")
+    assert proc.returncode == 0, proc.stderr
+    assert check_leaderboards(out / "results.csv", out) == []
+    after = read_results(out / "results.csv")
+    assert sorted(after.loc[after["method"] == "dsm", "seed"]) == [1]
+    kept = lambda f: sorted(f.loc[f["method"] == "exact_sm", "run_id"])  # noqa: E731
+    assert kept(after) == kept(before) and kept(before)
+    run_md = (out / PROVENANCE_FILE).read_text()
+    assert ("--onto --methods dsm`: their rows replaced every published run of dsm on "
+            "two_moons (mlp)") in run_md
+    # A sweep with another method's runs cannot be merged as one method's.
+    both = tmp_path / "both" / "results.sqlite"
+    ebmbench.run(methods=["dsm", "exact_sm"], seeds=[2], results=both, **common)
+    proc = publish(both, out, "--onto", "--methods", "dsm", "--command", "x")
+    assert proc.returncode != 0 and "also holds runs of exact_sm" in proc.stderr
+    assert sorted(read_results(out / "results.csv")["run_id"]) == sorted(after["run_id"])
+    proc = publish(later, out, "--methods", "dsm", "--command", "x")
+    assert proc.returncode != 0 and "it needs --onto" in proc.stderr
