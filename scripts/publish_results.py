@@ -175,7 +175,9 @@ def onto(frame: pd.DataFrame, not_applicable: pd.DataFrame, args: argparse.Names
     write_published(merged, csv, merged_na)
     galleries = draw_galleries(frame, not_applicable, args.results.parent, out, whole)
     write_leaderboards(csv, out)
-    kept = sorted({key[0] for key in models} - whole)
+    # Only 2-D datasets have a gallery: the others have none to keep.
+    kept = sorted(d for d in {key[0] for key in models} - whole
+                  if (out / f"{d}-gallery.png").is_file())
     (out / PROVENANCE_FILE).write_text(
         merged_provenance(old_provenance, merged, frame, args, models, boards, kept),
         encoding="utf-8")

@@ -153,7 +153,7 @@ def test_onto_methods_replaces_one_methods_rows_and_keeps_the_others(tmp_path):
     a sweep holding other methods' runs is refused under --methods."""
     first, later = tmp_path / "first" / "results.sqlite", tmp_path / "later" / "results.sqlite"
     common = dict(samplers=["ula"], architectures=["mlp"], datasets=["two_moons"],
-                  metrics=["fisher"], budget="smoke", sampler_board=False)
+                  metrics=["fisher", "density_figure"], budget="smoke", sampler_board=False)
     ebmbench.run(methods=["dsm", "exact_sm"], seeds=[0], results=first, **common)
     ebmbench.run(methods=["dsm"], seeds=[1], results=later, **common)
     out = tmp_path / "published"
@@ -169,6 +169,8 @@ def test_onto_methods_replaces_one_methods_rows_and_keeps_the_others(tmp_path):
     run_md = (out / PROVENANCE_FILE).read_text()
     assert ("--onto --methods dsm`: their rows replaced every published run of dsm on "
             "two_moons (mlp)") in run_md
+    # The gallery still shows exact_sm's model with the old dsm: RUN.md says it predates.
+    assert "The gallery figures of two_moons predate the merge" in run_md
     # A sweep with another method's runs cannot be merged as one method's.
     both = tmp_path / "both" / "results.sqlite"
     ebmbench.run(methods=["dsm", "exact_sm"], seeds=[2], results=both, **common)
