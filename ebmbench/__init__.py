@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
                      "uniform_in_box", "unreliable_values"], "base"),
     **dict.fromkeys(["default_workers", "usable_cpu_cores"], "device"),
     **dict.fromkeys(["EnvironmentFailure", "PluginError", "UserError"], "errors"),
-    **dict.fromkeys(["flow_rsample", "standardised_maf"], "flows"),
+    **dict.fromkeys(["flow_rsample", "path_log_prob", "standardised_maf"], "flows"),
     **dict.fromkeys(["energy_and_score", "frozen_parameters"], "functional"),
     **dict.fromkeys(["RunSpec", "Task", "hard_time_limit", "portable_task"], "grid"),
     **dict.fromkeys(["hookimpl"], "hookspecs"),
@@ -119,7 +119,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     )
     from .device import default_workers, usable_cpu_cores
     from .errors import EnvironmentFailure, PluginError, UserError
-    from .flows import flow_rsample, standardised_maf
+    from .flows import flow_rsample, path_log_prob, standardised_maf
     from .functional import energy_and_score, frozen_parameters
     from .grid import RunSpec, Task, hard_time_limit, portable_task
     from .hookspecs import hookimpl
@@ -196,6 +196,7 @@ __all__ = [
     "energy_and_score",
     "standardised_maf",
     "flow_rsample",
+    "path_log_prob",
     "frozen_parameters",
     # samplers: schedules, adaptation, a base class; annealed importance sampling
     "MarkovChainSampler",

@@ -15,7 +15,7 @@ from torch.distributions import Transform
 from zuko.lazy import UnconditionalTransform
 from zuko.transforms import DependentTransform, LULinearTransform, MonotonicAffineTransform
 
-__all__ = ["standardised_maf", "flow_rsample"]
+__all__ = ["standardised_maf", "flow_rsample", "path_log_prob"]
 
 
 def _affine(shift: Tensor, scale: Tensor) -> Transform:
@@ -67,3 +67,30 @@ def flow_rsample(
     ).to(like.device)
     x, ladj = dist.transform.inv.call_and_ladj(z)
     return x.view(n, *like.shape[1:]), dist.base.log_prob(z) - ladj
+
+
+def path_log_prob(flow: zuko.flows.Flow, x: Tensor) -> Tensor:
+    """log q_φ(x) with the flow's parameters held fixed: for x = T_φ(z) from
+    :func:`flow_rsample`, its gradient in φ is the *path* derivative alone,
+    ∇ₓ log q_φ(x) · ∂x/∂φ, without the score term ∂_φ log q_φ(x)|ₓ, whose expectation
+    under q_φ is zero ("sticking the landing", Roeder, Wu & Duvenaud 2017).
+
+    In a reverse-KL objective E_q[log q_φ − f] the dropped term only adds noise; with it
+    gone the gradient is zero sample by sample when q_φ ∝ exp f, so the estimator's
+    variance vanishes as q_φ reaches its target. ``x`` is in the data's shape; its value
+    equals the log-density :func:`flow_rsample` returns.
+    """
+    # The whole evaluation runs inside functional_call: MAF conditioners are called lazily,
+    # by log_prob, so detaching only while the distribution is built would miss them.
+    wrapper = _LogProb(flow)
+    frozen = {f"flow.{name}": p.detach() for name, p in flow.named_parameters()}
+    return torch.func.functional_call(wrapper, frozen, (x.flatten(1),), strict=False)
+
+
+class _LogProb(torch.nn.Module):
+    def __init__(self, flow: zuko.flows.Flow) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.flow().log_prob(x)

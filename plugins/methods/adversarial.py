@@ -27,6 +27,7 @@ from ebmbench import (
     frozen_parameters,
     int_range,
     log_uniform,
+    path_log_prob,
     standardised_maf,
 )
 
@@ -93,6 +94,8 @@ class AdversarialFlow(Method):
         "alpha": Param(0.0, "weight α of the regulariser α(E_data f² + E_q f²); 0 = unbiased",
                        low=0, search=choice(0.0, 0.001, 0.01, 0.1)),
         "bound_samples": Param(4096, "q-samples for the log Z bound", smoke=512, low=2),
+        "path_gradient": Param(False, "flow gradient by the path derivative alone (sticking "
+                               "the landing, Roeder et al. 2017): zero variance at q = p_θ"),
     }
 
     def setup(self, ctx: TrainContext) -> None:
@@ -107,6 +110,8 @@ class AdversarialFlow(Method):
         """(L_φ, H estimate) on ``n`` reparameterised q-samples; see :func:`adversarial_losses`."""
         like = self.ctx.train_data
         x, log_q = flow_rsample(self.flow, n, self.ctx.generator, like)
+        if self.hparams["path_gradient"]:
+            log_q = path_log_prob(self.flow, x)
         f_q = self.energy(x)
         _, loss = adversarial_losses(f_q.new_zeros(1), f_q, log_q)
         return loss, -log_q.detach().mean()
