@@ -52,7 +52,10 @@ def _score(energy, x: Tensor, create_graph: bool) -> tuple[Tensor, Tensor]:
 
 
 def bare_dsm(energy, x, g, sigma=0.1):
-    eps = torch.randn(x.shape, generator=g)
+    # The antithetic pairs (dsm's default): half the batch at random, each example with ε and −ε.
+    half = x[torch.randperm(len(x), generator=g)[: (len(x) + 1) // 2]]
+    eps = torch.randn(half.shape, generator=g)
+    x, eps = torch.cat([half, half]), torch.cat([eps, -eps])
     _, s = _score(energy, x + sigma * eps, True)
     return 0.5 * (s + eps / sigma).pow(2).sum(1).mean()
 
