@@ -163,9 +163,9 @@ def onto(frame: pd.DataFrame, not_applicable: pd.DataFrame, args: argparse.Names
     # A dataset's gallery is drawn again only where every model on it is the sweep's.
     runs = base[base["role"].fillna("run") == "run"]
     published = set(zip(runs["dataset"], runs["architecture"], strict=True))
-    pairs = {key[:2] for key in models}
+    # A one-method merge never replaces every model of a dataset.
     whole = set() if by_method else {
-        d for d, _ in pairs if {p for p in published if p[0] == d} <= pairs}
+        d for d, _ in models if {p for p in published if p[0] == d} <= models}
     base_na = read_published_not_applicable(csv)
     na = scrub_frame(not_applicable)
     seen = set(zip(base_na["dataset"], base_na["reason"], strict=True))
