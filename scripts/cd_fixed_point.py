@@ -33,6 +33,12 @@ step dP ∝ P (−2∇_P) P (which is P (C_K − Σ) P when α = 0) that keeps P
 and a Newton step on m; the flow stops at the root with 0 < εP < I, the one reached while
 the chains still contract.
 
+Hinton's CD-K (``chain_start=data``) starts the chains from the data batch instead: the same
+formulas with (m₀, C₀) = (μ, Σ) and no fourth cumulant (the data are Gaussian). With α = 0 its
+fixed point does not depend on K: C_K − Σ = L^K(Σ − C_∞) for the contraction L(C) = A C A,
+which vanishes only when Σ = C_∞, ULA's stationary covariance, i.e. P − εP²/2 = Σ⁻¹ (its
+bias is ULA's alone, of order ε).
+
 This prints, for a Gaussian dataset and each α, the fixed point's Fisher divergence over
 the training chains' step (``cd``'s ``chain_step_scale`` × ``ula``'s ε) and K (``cd``'s
 ``mcmc_steps``: ULA takes one evaluation per step); docs/protocol.md, section 7, compares
@@ -42,6 +48,7 @@ Usage::
 
     python scripts/cd_fixed_point.py [--dataset correlated_gaussian]
         [--scale 0.3,1,2,3,4,5,7,9,10] [--steps 5,10,20,50,100,200,400] [--alpha 0,0.01]
+        [--chain-start noise|data]
     python scripts/cd_fixed_point.py --results leaderboards/results.csv [--dataset ...]
 
 ``--results`` sets each stored ``cd`` model trained with ``ula`` on the dataset's quadratic
@@ -301,6 +308,16 @@ def noise_moments(dataset: ebmbench.Dataset) -> tuple[torch.Tensor, torch.Tensor
             centred.pow(4).mean(0) - 3 * var.square())
 
 
+def start_moments(dataset: ebmbench.Dataset, chain_start: str
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The chains' starting moments (mean, covariance, fourth cumulant): ``init_noise``'s for
+    short-run CD, the data's own N(μ, Σ) (no fourth cumulant) for CD-K from the data."""
+    if chain_start == "data":
+        mean = dataset.mean.double()
+        return mean, dataset.covariance.double(), torch.zeros_like(mean)
+    return noise_moments(dataset)
+
+
 def _cell(value: float) -> str:
     """A fixed point's Fisher divergence as printed (``inf``: none; ``nan``: unsettled)."""
     if math.isinf(value):
@@ -321,26 +338,27 @@ def _gaussian(dataset_name: str) -> ebmbench.Dataset:
 
 
 def settled_values(dataset: ebmbench.Dataset, eps: torch.Tensor, steps: torch.Tensor,
-                   alpha: float) -> list[float]:
+                   alpha: float, chain_start: str = "noise") -> list[float]:
     """The fixed point's Fisher divergence for each (ε, K) pair: ``inf`` where there is none,
     ``nan`` where the flow did not settle."""
     mean, precision, status = fixed_points(dataset.mean, dataset.covariance,
-                                           noise_moments(dataset), eps, steps, alpha)
+                                           start_moments(dataset, chain_start), eps, steps, alpha)
     fd = fisher_divergence(dataset.mean, dataset.covariance, mean, precision)
     return [{1: float(v), 0: math.inf, -1: math.nan}[st]
             for v, st in zip(fd.tolist(), status.tolist(), strict=True)]
 
 
-def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float = 0.0
-          ) -> tuple[list[list[str]], dict[tuple[float, int], float]]:
+def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float = 0.0,
+          chain_start: str = "noise") -> tuple[list[list[str]], dict[tuple[float, int], float]]:
     """The fixed point's Fisher divergence per (chain step scale, K) at regulariser weight
-    ``alpha``, as printed rows and as numbers (``inf`` where there is none)."""
+    ``alpha``, chains from ``chain_start``, as printed rows and as numbers (``inf`` where
+    there is none)."""
     dataset = _gaussian(dataset_name)
     base_eps = ebmbench.get_sampler("ula").hparams["step_size"]
     pairs = [(s, k) for s in scales for k in steps]
     eps = torch.tensor([s * base_eps for s, _ in pairs], dtype=torch.float64)
     ks = torch.tensor([k for _, k in pairs])
-    values = dict(zip(pairs, settled_values(dataset, eps, ks, alpha), strict=True))
+    values = dict(zip(pairs, settled_values(dataset, eps, ks, alpha, chain_start), strict=True))
     rows = [[f"×{s:g}", f"{s * base_eps:.4g}", *(_cell(values[s, k]) for k in steps)]
             for s in scales]
     return rows, values
@@ -348,7 +366,8 @@ def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float
 
 def stored_models(results: str, dataset_name: str) -> pd.DataFrame:
     """Each ``cd`` model trained with ``ula`` on the quadratic energy of ``dataset_name`` in
-    a results store or export, one line per configuration: its K, chain step, α, the mean
+    a results store or export, one line per configuration: its chain start, K, chain step, α,
+    the mean
     (min–max) over seeds of the test Fisher divergence its runs report and of their last
     curve point's validation one (where it settled, not the checkpoint it kept), beside the
     configuration's fixed point."""
@@ -363,21 +382,23 @@ def stored_models(results: str, dataset_name: str) -> pd.DataFrame:
     for _, row in runs.iterrows():
         method, sampler = row["hyperparams"]["method"], row["hyperparams"]["sampler"]
         curve = [p for p in (row.get("curve") or []) if "fisher_divergence" in p]
-        lines.append({"K": int(method["mcmc_steps"]), "chain step": float(method["chain_step_scale"]),
+        # rows from before chain_start existed started from noise
+        lines.append({"start": method.get("chain_start", "noise"), "K": int(method["mcmc_steps"]),
+                      "chain step": float(method["chain_step_scale"]),
                       "α": float(method["alpha"]), "ε": method["chain_step_scale"] * sampler["step_size"],
                       "reported": row["metric.fisher_divergence"],
                       "last point": curve[-1]["fisher_divergence"] if curve else math.nan})
     if not lines:
         return pd.DataFrame()
-    models = pd.DataFrame(lines).groupby(["K", "chain step", "α", "ε"], as_index=False).agg(
+    models = pd.DataFrame(lines).groupby(["start", "K", "chain step", "α", "ε"], as_index=False).agg(
         seeds=("reported", "size"), reported=("reported", "mean"),
         reported_min=("reported", "min"), reported_max=("reported", "max"),
         last_point=("last point", "mean"))
     predicted = pd.Series(math.nan, index=models.index)
-    for alpha, group in models.groupby("α"):  # batched over the models of one α
+    for (start, alpha), group in models.groupby(["start", "α"]):  # batched per start and α
         predicted[group.index] = settled_values(
             dataset, torch.tensor(group["ε"].tolist(), dtype=torch.float64),
-            torch.tensor(group["K"].astype(int).tolist()), float(alpha))
+            torch.tensor(group["K"].astype(int).tolist()), float(alpha), start)
     return models.assign(fixed_point=predicted)
 
 
@@ -404,6 +425,9 @@ def main(argv: list[str] | None = None) -> dict[tuple[float, float, int], float]
                         help="cd's mcmc_steps values K, a comma list")
     parser.add_argument("--alpha", type=_numbers(float, positive=False), default="0",
                         help="cd's regulariser weights α, a comma list (one table each)")
+    parser.add_argument("--chain-start", choices=("noise", "data"), default="noise",
+                        help="where cd's chains start: noise (short-run CD, the default) or "
+                        "the data (Hinton's CD-K)")
     parser.add_argument("--results", help="instead, each cd/ula quadratic model of a results "
                         "store or export (e.g. leaderboards/results.csv) beside its fixed point")
     args = parser.parse_args(argv)
@@ -419,11 +443,11 @@ def main(argv: list[str] | None = None) -> dict[tuple[float, float, int], float]
     values: dict[tuple[float, float, int], float] = {}
     for alpha in args.alpha:
         try:
-            rows, by_pair = table(args.dataset, args.scale, args.steps, alpha)
+            rows, by_pair = table(args.dataset, args.scale, args.steps, alpha, args.chain_start)
         except ebmbench.UserError as error:
             parser.error(str(error))
         values |= {(alpha, *pair): v for pair, v in by_pair.items()}
-        print(f"\nα = {alpha:g}\n")
+        print(f"\nα = {alpha:g}, chains from the {args.chain_start}\n")
         print(tabulate(rows, headers=["chain step", "ε", *(f"K = {k}" for k in args.steps)],
                        tablefmt="github", disable_numparse=True))
     return values

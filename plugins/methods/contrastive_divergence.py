@@ -6,8 +6,8 @@ E_{x~p_θ}[∇_θ f_θ(x)], so with x_sample from a short MCMC run the ascent di
     ∇_θ f_θ(x_data) − ∇_θ f_θ(x_sample)
 
 (Hinton 2002; the lecture's recap slide drops the second ∇_θ, ERRATA 3). Short-run CD starts
-every chain from noise (Nijkamp et al. 2019); persistent CD keeps the chains alive in a
-replay buffer (Tieleman 2008; Du & Mordatch 2019).
+every chain from noise (Nijkamp et al. 2019), Hinton's CD-K from the data batch itself;
+persistent CD keeps the chains alive in a replay buffer (Tieleman 2008; Du & Mordatch 2019).
 """
 
 from __future__ import annotations
@@ -76,13 +76,18 @@ def cd_loss(f_data: Tensor, f_sample: Tensor, alpha: float = 0.0) -> Tensor:
 
 
 class ContrastiveDivergence(Method):
-    """Short-run contrastive divergence: chains from noise at every update.
+    """Contrastive divergence with fresh chains at every update: short-run from noise, or
+    Hinton's CD-K from the data.
 
-    Negative chains start from ``dataset.init_noise`` and run the run's sampler for
+    Negative chains start from ``dataset.init_noise`` (``chain_start="noise"``, the default)
+    or from the update's data batch (``"data"``, Hinton 2002), and run the run's sampler for
     ``mcmc_steps`` = K evaluations of its score (:func:`chain_steps`: ⌈K/L⌉ steps of a
     kernel whose step takes L); the loss is :func:`cd_loss`. With few steps this is the short-run
     "non-convergent" MCMC of Nijkamp et al. (2019): the samples, not the density, are what
-    it learns well, unless the chains mix within K steps.
+    it learns well, unless the chains mix within K steps. From the data, the chains need not
+    forget a start far from the model, so K need not be long; but they explore only near the
+    data, and a mode the data do not visit is never corrected (Carreira-Perpiñán & Hinton
+    2005).
 
     **Training chains belong to the method.** They run the run's sampler kernel with their
     own step size, ``chain_step_scale`` × the sampler's step size (tuned with the method),
@@ -94,10 +99,11 @@ class ContrastiveDivergence(Method):
     """
 
     name = "cd"
-    description = "Short-run contrastive divergence: K-evaluation chains from noise per update"
+    description = "Contrastive divergence: K-evaluation chains per update, from noise or the data"
     uses_sampler = True
-    # α > 0 regularises the energy's magnitude (Du & Mordatch 2019): a labelled variant.
-    variant_params = ("alpha",)
+    # α > 0 regularises the energy's magnitude (Du & Mordatch 2019), and chains from the data
+    # are Hinton's CD-K rather than short-run CD: both labelled variants.
+    variant_params = ("alpha", "chain_start")
     params = Method.params | {
         "mcmc_steps": Param(20, "evaluations K of the score (of f, gradient-free kernels) per "
                            "chain and update: ⌈K/L⌉ steps of a kernel whose step takes L (HMC)",
@@ -112,6 +118,12 @@ class ContrastiveDivergence(Method):
             0.0, "weight α of the energy-magnitude regulariser α(E_data f² + E_sample f²)",
             low=0, search=choice(0.0, 0.001, 0.01, 0.1),
         ),
+        # Searched: on the quadratic energy with ULA, chains from noise settle 0.25 or more
+        # from the data's density within K ≤ 100 (scripts/cd_fixed_point.py), chains from the
+        # data at ULA's own bias, whatever K (docs/protocol.md section 7).
+        "chain_start": Param("noise", "where each update's chains start: 'noise' (short-run "
+                             "CD) or 'data' (the batch: Hinton's CD-K)",
+                             choices=("noise", "data"), search=choice("noise", "data")),
         "chain_step_scale": Param(
             1.0, "training chains' step size, as a multiple of the sampler's own",
             positive=True, search=log_uniform(0.1, 30.0),
@@ -178,12 +190,16 @@ class ContrastiveDivergence(Method):
         }
         return result.x.detach()
 
-    def negatives(self, n: int) -> Tensor:
-        """``n`` model samples for one update (detached)."""
-        return self._run_chains(self.init_noise(n))
+    def negatives(self, batch: Tensor) -> Tensor:
+        """As many model samples as ``batch`` has rows, for one update (detached): chains from
+        noise, or from ``batch`` itself with ``chain_start="data"``."""
+        # A copy: a kernel may mark its start as requiring grad, and the batch is reused.
+        start = (batch.detach().clone() if self.hparams["chain_start"] == "data"
+                 else self.init_noise(len(batch)))
+        return self._run_chains(start)
 
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
-        x_neg = self.negatives(batch.shape[0])
+        x_neg = self.negatives(batch)
         f = self.energy(torch.cat([batch, x_neg]))
         f_data, f_sample = f[: batch.shape[0]], f[batch.shape[0] :]
         loss = cd_loss(f_data, f_sample, self.hparams["alpha"])
@@ -206,7 +222,9 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
 
     name = "pcd"
     description = "Persistent CD: chains kept in a replay buffer, 5% restarted from noise"
-    params = ContrastiveDivergence.params | {
+    variant_params = ("alpha",)
+    # The buffer decides where pcd's chains start.
+    params = {k: v for k, v in ContrastiveDivergence.params.items() if k != "chain_start"} | {
         "mcmc_steps": Param(10, "evaluations K of the score (of f, gradient-free kernels) per "
                            "chain and update: ⌈K/L⌉ steps of a kernel whose step takes L (HMC)",
                            smoke=5, full=60, low=1, search=int_range(1, 50, log=True)),
@@ -221,8 +239,8 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
             self.hparams["buffer_size"], self.init_noise, self.hparams["reinit_prob"]
         )
 
-    def negatives(self, n: int) -> Tensor:
-        x0, slots = self.buffer.sample(n, generator=self.ctx.generator)
+    def negatives(self, batch: Tensor) -> Tensor:
+        x0, slots = self.buffer.sample(len(batch), generator=self.ctx.generator)
         x = self._run_chains(x0)
         self.buffer.push(x, slots)
         return x
