@@ -366,11 +366,10 @@ def table(dataset_name: str, scales: list[float], steps: list[int], alpha: float
 
 def stored_models(results: str, dataset_name: str) -> pd.DataFrame:
     """Each ``cd`` model trained with ``ula`` on the quadratic energy of ``dataset_name`` in
-    a results store or export, one line per configuration: its chain start, K, chain step, α,
-    the mean
-    (min–max) over seeds of the test Fisher divergence its runs report and of their last
-    curve point's validation one (where it settled, not the checkpoint it kept), beside the
-    configuration's fixed point."""
+    a results store or export, one line per configuration: its chain start, K, chain step,
+    α, the mean (min–max) over seeds of the test Fisher divergence its runs report and of
+    their last curve point's validation one (where it settled, not the checkpoint it kept),
+    beside the configuration's fixed point."""
     dataset = _gaussian(dataset_name)
     frame = ebmbench.load_results(results)
     runs = frame[(frame["role"] == "run") & (frame["method"] == "cd") & (frame["sampler"] == "ula")

@@ -118,9 +118,10 @@ class ContrastiveDivergence(Method):
             0.0, "weight α of the energy-magnitude regulariser α(E_data f² + E_sample f²)",
             low=0, search=choice(0.0, 0.001, 0.01, 0.1),
         ),
-        # Searched: on the quadratic energy with ULA, chains from noise settle 0.25 or more
-        # from the data's density within K ≤ 100 (scripts/cd_fixed_point.py), chains from the
-        # data at ULA's own bias, whatever K (docs/protocol.md section 7).
+        # Searched: on the quadratic energy with ULA and α = 0, chains from noise settle at
+        # Fisher divergence 0.245 or more within K ≤ 100, chains from the data at ULA's own
+        # bias whatever K, 0.0048 at its step (scripts/cd_fixed_point.py; docs/protocol.md
+        # sections 5 and 7). Which start suits other data is the tuning's question.
         "chain_start": Param("noise", "where each update's chains start: 'noise' (short-run "
                              "CD) or 'data' (the batch: Hinton's CD-K)",
                              choices=("noise", "data"), search=choice("noise", "data")),
