@@ -88,3 +88,18 @@ def study_key(spec) -> str:
 
     (key,) = plan_studies([spec], get_plugin_manager(), set()).keys()
     return key
+
+
+def ula_stationary_cov(cov: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: F821
+    """The Σ_θ whose ULA chains (step ε) have covariance ``cov``.
+
+    On N(μ, P⁻¹), ULA x' = x − εP(x − μ) + √(2ε) z has stationary covariance C with
+    C = (I − εP) C (I − εP) + 2εI, i.e. C⁻¹ = P − εP²/2. Contrastive divergence whose chains
+    reach that law (long chains, or any K from the data) drives C to the data covariance, so
+    P solves εp²/2 − p + 1/c = 0 per eigenvalue c of it: p = (1 − √(1 − 2ε/c)) / ε.
+    """
+    import torch
+
+    c, q = torch.linalg.eigh(cov)
+    p = (1 - torch.sqrt(1 - 2 * eps / c)) / eps
+    return q @ torch.diag(1 / p) @ q.T

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ebmbench
-from tests.helpers import load_script
+from tests.helpers import load_script, ula_stationary_cov
 
 F64 = torch.float64
 
@@ -107,13 +107,6 @@ def test_cd_with_ula_trains_to_the_closed_form_fixed_point_not_the_truth():
     assert float((learned - ds.precision).norm() / ds.precision.norm()) > 0.2
 
 
-def _ula_stationary_precision(sigma: torch.Tensor, eps: float) -> torch.Tensor:
-    """The P with ULA stationary covariance Σ: P − εP²/2 = Σ⁻¹, per eigenvalue s of Σ
-    p = (1 − √(1 − 2ε/s)) / ε."""
-    s, v = torch.linalg.eigh(sigma.double())
-    return v @ torch.diag((1 - torch.sqrt(1 - 2 * eps / s)) / eps) @ v.T
-
-
 def test_cd_from_the_data_settles_at_ulas_stationary_law_whatever_k(cfp):
     """Hinton's CD-K (chains from the data) with α = 0: C_K − Σ = L^K(Σ − C_∞) vanishes only
     at Σ = C_∞, so the fixed point is ULA's stationary precision for every K, where chains
@@ -124,7 +117,7 @@ def test_cd_from_the_data_settles_at_ulas_stationary_law_whatever_k(cfp):
     _, precision, status = cfp.fixed_points(ds.mean, ds.covariance, cfp.start_moments(ds, "data"),
                                             eps, steps)
     assert status.tolist() == [1, 1, 1]
-    exact = _ula_stationary_precision(ds.covariance, 0.025)
+    exact = torch.linalg.inv(ula_stationary_cov(ds.covariance.double(), 0.025))
     for p in precision:
         assert torch.allclose(p, exact, rtol=1e-4, atol=1e-4)
     from_noise = cfp.settled_values(ds, eps, steps, 0.0, "noise")
@@ -138,7 +131,7 @@ def test_cd_from_the_data_trains_to_ulas_stationary_law_with_short_chains():
     from the stationary precision), its 5 steps too few to forget the noise."""
     ds = ebmbench.get_dataset("correlated_gaussian")
     eps = 5 * ebmbench.get_sampler("ula").hparams["step_size"]
-    predicted = _ula_stationary_precision(ds.covariance, eps)
+    predicted = torch.linalg.inv(ula_stationary_cov(ds.covariance.double(), eps))
     model = ebmbench.train(
         "cd", "quadratic", "correlated_gaussian", sampler="ula", device="cpu",
         checkpoint="last", weight_average="ema",

@@ -50,6 +50,7 @@ from ebmbench import (
     path_log_prob,
     standardised_maf,
 )
+from tests.helpers import ula_stationary_cov
 
 DOUBLE = torch.float64
 
@@ -559,18 +560,6 @@ RECIPES = {
 }
 
 ULA_STEP = 0.2
-
-
-def ula_stationary_cov(cov: Tensor, eps: float) -> Tensor:
-    """The Σ_θ whose ULA chains (step ε) have covariance ``cov``.
-
-    On N(μ, P⁻¹), ULA x' = x − εP(x − μ) + √(2ε) z has stationary covariance C with
-    C = (I − εP) C (I − εP) + 2εI, i.e. C⁻¹ = P − εP²/2. Contrastive divergence drives C
-    to the data covariance, so P solves εp²/2 − p + 1/c = 0 per eigenvalue c of it.
-    """
-    c, q = torch.linalg.eigh(cov)
-    p = (1 - torch.sqrt(1 - 2 * eps / c)) / eps
-    return q @ torch.diag(1 / p) @ q.T
 
 
 def optimum(name: str, hparams: dict, mean: Tensor, cov: Tensor) -> tuple[Tensor, Tensor]:
