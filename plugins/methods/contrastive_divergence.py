@@ -79,8 +79,9 @@ class ContrastiveDivergence(Method):
     """Contrastive divergence with fresh chains at every update: short-run from noise, or
     Hinton's CD-K from the data.
 
-    Negative chains start from ``dataset.init_noise`` (``chain_start="noise"``, the default)
-    or from the update's data batch (``"data"``, Hinton 2002), and run the run's sampler for
+    Negative chains start from the update's data batch (``chain_start="data"``, Hinton 2002;
+    the ``quick`` default) or from ``dataset.init_noise`` (``"noise"``; the ``smoke`` and
+    ``full`` default), and run the run's sampler for
     ``mcmc_steps`` = K evaluations of its score (:func:`chain_steps`: ⌈K/L⌉ steps of a
     kernel whose step takes L); the loss is :func:`cd_loss`. With few steps this is the short-run
     "non-convergent" MCMC of Nijkamp et al. (2019): the samples, not the density, are what
@@ -105,6 +106,9 @@ class ContrastiveDivergence(Method):
     # are Hinton's CD-K rather than short-run CD: both labelled variants.
     variant_params = ("alpha", "chain_start")
     params = Method.params | {
+        # 0.01 at quick, with chains from the data (chain_start): alone, with chains from
+        # noise, it made the untuned cd diverge (docs/protocol.md section 6).
+        "lr": Method.params["lr"].with_quick_default(1e-2),
         "mcmc_steps": Param(20, "evaluations K of the score (of f, gradient-free kernels) per "
                            "chain and update: ⌈K/L⌉ steps of a kernel whose step takes L (HMC)",
                            smoke=5, full=100, low=1,
@@ -121,10 +125,15 @@ class ContrastiveDivergence(Method):
         # Searched: on the quadratic energy with ULA and α = 0, chains from noise settle at
         # Fisher divergence 0.245 or more within K ≤ 100, chains from the data at ULA's own
         # bias whatever K, 0.0048 at its step (scripts/cd_fixed_point.py; docs/protocol.md
-        # sections 5 and 7). Which start suits other data is the tuning's question.
+        # sections 5 and 7). Which start suits other data is the tuning's question. At quick
+        # the default is the data, with lr 0.01 (below): the tuned publication chose the
+        # data in 32 of 52 studies, and untuned the two together lowered the mean Fisher
+        # divergence of cd's toy studies against noise with lr 0.001 (docs/protocol.md
+        # section 6 has the command and the counts).
         "chain_start": Param("noise", "where each update's chains start: 'noise' (short-run "
                              "CD) or 'data' (the batch: Hinton's CD-K)",
-                             choices=("noise", "data"), search=choice("noise", "data")),
+                             choices=("noise", "data"),
+                             search=choice("noise", "data")).with_quick_default("data"),
         "chain_step_scale": Param(
             1.0, "training chains' step size, as a multiple of the sampler's own",
             positive=True, search=log_uniform(0.1, 30.0),
@@ -226,6 +235,9 @@ class PersistentContrastiveDivergence(ContrastiveDivergence):
     variant_params = ("alpha",)
     # The buffer decides where pcd's chains start.
     params = {k: v for k, v in ContrastiveDivergence.params.items() if k != "chain_start"} | {
+        # cd's quick lr suits chains from the data; with a buffer of chains from noise, 0.005
+        # already made pcd diverge on the quadratic energy (docs/protocol.md section 6).
+        "lr": Method.params["lr"],
         "mcmc_steps": Param(10, "evaluations K of the score (of f, gradient-free kernels) per "
                            "chain and update: ⌈K/L⌉ steps of a kernel whose step takes L (HMC)",
                            smoke=5, full=60, low=1, search=int_range(1, 50, log=True)),
