@@ -106,8 +106,8 @@ class ContrastiveDivergence(Method):
     # are Hinton's CD-K rather than short-run CD: both labelled variants.
     variant_params = ("alpha", "chain_start")
     params = Method.params | {
-        # 0.01 at quick, with chains from the data (chain_start): alone, with chains from
-        # noise, it made the untuned cd diverge (docs/protocol.md section 6).
+        # 0.01 at quick, with chains from the data (chain_start): with chains from noise a
+        # higher lr alone, 0.003, made the untuned cd diverge (docs/protocol.md section 6).
         "lr": Method.params["lr"].with_quick_default(1e-2),
         "mcmc_steps": Param(20, "evaluations K of the score (of f, gradient-free kernels) per "
                            "chain and update: ⌈K/L⌉ steps of a kernel whose step takes L (HMC)",
