@@ -455,7 +455,8 @@ def test_cd_runs_k_sampler_steps_from_noise_and_keeps_gradients_clean():
     ds, data = gaussian_problem(2, n=64)
     net = small_mlp(2)
     sampler = RecordingSampler()
-    method = get_method("cd", mcmc_steps=7, batch_size=16, lr=0.0)
+    # Short-run CD (the quick default starts from the data since 2026-12-02).
+    method = get_method("cd", mcmc_steps=7, batch_size=16, lr=0.0, chain_start="noise")
     method.setup(context(net, ds, data, sampler))
     batch = data[:16]
     loss, logs = method.loss(batch)
@@ -467,6 +468,22 @@ def test_cd_runs_k_sampler_steps_from_noise_and_keeps_gradients_clean():
     assert all(p.grad is None for p in net.parameters())  # the sampler's backward did not leak
     torch.testing.assert_close(loss, cd_loss(net(batch), net(x0 + 1.0)))
     assert logs["f_sample"] == pytest.approx(float(net(x0 + 1.0).detach().mean()))
+
+
+def test_cd_at_quick_starts_its_chains_from_the_batch():
+    """Hinton's CD-K, the quick default: the chains start at the update's data batch; smoke
+    keeps short-run CD, from noise."""
+    ds, data = gaussian_problem(2, n=64)
+    net = small_mlp(2)
+    sampler = RecordingSampler()
+    method = get_method("cd", budget="quick", mcmc_steps=3, batch_size=16, lr=0.0)
+    assert method.hparams["chain_start"] == "data"
+    assert get_method("cd", budget="smoke").hparams["chain_start"] == "noise"
+    method.setup(context(net, ds, data, sampler))
+    batch = data[:16]
+    method.loss(batch)
+    (x0, k), = sampler.calls
+    assert k == 3 and torch.equal(x0, batch)
 
 
 @pytest.mark.parametrize("name", ["cd", "pcd"])
