@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -90,16 +92,19 @@ def study_key(spec) -> str:
     return key
 
 
-def ula_stationary_cov(cov: torch.Tensor, eps: float) -> torch.Tensor:  # noqa: F821
-    """The Σ_θ whose ULA chains (step ε) have covariance ``cov``.
+def ula_stationary_precision(cov: torch.Tensor, eps: float) -> torch.Tensor:
+    """The precision P_θ whose ULA chains (step ε) have covariance ``cov``.
 
     On N(μ, P⁻¹), ULA x' = x − εP(x − μ) + √(2ε) z has stationary covariance C with
     C = (I − εP) C (I − εP) + 2εI, i.e. C⁻¹ = P − εP²/2. Contrastive divergence whose chains
     reach that law (long chains, or any K from the data) drives C to the data covariance, so
     P solves εp²/2 − p + 1/c = 0 per eigenvalue c of it: p = (1 − √(1 − 2ε/c)) / ε.
     """
-    import torch
-
     c, q = torch.linalg.eigh(cov)
-    p = (1 - torch.sqrt(1 - 2 * eps / c)) / eps
-    return q @ torch.diag(1 / p) @ q.T
+    return q @ torch.diag((1 - torch.sqrt(1 - 2 * eps / c)) / eps) @ q.T
+
+
+def ula_stationary_cov(cov: torch.Tensor, eps: float) -> torch.Tensor:
+    """Σ_θ = P_θ⁻¹ of :func:`ula_stationary_precision`, from the same eigenvectors."""
+    c, q = torch.linalg.eigh(cov)
+    return q @ torch.diag(eps / (1 - torch.sqrt(1 - 2 * eps / c))) @ q.T

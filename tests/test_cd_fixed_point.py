@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ebmbench
-from tests.helpers import load_script, ula_stationary_cov
+from tests.helpers import load_script, ula_stationary_precision
 
 F64 = torch.float64
 
@@ -118,7 +118,7 @@ def test_cd_from_the_data_settles_at_ulas_stationary_law_whatever_k(cfp):
     _, precision, status = cfp.fixed_points(ds.mean, ds.covariance, cfp.start_moments(ds, "data"),
                                             eps, steps)
     assert status.tolist() == [1, 1, 1]
-    exact = torch.linalg.inv(ula_stationary_cov(ds.covariance.double(), 0.025))
+    exact = ula_stationary_precision(ds.covariance.double(), 0.025)
     for p in precision:
         assert torch.allclose(p, exact, rtol=1e-4, atol=1e-4)
     from_noise = cfp.settled_values(ds, eps, steps, 0.0, "noise")
@@ -132,7 +132,7 @@ def test_cd_from_the_data_trains_to_ulas_stationary_law_with_short_chains():
     from the stationary precision), its 5 steps too few to forget the noise."""
     ds = ebmbench.get_dataset("correlated_gaussian")
     eps = 5 * ebmbench.get_sampler("ula").hparams["step_size"]
-    predicted = torch.linalg.inv(ula_stationary_cov(ds.covariance.double(), eps))
+    predicted = ula_stationary_precision(ds.covariance.double(), eps)
     model = ebmbench.train(
         "cd", "quadratic", "correlated_gaussian", sampler="ula", device="cpu",
         checkpoint="last", weight_average="ema",
@@ -234,7 +234,7 @@ def test_cds_quick_defaults_train_the_quadratic_energy_to_ulas_stationary_law():
     0.001) left 4.9."""
     ds = ebmbench.get_dataset("correlated_gaussian")
     eps = ebmbench.get_sampler("ula").hparams["step_size"]
-    stationary = torch.linalg.inv(ula_stationary_cov(ds.covariance.double(), eps))
+    stationary = ula_stationary_precision(ds.covariance.double(), eps)
     model = ebmbench.train("cd", "quadratic", "correlated_gaussian", sampler="ula",
                            device="cpu", seed=0)
     assert model.spec.params["method"]["chain_start"] == "data"
